@@ -1,0 +1,60 @@
+import { AGENT_USAGE, ConfigError, loadConfig, parseAgentArgs } from '@peerglance/config'
+import { Agent } from './create-agent.ts'
+
+/** `peerglance agent [flags]`: the only code that touches process, signals and exit codes. */
+async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === '--help' || command === '-h' || command == null) {
+    process.stdout.write(`Usage: peerglance agent [options]\n\n${AGENT_USAGE}\n`)
+    return command == null ? 1 : 0
+  }
+  if (command !== 'agent') {
+    process.stderr.write(`peerglance: unknown command '${command}' (try: peerglance agent --help)\n`)
+    return 2
+  }
+  let agent: Agent
+  try {
+    const args = parseAgentArgs(rest)
+    if (args.help) {
+      process.stdout.write(`${AGENT_USAGE}\n`)
+      return 0
+    }
+    agent = new Agent(loadConfig({ file: args.configFile, overrides: args.overrides }))
+  } catch (err) {
+    if ((err as Error).name !== ConfigError.name) throw err
+    process.stderr.write(`peerglance: ${(err as Error).message}\n`)
+    return 2
+  }
+
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      agent.log.warn({ signal }, 'second signal, exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    agent.log.info({ signal }, 'stopping')
+    const deadline = setTimeout(() => {
+      agent.log.error('shutdown deadline passed, exiting')
+      process.exit(1)
+    }, agent.config.shutdown.graceMs + 5000)
+    deadline.unref()
+    agent.stop().then(() => process.exit(0), (err: unknown) => {
+      agent.log.error({ err }, 'stop failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+
+  try {
+    await agent.start()
+  } catch (err) {
+    agent.log.fatal({ err }, 'agent failed to start')
+    return 1
+  }
+  return -1
+}
+
+const code = await main(process.argv.slice(2))
+if (code >= 0) process.exit(code)

@@ -1,0 +1,3 @@
+export { Agent } from './create-agent.ts'
+export type { AgentOverrides, AgentStatus } from './create-agent.ts'
+export { createLogger } from './logger.ts'

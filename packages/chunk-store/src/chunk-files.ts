@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto'
+import { access, mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { isChunkCid } from './cid-of.ts'
+import { CHUNKS_DIR, STAGING_DIR } from './constants.ts'
+import { eachLimit } from './each-limit.ts'
+import { KeyedLock } from './keyed-lock.ts'
+import type { Pins } from './pins.ts'
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
+
+/**
+ * The on-disk layout: `chunks/<xy>/<cid>` for whole, verified chunks and `staging/` for files
+ * being written. A chunk appears under its name only by rename after fdatasync, so a name never
+ * points at partial bytes.
+ */
+export class ChunkFiles {
+  readonly #root: string
+  readonly #chunks: string
+  readonly #staging: string
+  readonly #pins: Pins
+  readonly #lock = new KeyedLock()
+
+  constructor (root: string, pins: Pins) {
+    this.#root = root
+    this.#chunks = join(root, CHUNKS_DIR)
+    this.#staging = join(root, STAGING_DIR)
+    this.#pins = pins
+  }
+
+  /** Creates the layout and deletes whatever a crash left in staging; returns how many entries went. */
+  async prepare (): Promise<number> {
+    await mkdir(this.#staging, { recursive: true })
+    const leftovers = await readdir(this.#staging)
+    await Promise.all(leftovers.map(async name => { await rm(join(this.#staging, name), { recursive: true, force: true }) }))
+
+    // All 1024 fan-out directories exist from the start, so writes never race to create one and
+    // only the fan-out directory needs an fsync after a rename.
+    await mkdir(this.#chunks, { recursive: true })
+    const present = new Set(await readdir(this.#chunks))
+    const missing = [...BASE32].flatMap(a => [...BASE32].map(b => a + b)).filter(name => !present.has(name))
+    if (missing.length > 0) {
+      await Promise.all(missing.map(async name => { await mkdir(join(this.#chunks, name), { recursive: true }) }))
+      await syncDir(this.#chunks)
+      await syncDir(this.#root)
+    }
+    return leftovers.length
+  }
+
+  path (cid: string): string {
+    return join(this.#dirOf(cid), cid)
+  }
+
+  async has (cid: string): Promise<boolean> {
+    return isChunkCid(cid) && await exists(this.path(cid))
+  }
+
+  /**
+   * Stores verified bytes under their CID unless a file of that name exists; returns whether this
+   * call created it. The caller fsyncs the directory (see `syncDirs`) before relying on the name.
+   */
+  async put (cid: string, bytes: Uint8Array): Promise<boolean> {
+    return await this.#lock.run(cid, async () => {
+      const file = this.path(cid)
+      if (await exists(file)) return false
+      const tmp = join(this.#staging, `${randomBytes(8).toString('hex')}.tmp`)
+      try {
+        const handle = await open(tmp, 'wx')
+        try {
+          // One write per chunk: FileHandle.writeFile would split it into 512 KiB writes.
+          for (let offset = 0; offset < bytes.length;) {
+            offset += (await handle.write(bytes, offset, bytes.length - offset)).bytesWritten
+          }
+          await handle.datasync()
+        } finally {
+          await handle.close()
+        }
+        await rename(tmp, file)
+      } catch (err) {
+        await rm(tmp, { force: true })
+        throw err
+      }
+      return true
+    })
+  }
+
+  /** Deletes the chunk file unless the chunk is pinned; returns whether a file was deleted. */
+  async deleteUnlessPinned (cid: string): Promise<boolean> {
+    if (!isChunkCid(cid)) return false
+    return await this.#lock.run(cid, async () => {
+      if (this.#pins.has(cid)) return false
+      try {
+        await unlink(this.path(cid))
+        return true
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+        throw err
+      }
+    })
+  }
+
+  /** Makes renames into the fan-out directories of these chunks survive a crash. */
+  async syncDirs (cids: Iterable<string>, concurrency: number): Promise<void> {
+    const dirs = new Set(Array.from(cids, cid => this.#dirOf(cid)))
+    await eachLimit(dirs, concurrency, syncDir)
+  }
+
+  async * list (): AsyncGenerator<string> {
+    for (const sub of (await readdir(this.#chunks)).sort()) {
+      let names: string[]
+      try {
+        names = await readdir(join(this.#chunks, sub))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') continue
+        throw err
+      }
+      for (const name of names) {
+        if (isChunkCid(name) && fanOut(name) === sub) yield name
+      }
+    }
+  }
+
+  #dirOf (cid: string): string {
+    return join(this.#chunks, fanOut(cid))
+  }
+}
+
+// The last base32 character of a 36-byte CID carries only 3 bits, so fan out on the two before
+// it (as IPFS flatfs does with next-to-last/2): 1024 evenly filled directories.
+function fanOut (cid: string): string {
+  return cid.slice(-3, -1)
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function syncDir (dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}

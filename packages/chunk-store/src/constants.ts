@@ -1,0 +1,14 @@
+/** Bytes per chunk: the content-address and transfer unit (p2p-perf REPORT.md, recommendation 1). */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+/** Chunk files written at once; 4 with a per-file fdatasync doubled the 1-at-a-time rate (REPORT.md section 6). */
+export const DEFAULT_WRITE_CONCURRENCY = 4
+
+/** How much of an image `IngestResult.head` keeps, enough for qcow2/vmdk/vhd/iso format inspection. */
+export const HEAD_SIZE = 64 * 1024
+
+/** Hash workers kept alive between ingests; more concurrent ingests spawn more and drop the extra when done. */
+export const MAX_IDLE_HASHERS = 2
+
+export const CHUNKS_DIR = 'chunks'
+export const STAGING_DIR = 'staging'

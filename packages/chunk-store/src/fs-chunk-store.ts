@@ -1,0 +1,133 @@
+import { ShuttingDownError } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, IngestOptions, IngestResult, Manifest, Startable } from '@peerglance/interface'
+import { ChunkFiles } from './chunk-files.ts'
+import { isChunkCid } from './cid-of.ts'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
+import { ImageHasherPool } from './image-hasher-pool.ts'
+import { Ingest } from './ingest.ts'
+import { silentLogger } from './logger.ts'
+import type { ChunkStoreLogger } from './logger.ts'
+import { Pins } from './pins.ts'
+import { readRange } from './read-range.ts'
+
+export interface FsChunkStoreInit {
+  /** Holds `chunks/` (final files) and `staging/` (files being written). */
+  dir: string
+  /** Bytes per chunk for new uploads; reads follow each manifest's own chunk size. */
+  chunkSize?: number
+  /** Chunk files written (and fdatasync'ed) at once per upload. */
+  writeConcurrency?: number
+  logger?: ChunkStoreLogger
+}
+
+type Status = 'stopped' | 'started' | 'stopping'
+
+function noop (): void {}
+
+/** Content-addressed chunk files on the local file system. */
+export class FsChunkStore implements ChunkStore, Startable {
+  readonly [Symbol.toStringTag] = '@peerglance/chunk-store'
+  readonly chunkSize: number
+  readonly #writeConcurrency: number
+  readonly #log: ChunkStoreLogger
+  readonly #pins = new Pins()
+  readonly #files: ChunkFiles
+  readonly #hashers = new ImageHasherPool()
+  readonly #ingests = new Set<Promise<void>>()
+  #shutdown = new AbortController()
+  #status: Status = 'stopped'
+  #lifecycle: Promise<void> = Promise.resolve()
+
+  constructor (init: FsChunkStoreInit) {
+    const { dir, chunkSize = DEFAULT_CHUNK_SIZE, writeConcurrency = DEFAULT_WRITE_CONCURRENCY } = init
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`chunkSize must be a positive integer, not ${chunkSize}`)
+    if (!Number.isSafeInteger(writeConcurrency) || writeConcurrency <= 0) throw new RangeError(`writeConcurrency must be a positive integer, not ${writeConcurrency}`)
+    this.chunkSize = chunkSize
+    this.#writeConcurrency = writeConcurrency
+    this.#log = init.logger ?? silentLogger
+    this.#files = new ChunkFiles(dir, this.#pins)
+  }
+
+  /** Creates the directories and deletes what a crash left in staging. */
+  async start (): Promise<void> {
+    await this.#serially(async () => {
+      if (this.#status === 'started') return
+      const swept = await this.#files.prepare()
+      if (swept > 0) this.#log.info({ files: swept }, 'swept staging leftovers')
+      this.#shutdown = new AbortController()
+      this.#status = 'started'
+    })
+  }
+
+  /** Ends in-flight uploads with ShuttingDownError, waits for their cleanup, and ends the hash workers. */
+  async stop (): Promise<void> {
+    await this.#serially(async () => {
+      if (this.#status !== 'started') return
+      this.#status = 'stopping'
+      this.#shutdown.abort()
+      await Promise.all(this.#ingests)
+      await this.#hashers.close()
+      this.#status = 'stopped'
+    })
+  }
+
+  async has (cid: string): Promise<boolean> {
+    return await this.#files.has(cid)
+  }
+
+  async ingest (source: AsyncIterable<Uint8Array>, opts: IngestOptions): Promise<IngestResult> {
+    if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
+    const ingest = new Ingest({
+      files: this.#files,
+      pins: this.#pins,
+      hashers: this.#hashers,
+      chunkSize: this.chunkSize,
+      writeConcurrency: this.#writeConcurrency,
+      log: this.#log,
+      shutdown: this.#shutdown.signal
+    }, opts)
+    const result = ingest.run(source)
+    const settled = result.then(noop, noop)
+    this.#ingests.add(settled)
+    try {
+      return await result
+    } finally {
+      this.#ingests.delete(settled)
+    }
+  }
+
+  async * read (manifest: Manifest, start: number, end: number, opts: AbortOptions = {}): AsyncGenerator<Uint8Array> {
+    yield * readRange(this.#files, manifest, start, end, opts.signal)
+  }
+
+  release (cids: Iterable<string>): void {
+    for (const cid of cids) this.#pins.unpin(cid)
+  }
+
+  /**
+   * Deletes each listed chunk that no upload has pinned and `isReferenced` disowns; returns how
+   * many files went. Pass `listCids()` for a full sweep.
+   */
+  async collect (cids: Iterable<string> | AsyncIterable<string>, isReferenced: (cid: string) => Promise<boolean>): Promise<number> {
+    let deleted = 0
+    for await (const cid of cids) {
+      if (!isChunkCid(cid) || this.#pins.has(cid)) continue
+      if (await isReferenced(cid)) continue
+      // Checks the pins again under the chunk's lock: an upload may have taken it meanwhile.
+      if (await this.#files.deleteUnlessPinned(cid)) deleted++
+    }
+    if (deleted > 0) this.#log.debug({ chunks: deleted }, 'collected chunks')
+    return deleted
+  }
+
+  /** Every chunk on disk, in no particular order. */
+  async * listCids (): AsyncGenerator<string> {
+    yield * this.#files.list()
+  }
+
+  async #serially (task: () => Promise<void>): Promise<void> {
+    const run = this.#lifecycle.then(task)
+    this.#lifecycle = run.catch(noop)
+    await run
+  }
+}

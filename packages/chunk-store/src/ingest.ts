@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto'
+import { AbortedError, ImageTooLargeError, PeerglanceError, ShuttingDownError, ValidationError } from '@peerglance/interface'
+import type { IngestOptions, IngestResult } from '@peerglance/interface'
+import type { ChunkFiles } from './chunk-files.ts'
+import { cidFromSha256 } from './cid-of.ts'
+import { HEAD_SIZE } from './constants.ts'
+import { eachLimit } from './each-limit.ts'
+import type { ImageHasher } from './image-hasher.ts'
+import type { ImageHasherPool } from './image-hasher-pool.ts'
+import type { ChunkStoreLogger } from './logger.ts'
+import type { Pins } from './pins.ts'
+
+export interface IngestContext {
+  files: ChunkFiles
+  pins: Pins
+  hashers: ImageHasherPool
+  chunkSize: number
+  writeConcurrency: number
+  log: ChunkStoreLogger
+  /** Aborts when the store stops. */
+  shutdown: AbortSignal
+}
+
+function noop (): void {}
+
+/**
+ * One pass over an upload: packs the stream into chunks, stores each under its sha256 CID, and
+ * feeds the whole-image md5/sha512 workers. At most `writeConcurrency` chunks are being written
+ * and hashed at once; the source is not read further until one of them is done.
+ */
+export class Ingest {
+  readonly #ctx: IngestContext
+  readonly #opts: IngestOptions
+  readonly #signal: AbortSignal
+  readonly #cids: string[] = []
+  readonly #created = new Set<string>()
+  readonly #inFlight = new Set<Promise<void>>()
+  readonly #spare: Uint8Array[] = []
+  readonly #head = new Uint8Array(HEAD_SIZE)
+  #headLength = 0
+  #size = 0
+  #failed = false
+  #failure: unknown
+
+  constructor (ctx: IngestContext, opts: IngestOptions) {
+    this.#ctx = ctx
+    this.#opts = opts
+    this.#signal = opts.signal == null ? ctx.shutdown : AbortSignal.any([opts.signal, ctx.shutdown])
+  }
+
+  async run (source: AsyncIterable<Uint8Array>): Promise<IngestResult> {
+    const hasher = this.#ctx.hashers.acquire()
+    try {
+      const { maxBytes, expectedSize } = this.#opts
+      if (expectedSize != null && expectedSize > maxBytes) throw tooLarge(maxBytes)
+      const T0 = performance.now()
+      await this.#consume(source, hasher)
+      await this.#settle()
+      const T1 = performance.now()
+      if (this.#failed) throw this.#failure
+      if (expectedSize != null && this.#size !== expectedSize) throw sizeMismatch(this.#size, expectedSize)
+      const { md5, sha512 } = await hasher.digest()
+      const T2 = performance.now()
+      await this.#ctx.files.syncDirs(this.#cids, this.#ctx.writeConcurrency)
+      console.log('consume', (T1-T0).toFixed(0), 'digest', (T2-T1).toFixed(0), 'syncdirs', (performance.now()-T2).toFixed(0))
+      return {
+        size: this.#size,
+        cids: [...this.#cids],
+        chunkSize: this.#ctx.chunkSize,
+        md5,
+        sha512,
+        head: this.#head.slice(0, this.#headLength)
+      }
+    } catch (err) {
+      await this.#settle()
+      await hasher.reset().catch(noop)
+      await this.#discard()
+      throw err
+    } finally {
+      this.#ctx.hashers.release(hasher)
+    }
+  }
+
+  async #consume (source: AsyncIterable<Uint8Array>, hasher: ImageHasher): Promise<void> {
+    const { chunkSize } = this.#ctx
+    const iterator = source[Symbol.asyncIterator]()
+    let chunk: Uint8Array | undefined
+    let filled = 0
+    try {
+      for (let step = await this.#next(iterator); step.done !== true; step = await this.#next(iterator)) {
+        const piece = step.value
+        this.#count(piece)
+        for (let offset = 0; offset < piece.length;) {
+          // Chunks live on a SharedArrayBuffer so both hash workers read them without a copy;
+          // nothing writes to a chunk once it is dispatched.
+          chunk ??= this.#spare.pop() ?? new Uint8Array(new SharedArrayBuffer(chunkSize))
+          const n = Math.min(piece.length - offset, chunkSize - filled)
+          chunk.set(piece.subarray(offset, offset + n), filled)
+          filled += n
+          offset += n
+          if (filled === chunkSize) {
+            await this.#dispatch(chunk, hasher)
+            chunk = undefined
+            filled = 0
+          }
+        }
+      }
+    } catch (err) {
+      // Stop the source (a request body stops buffering) without waiting: a source that hangs
+      // is one of the reasons to be here.
+      try {
+        iterator.return?.().catch(noop)
+      } catch {}
+      throw err
+    }
+    if (chunk != null && filled > 0) await this.#dispatch(chunk.subarray(0, filled), hasher)
+  }
+
+  async #next (iterator: AsyncIterator<Uint8Array>): Promise<IteratorResult<Uint8Array>> {
+    const signal = this.#signal
+    if (signal.aborted) throw this.#abortError()
+    let onAbort = noop
+    const aborted = new Promise<never>((resolve, reject) => {
+      onAbort = () => { reject(this.#abortError()) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+    try {
+      return await Promise.race([iterator.next(), aborted])
+    } catch (err) {
+      if (signal.aborted) throw this.#abortError()
+      // Errors the source raises on purpose (a format check, a size limit) keep their meaning;
+      // anything else is a connection that went away mid-upload.
+      if (err instanceof PeerglanceError) throw err
+      throw new AbortedError('The upload ended before all image data arrived.', { cause: err })
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  #count (piece: Uint8Array): void {
+    const { maxBytes, expectedSize } = this.#opts
+    this.#size += piece.length
+    if (this.#size > maxBytes) throw tooLarge(maxBytes)
+    if (expectedSize != null && this.#size > expectedSize) throw sizeMismatch(this.#size, expectedSize)
+    if (this.#headLength < HEAD_SIZE) {
+      const n = Math.min(piece.length, HEAD_SIZE - this.#headLength)
+      this.#head.set(piece.subarray(0, n), this.#headLength)
+      this.#headLength += n
+    }
+  }
+
+  async #dispatch (chunk: Uint8Array, hasher: ImageHasher): Promise<void> {
+    while (this.#inFlight.size >= this.#ctx.writeConcurrency) await Promise.race(this.#inFlight)
+    if (this.#failed) throw this.#failure
+    if (this.#signal.aborted) throw this.#abortError()
+
+    const cid = cidFromSha256(createHash('sha256').update(chunk).digest())
+    this.#cids.push(cid)
+    // Pinned before looking for the file, so a concurrent collect cannot delete a chunk this
+    // upload is about to count as already stored.
+    this.#ctx.pins.pin(cid)
+    const work = Promise.allSettled([this.#store(cid, chunk), hasher.update(chunk)]).then(results => {
+      this.#inFlight.delete(work)
+      if (chunk.length === this.#ctx.chunkSize) this.#spare.push(chunk)
+      for (const result of results) {
+        if (result.status === 'rejected' && !this.#failed) {
+          this.#failed = true
+          this.#failure = result.reason
+        }
+      }
+    })
+    this.#inFlight.add(work)
+  }
+
+  async #store (cid: string, chunk: Uint8Array): Promise<void> {
+    if (await this.#ctx.files.put(cid, chunk)) this.#created.add(cid)
+  }
+
+  async #settle (): Promise<void> {
+    await Promise.all(this.#inFlight)
+  }
+
+  /** Undoes what this upload did: its pins, and the chunk files it created that nobody else holds. */
+  async #discard (): Promise<void> {
+    const { files, pins, log, writeConcurrency } = this.#ctx
+    for (const cid of this.#cids) pins.unpin(cid)
+    await eachLimit(this.#created, writeConcurrency, async cid => {
+      try {
+        await files.deleteUnlessPinned(cid)
+      } catch (err) {
+        log.warn({ err, cid }, 'could not delete chunk of failed upload')
+      }
+    })
+  }
+
+  #abortError (): Error {
+    if (this.#ctx.shutdown.aborted) return new ShuttingDownError('The image store is shutting down.')
+    return new AbortedError('The upload was aborted.', { cause: this.#opts.signal?.reason })
+  }
+}
+
+// Glance's wording for ImageSizeLimitExceeded on upload (glance/api/v2/image_data.py).
+function tooLarge (maxBytes: number): ImageTooLargeError {
+  return new ImageTooLargeError(`The incoming image is too large: the limit is ${maxBytes} bytes.`)
+}
+
+// When the stream runs over, `actual` is what had arrived when it was cut off.
+function sizeMismatch (actual: number, expected: number): ValidationError {
+  return new ValidationError(`Size of uploaded data (${actual}) does not match the expected size (${expected}).`)
+}

@@ -1,0 +1,26 @@
+import { Type, type Static } from 'typebox'
+import { ApiConfig } from './api.ts'
+import { AuthConfig } from './auth.ts'
+import { ChunksConfig } from './chunks.ts'
+import { DataDirConfig } from './data-dir.ts'
+import { GlanceConfig } from './glance.ts'
+import { LogConfig } from './log.ts'
+import { MeshConfig } from './mesh.ts'
+import { ShutdownConfig } from './shutdown.ts'
+
+// Property order is the order of config/peerglance.yaml.
+export const AgentConfig = Type.Object({
+  dataDir: DataDirConfig,
+  api: ApiConfig,
+  log: LogConfig,
+  auth: AuthConfig,
+  chunks: ChunksConfig,
+  glance: GlanceConfig,
+  mesh: MeshConfig,
+  shutdown: ShutdownConfig
+}, {
+  additionalProperties: false,
+  default: {},
+  description: 'Configuration of one peerglance agent.'
+})
+export type AgentConfig = Static<typeof AgentConfig>

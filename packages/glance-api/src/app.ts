@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Authenticator, Identity } from '@peerglance/interface'
+import type { GlanceRules, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import { HttpError, sendError, statusOf } from './errors.ts'
+import { negotiateUrl, versionsDocument } from './versions.ts'
+import { imageRoutes } from './routes/images.ts'
+import { imageDataRoutes } from './routes/image-data.ts'
+import { memberRoutes } from './routes/members.ts'
+import { infoRoutes } from './routes/info.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity: Identity
+  }
+}
+
+export interface GlanceApiComponents {
+  images: ImageService
+  data: ImageDataService
+  members: MemberService
+  authenticator: Authenticator
+  logger: FastifyBaseLogger
+}
+
+export interface GlanceApiInit {
+  rules: GlanceRules
+  /** What version discovery advertises; null means "the URL the client used". */
+  publicEndpoint?: string | null
+  /** 0 disables it: uploads of big images take as long as they take. */
+  requestTimeoutMs?: number
+}
+
+// Handlers declare their own params type; fastify checks none of it at runtime anyway.
+type Handler = (request: FastifyRequest<any>, reply: FastifyReply) => Promise<unknown>
+export type Methods = Partial<Record<'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH', Handler>>
+
+/** Registers a resource's handlers; any other method on the same path answers 405 with `Allow`. */
+export function resource (app: FastifyInstance, url: string, methods: Methods): void {
+  for (const [method, handler] of Object.entries(methods)) app.route({ method, url, handler: handler as Handler })
+  const allow = Object.keys(methods).join(', ')
+  const others = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'].filter(m => !(m in methods))
+  app.route({
+    method: others,
+    url,
+    handler: async (request) => {
+      throw new HttpError(405, `The method ${request.method} is not allowed for this resource.`, { allow })
+    }
+  })
+}
+
+const BODY_FORBIDDEN = new Set(['GET', 'DELETE', 'HEAD'])
+const MAX_REQUEST_ID = 64
+
+/**
+ * The Glance v2 API as a fastify app, not yet listening. Bodies are left as raw streams (one
+ * catch-all parser): uploads stream through unbuffered and JSON routes parse with Glance's errors.
+ */
+export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApiInit): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: components.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    requestTimeout: init.requestTimeoutMs ?? 0,
+    forceCloseConnections: 'idle',
+    rewriteUrl: req => negotiateUrl(req.url ?? '/'),
+    genReqId: req => {
+      const given = req.headers['x-openstack-request-id']
+      return typeof given === 'string' && given !== '' ? given : `req-${randomUUID()}`
+    }
+  })
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  app.decorateRequest('identity', null as unknown as Identity)
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-openstack-request-id', request.id)
+    if (request.id.length > MAX_REQUEST_ID) throw new HttpError(431, 'x-openstack-request-id is too long, max size 64')
+    if (BODY_FORBIDDEN.has(request.method) && hasBody(request)) throw new HttpError(400, 'A body is not expected with this request.')
+    if (request.url.startsWith('/v2/')) {
+      request.identity = await components.authenticator.authenticate(request.headers, { signal: request.signal })
+    }
+  })
+
+  // Glance sends `application/json` without a charset parameter.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.getHeader('content-type') === 'application/json; charset=utf-8') reply.header('content-type', 'application/json')
+    return payload
+  })
+
+  app.setErrorHandler(async (err: Error & { statusCode?: number, code?: string }, request, reply) => {
+    const status = statusOf(err)
+    if (err instanceof HttpError) reply.headers(err.headers)
+    if (status >= 500) {
+      request.log.error({ err, reqId: request.id }, 'request failed')
+      if (status === 500) return sendError(request, reply, 500, 'The server has either erred or is incapable of performing the requested operation.')
+    } else {
+      request.log.info({ reqId: request.id, errName: err.name, status, msg: err.message }, 'request refused')
+    }
+    return sendError(request, reply, status, err.message)
+  })
+
+  // Glance answers any path outside /v2 with the versions document and 300 (version negotiation).
+  app.setNotFoundHandler(async (request, reply) => {
+    if (!/^\/v2(\/|$|\?)/.test(request.url)) {
+      return reply.code(300).send(versionsDocument(versionHref(request, init.publicEndpoint)))
+    }
+    return sendError(request, reply, 404, 'The resource could not be found.')
+  })
+
+  resource(app, '/versions', { GET: async request => versionsDocument(versionHref(request, init.publicEndpoint)) })
+  resource(app, '/', { GET: async (request, reply) => reply.code(300).send(versionsDocument(versionHref(request, init.publicEndpoint))) })
+  resource(app, '/healthcheck', { GET: async (_request, reply) => reply.type('text/plain').send('OK') })
+  imageRoutes(app, components)
+  imageDataRoutes(app, components)
+  memberRoutes(app, components)
+  infoRoutes(app, components, init.rules)
+  return app
+}
+
+function hasBody (request: FastifyRequest): boolean {
+  const length = Number(request.headers['content-length'] ?? 0)
+  return length > 0 || request.headers['transfer-encoding'] != null
+}
+
+function versionHref (request: FastifyRequest, publicEndpoint: string | null | undefined): string {
+  const base = publicEndpoint ?? `${request.protocol}://${request.headers.host ?? request.host}`
+  return `${base.replace(/\/+$/, '')}/v2/`
+}

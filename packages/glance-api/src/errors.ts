@@ -1,0 +1,82 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/** The one map from domain error names to HTTP statuses (glance/api/v2/image_data.py and friends). */
+const STATUS_BY_NAME: Record<string, number> = {
+  ImageNotFoundError: 404,
+  MemberNotFoundError: 404,
+  NotFoundError: 404,
+  ForbiddenError: 403,
+  ReadOnlyPropertyError: 403,
+  ReservedPropertyError: 403,
+  ImageProtectedError: 403,
+  InvalidStatusTransitionError: 409,
+  ConflictError: 409,
+  ImageGoneError: 410,
+  ValidationError: 400,
+  LimitExceededError: 413,
+  ImageTooLargeError: 413,
+  UnsupportedMediaTypeError: 415,
+  InvalidImageDataError: 415,
+  RangeNotSatisfiableError: 416,
+  NotAuthenticatedError: 401,
+  ChunkUnavailableError: 503,
+  ShuttingDownError: 503
+}
+
+/** Fastify's own errors that reach us, by code. */
+const STATUS_BY_FASTIFY_CODE: Record<string, number> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 413,
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 415,
+  FST_ERR_CTP_EMPTY_JSON_BODY: 400,
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400,
+  FST_ERR_VALIDATION: 400
+}
+
+/** WebOb's reason phrases where they differ from node's (webob/exc.py). */
+const WEBOB_TITLES: Record<number, string> = {
+  413: 'Request Entity Too Large',
+  416: 'Request Range Not Satisfiable',
+  431: 'Request Header Fields Too Large'
+}
+
+/** An HTTP-level error raised by the API layer itself (bad header, wrong method, ...). */
+export class HttpError extends Error {
+  readonly statusCode: number
+  readonly headers: Record<string, string>
+  constructor (statusCode: number, message: string, headers: Record<string, string> = {}) {
+    super(message)
+    this.name = 'HttpError'
+    this.statusCode = statusCode
+    this.headers = headers
+  }
+}
+
+export function statusOf (err: Error & { statusCode?: number, code?: string }): number {
+  if (err instanceof HttpError) return err.statusCode
+  return STATUS_BY_NAME[err.name] ?? STATUS_BY_FASTIFY_CODE[err.code ?? ''] ?? 500
+}
+
+/**
+ * Renders an error as Glance's WebOb does (glance-api.md §21): HTML when the client accepts
+ * anything or HTML (glanceclient and the SDK send `*\/*` and parse HTML), flat JSON only when JSON
+ * is asked for, plain text otherwise.
+ */
+export function sendError (request: FastifyRequest, reply: FastifyReply, status: number, message: string): FastifyReply {
+  const title = WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
+  const line = `${status} ${title}`
+  const accept = String(request.headers.accept ?? '').toLowerCase()
+  if (status === 503) reply.header('retry-after', '1')
+  reply.code(status)
+  if (/application\/json/.test(accept) && !/text\/html/.test(accept)) {
+    return reply.type('application/json').send(JSON.stringify({ message: `${message}<br /><br />\n\n\n`, code: line, title }))
+  }
+  if (/text\/html|\*\/\*|text\/\*/.test(accept)) {
+    return reply.type('text/html; charset=UTF-8').send(`<html>\n <head>\n  <title>${line}</title>\n </head>\n <body>\n  <h1>${line}</h1>\n  ${escapeHtml(message)}<br /><br />\n\n\n\n </body>\n</html>`)
+  }
+  return reply.type('text/plain; charset=UTF-8').send(`${line}\n\n${message}\n\n   `)
+}
+
+function escapeHtml (s: string): string {
+  return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+}

@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto'
+import {
+  ConflictError, ForbiddenError, ImageGoneError, ImageTooLargeError, InvalidStatusTransitionError,
+  NotFoundError, ValidationError
+} from '@peerglance/interface'
+import type { ChunkStore, Identity, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
+import { checkUpload, inspect } from './format-inspector.ts'
+import { canDownload, isAdmin } from './policy.ts'
+import type { ImageService } from './image-service.ts'
+import { HAS_SERVABLE_DATA, transition } from './status.ts'
+import { now } from './time.ts'
+
+export interface UploadOptions {
+  /** `x-openstack-image-size` or `Content-Length`, when the client sent one. */
+  expectedSize?: number
+  signal?: AbortSignal
+  requestId?: string
+}
+
+export type Download = { image: ImageRecord, manifest: Manifest } | { image: ImageRecord, manifest: null }
+
+const HASH_ALGO = 'sha512'
+
+/**
+ * The data side of an image: upload (`PUT /file`), stage + import (glance-direct), download and
+ * what happens to chunks when an image is deleted. Every failed write puts the image back to
+ * `queued` and leaves no chunk behind that nothing refers to (Glance's `_restore`).
+ */
+export class ImageDataService {
+  readonly #images: ImageService
+  readonly #metadata: MetadataStore
+  readonly #chunks: ChunkStore
+
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore }) {
+    this.#images = components.images
+    this.#metadata = components.metadata
+    this.#chunks = components.chunks
+  }
+
+  async upload (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
+    const image = this.#images.modifiable(who, id, 'upload_image')
+    requireFormats(image)
+    if (image.status !== 'queued') throw new InvalidStatusTransitionError(`Image status transition from ${image.status} to saving is not allowed`)
+    return await this.#write(who, image, 'saving', source, opts)
+  }
+
+  /** `PUT /stage`: the bytes are kept (and hashed) now; `import` makes them the image's data. */
+  async stage (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
+    this.#requireMethod('glance-direct')
+    const image = this.#images.modifiable(who, id)
+    if (image.status !== 'queued') throw new ConflictError(`Image status transition from ${image.status} to uploading is not allowed`)
+    return await this.#write(who, image, 'uploading', source, opts)
+  }
+
+  async #write (who: Identity, image: ImageRecord, during: 'saving' | 'uploading', source: AsyncIterable<Uint8Array>, opts: UploadOptions): Promise<ImageRecord> {
+    // The status flips synchronously (the store's view is updated before the write resolves),
+    // so a second upload racing this one sees `saving` and gets 409.
+    await this.#metadata.putImage(transition(image, during))
+    let ingested: IngestResult | undefined
+    try {
+      ingested = await this.#chunks.ingest(source, { maxBytes: this.#maxBytes(image), expectedSize: opts.expectedSize, signal: opts.signal })
+      const virtualSize = during === 'saving'
+        ? this.#inspect(image, ingested)
+        : null
+      const current = this.#metadata.getImage(image.id)
+      if (current == null || current.status !== during) {
+        throw new ImageGoneError(`Image ${image.id} could not be found after upload. The image may have been deleted during the upload.`)
+      }
+      const manifest: Manifest = {
+        size: ingested.size, chunkSize: ingested.chunkSize, cids: ingested.cids, md5: ingested.md5, sha512: ingested.sha512, staged: during === 'uploading'
+      }
+      const finished: ImageRecord = during === 'saving'
+        ? { ...transition(current, 'active'), size: ingested.size, virtual_size: virtualSize, checksum: ingested.md5, os_hash_algo: HASH_ALGO, os_hash_value: ingested.sha512 }
+        : { ...current, size: ingested.size, updated_at: now() }
+      await this.#metadata.dataAdded(finished, manifest)
+      return finished
+    } catch (err) {
+      await this.#restore(image.id, during)
+      if (ingested != null) await this.#forget(ingested.cids)
+      throw err
+    } finally {
+      if (ingested != null) this.#chunks.release(ingested.cids)
+    }
+  }
+
+  #inspect (image: ImageRecord, ingested: IngestResult): number | null {
+    const inspection = inspect(ingested.head, ingested.size)
+    return checkUpload(image.disk_format as string, image.container_format as string, inspection).virtualSize
+  }
+
+  /** Remaining room under `image_size_cap` and the owner's `user_storage_quota`. */
+  #maxBytes (image: ImageRecord): number {
+    const { imageSizeCap, userStorageQuota } = this.#images.rules
+    if (userStorageQuota <= 0) return imageSizeCap
+    const room = userStorageQuota - this.#images.usage(image.owner).bytes
+    if (room <= 0) throw new ImageTooLargeError(`Denying attempt to upload image because it exceeds the quota: The size of the data will exceed the limit. ${-room} bytes remaining.`)
+    return Math.min(imageSizeCap, room)
+  }
+
+  /** Back to `queued` with no data, unless someone deleted the image meanwhile. */
+  async #restore (id: string, during: 'saving' | 'uploading' | 'importing'): Promise<void> {
+    const current = this.#metadata.getImage(id)
+    if (current?.status === during) await this.#metadata.dataRemoved(transition(current, 'queued'))
+  }
+
+  async #forget (cids: readonly string[]): Promise<void> {
+    await this.#chunks.collect(new Set(cids), async cid => await this.#metadata.isReferenced(cid))
+  }
+
+  /** `POST /import` (glance-api.md §12.2). Answers at once; the import finishes in the background. */
+  async import (who: Identity, id: string, body: unknown, opts: { requestId?: string } = {}): Promise<void> {
+    const method = (body as { method?: { name?: unknown } } | null)?.method
+    if (body == null || typeof body !== 'object' || method == null || typeof method !== 'object' || typeof method.name !== 'string') {
+      throw new ValidationError('Import request requires a \'method\' field.')
+    }
+    for (const flag of ['all_stores', 'all_stores_must_succeed'] as const) {
+      const v = (body as Record<string, unknown>)[flag]
+      if (v !== undefined && typeof v !== 'boolean') throw new ValidationError(`'${flag}' must be boolean value only`)
+    }
+    if ((body as Record<string, unknown>).all_stores_must_succeed === false) throw new ValidationError('This option is only available in multi-store deployments.')
+    const name = method.name
+    if (!this.#images.rules.enabledImportMethods.includes(name)) throw new ValidationError(`Import method ${name} is not valid.`)
+    const image = this.#images.modifiable(who, id)
+    if (image.container_format == null || image.disk_format == null) {
+      throw new ConflictError('\'disk_format\' and \'container_format\' must be set prior to import.')
+    }
+    if (image.status !== 'uploading') throw new ConflictError(`Image status '${image.status}' is not valid for this import method`)
+
+    const importing = transition(image, 'importing')
+    await this.#metadata.putImage(importing)
+    const task = await this.#startTask(who, image, body as Record<string, unknown>, opts.requestId)
+    // Glance runs the import as an asynchronous task and answers 202 first.
+    setImmediate(() => { void this.#finishImport(importing, task) })
+  }
+
+  async #finishImport (image: ImageRecord, task: TaskRecord): Promise<void> {
+    try {
+      const manifest = await this.#metadata.getManifest(image.id)
+      if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
+      const head = await this.#head(manifest)
+      const virtualSize = checkUpload(image.disk_format as string, image.container_format as string, inspect(head, manifest.size)).virtualSize
+      const current = this.#metadata.getImage(image.id)
+      if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
+      await this.#metadata.dataAdded({
+        ...transition(current, 'active'), size: manifest.size, virtual_size: virtualSize, checksum: manifest.md5, os_hash_algo: HASH_ALGO, os_hash_value: manifest.sha512
+      }, { ...manifest, staged: false })
+      await this.#metadata.putTask({ ...task, status: 'success', result: { image_id: image.id }, updated_at: now() })
+    } catch (err) {
+      const manifest = await this.#metadata.getManifest(image.id)
+      await this.#restore(image.id, 'importing')
+      if (manifest != null) await this.#forget(manifest.cids)
+      await this.#metadata.putTask({ ...task, status: 'failure', message: (err as Error).message, updated_at: now() })
+    }
+  }
+
+  async #head (manifest: Manifest): Promise<Uint8Array> {
+    const parts: Uint8Array[] = []
+    if (manifest.size === 0) return new Uint8Array(0)
+    for await (const part of this.#chunks.read(manifest, 0, Math.min(manifest.size, 64 * 1024) - 1)) parts.push(part)
+    return Buffer.concat(parts)
+  }
+
+  async #startTask (who: Identity, image: ImageRecord, input: Record<string, unknown>, requestId?: string): Promise<TaskRecord> {
+    const at = now()
+    const task: TaskRecord = {
+      id: randomUUID(), type: 'api_image_import', status: 'processing', owner: image.owner, image_id: image.id,
+      request_id: requestId ?? null, user_id: who.userId, input, result: null, message: '', created_at: at, updated_at: at, expires_at: null
+    }
+    await this.#metadata.putTask(task)
+    return task
+  }
+
+  tasks (who: Identity, id: string): TaskRecord[] {
+    this.#images.visible(who, id)
+    return this.#metadata.tasks(id)
+  }
+
+  /** What `GET /file` streams; `manifest: null` means "no data yet", which Glance answers with 204. */
+  async download (who: Identity, id: string): Promise<Download> {
+    const image = this.#images.visible(who, id)
+    if (!canDownload(who, image, this.#metadata.members(id))) throw new ForbiddenError('You are not authorized to complete download_image action.')
+    if (image.status === 'deactivated' && !isAdmin(who)) {
+      throw new ForbiddenError('The requested image has been deactivated. Image data download is prohibited.')
+    }
+    if (!HAS_SERVABLE_DATA.has(image.status)) return { image, manifest: null }
+    const manifest = await this.#metadata.getManifest(id)
+    return { image, manifest: manifest == null || manifest.staged ? null : manifest }
+  }
+
+  read (manifest: Manifest, start: number, end: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    return this.#chunks.read(manifest, start, end, { signal })
+  }
+
+  /** Called once an image is deleted: its data goes, and so do chunks no other image uses. */
+  async imageDeleted (image: ImageRecord): Promise<void> {
+    const orphans = await this.#metadata.dataRemoved(image)
+    await this.#chunks.collect(orphans, async cid => await this.#metadata.isReferenced(cid))
+  }
+
+  /**
+   * After a crash: uploads and imports that were running are gone, so their images go back to
+   * `queued` with no data (what Glance's restore would have done). Completed stages are kept.
+   * Returns how many images were reset.
+   */
+  async recover (): Promise<number> {
+    let reset = 0
+    for (const image of [...this.#metadata.images()]) {
+      const interrupted = image.status === 'saving' || image.status === 'importing' ||
+        (image.status === 'uploading' && (await this.#metadata.getManifest(image.id))?.staged !== true)
+      if (!interrupted) continue
+      await this.#metadata.dataRemoved(transition(image, 'queued'))
+      reset++
+    }
+    return reset
+  }
+
+  #requireMethod (name: string): void {
+    if (!this.#images.rules.enabledImportMethods.includes(name)) throw new NotFoundError(`Import method ${name} is not enabled.`)
+  }
+}
+
+function requireFormats (image: ImageRecord): void {
+  if (image.disk_format == null || image.container_format == null) {
+    throw new ValidationError('Properties disk_format, container_format must be set prior to saving data.')
+  }
+}

@@ -1,0 +1,27 @@
+import type { ImageRecord, MemberRecord, TaskRecord } from '@peerglance/interface'
+import { HIDDEN_PROPERTIES, SCHEMA_EXTRA_PROPERTIES } from './properties.ts'
+
+/** The flat JSON body of an image (glance-api.md §3.2); links are relative, as Glance sends them. */
+export function imageView (image: ImageRecord): Record<string, unknown> {
+  const { properties, ...base } = image
+  const view: Record<string, unknown> = {
+    ...base,
+    tags: [...base.tags],
+    self: `/v2/images/${image.id}`,
+    file: `/v2/images/${image.id}/file`,
+    schema: '/v2/schemas/image'
+  }
+  for (const [key, value] of Object.entries(properties)) {
+    if (HIDDEN_PROPERTIES.has(key)) continue
+    view[key] = value ?? (key in SCHEMA_EXTRA_PROPERTIES ? null : '')
+  }
+  return view
+}
+
+export function memberView (member: MemberRecord): Record<string, unknown> {
+  return { ...member, schema: '/v2/schemas/member' }
+}
+
+export function taskView (task: TaskRecord): Record<string, unknown> {
+  return { ...task, deleted: false, deleted_at: null }
+}

@@ -1,0 +1,5 @@
+export * from './image.ts'
+export * from './identity.ts'
+export * from './errors.ts'
+export * from './ports.ts'
+export * from './startable.ts'

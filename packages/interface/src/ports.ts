@@ -1,0 +1,59 @@
+import type { ImageRecord, Manifest, MemberRecord, TaskRecord } from './image.ts'
+import type { AbortOptions } from './startable.ts'
+
+/**
+ * Durable image metadata. Reads are synchronous from an in-memory view kept equal to disk, so
+ * listing and policy checks never wait on I/O; writes resolve once they are on disk.
+ * Deleted images stay as records with status `deleted`, so their ids are never reused.
+ */
+export interface MetadataStore {
+  getImage (id: string): ImageRecord | undefined
+  images (): Iterable<ImageRecord>
+  putImage (image: ImageRecord): Promise<void>
+  members (imageId: string): MemberRecord[]
+  putMember (member: MemberRecord): Promise<void>
+  deleteMember (imageId: string, memberId: string): Promise<void>
+  tasks (imageId: string): TaskRecord[]
+  putTask (task: TaskRecord): Promise<void>
+  getManifest (imageId: string): Promise<Manifest | undefined>
+  /** Atomically records the image's data and the image itself (upload or stage finished). */
+  dataAdded (image: ImageRecord, manifest: Manifest): Promise<void>
+  /** Atomically forgets the image's data and writes the image; returns the CIDs nothing refers to any more. */
+  dataRemoved (image: ImageRecord): Promise<string[]>
+  isReferenced (cid: string): Promise<boolean>
+}
+
+/** What one pass over an upload stream produced: its chunks and the whole-image digests. */
+export interface IngestResult {
+  size: number
+  cids: string[]
+  chunkSize: number
+  md5: string
+  sha512: string
+  /** The first bytes of the image, for format inspection. */
+  head: Uint8Array
+}
+
+export interface IngestOptions extends AbortOptions {
+  /** Fail with ImageTooLargeError once more than this many bytes arrive. */
+  maxBytes: number
+  /** When known (header or Content-Length), a different byte count fails with ValidationError. */
+  expectedSize?: number
+}
+
+/**
+ * Content-addressed chunk files. A chunk is visible under its CID only once its bytes are on
+ * disk and hash to that CID.
+ */
+export interface ChunkStore {
+  readonly chunkSize: number
+  has (cid: string): Promise<boolean>
+  /** Splits a stream into chunks, stores each once, and hashes the whole. Chunks stay pinned until `release`. */
+  ingest (source: AsyncIterable<Uint8Array>, opts: IngestOptions): Promise<IngestResult>
+  /** Streams bytes [start, end] (inclusive) of the image the manifest describes. */
+  read (manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncIterable<Uint8Array>
+  /** Unpins chunks an ingest stored, once the manifest naming them is durable or the upload was abandoned. */
+  release (cids: Iterable<string>): void
+  /** Deletes chunk files that are neither pinned nor referenced. */
+  collect (cids: Iterable<string>, isReferenced: (cid: string) => Promise<boolean>): Promise<number>
+}
