@@ -7,8 +7,6 @@ import { eachLimit } from './each-limit.ts'
 import { KeyedLock } from './keyed-lock.ts'
 import type { Pins } from './pins.ts'
 
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
-
 /**
  * The on-disk layout: `chunks/<xy>/<cid>` for whole, verified chunks and `staging/` for files
  * being written. A chunk appears under its name only by rename after fdatasync, so a name never
@@ -20,6 +18,8 @@ export class ChunkFiles {
   readonly #staging: string
   readonly #pins: Pins
   readonly #lock = new KeyedLock()
+  /** Fan-out directories made (durably) or being made; they are never deleted. */
+  readonly #dirs = new Map<string, Promise<void>>()
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -33,17 +33,7 @@ export class ChunkFiles {
     await mkdir(this.#staging, { recursive: true })
     const leftovers = await readdir(this.#staging)
     await Promise.all(leftovers.map(async name => { await rm(join(this.#staging, name), { recursive: true, force: true }) }))
-
-    // All 1024 fan-out directories exist from the start, so writes never race to create one and
-    // only the fan-out directory needs an fsync after a rename.
-    await mkdir(this.#chunks, { recursive: true })
-    const present = new Set(await readdir(this.#chunks))
-    const missing = [...BASE32].flatMap(a => [...BASE32].map(b => a + b)).filter(name => !present.has(name))
-    if (missing.length > 0) {
-      await Promise.all(missing.map(async name => { await mkdir(join(this.#chunks, name), { recursive: true }) }))
-      await syncDir(this.#chunks)
-      await syncDir(this.#root)
-    }
+    if (await mkdir(this.#chunks, { recursive: true }) != null) await syncDir(this.#root)
     return leftovers.length
   }
 
@@ -75,13 +65,31 @@ export class ChunkFiles {
         } finally {
           await handle.close()
         }
-        await rename(tmp, file)
+        await this.#publish(tmp, cid)
       } catch (err) {
         await rm(tmp, { force: true })
         throw err
       }
       return true
     })
+  }
+
+  async #publish (tmp: string, cid: string): Promise<void> {
+    const dir = this.#dirOf(cid)
+    // Fan-out directories are made on first use (making all 1024 up front took ~0.5 s here), and
+    // every rename into a new one waits until its entry in chunks/ is durable.
+    let made = this.#dirs.get(dir)
+    if (made == null) {
+      made = this.#makeDir(dir)
+      this.#dirs.set(dir, made)
+      made.catch(() => { this.#dirs.delete(dir) })
+    }
+    await made
+    await rename(tmp, join(dir, cid))
+  }
+
+  async #makeDir (dir: string): Promise<void> {
+    if (await mkdir(dir, { recursive: true }) != null) await syncDir(this.#chunks)
   }
 
   /** Deletes the chunk file unless the chunk is pinned; returns whether a file was deleted. */
@@ -106,7 +114,7 @@ export class ChunkFiles {
   }
 
   async * list (): AsyncGenerator<string> {
-    for (const sub of (await readdir(this.#chunks)).sort()) {
+    for (const sub of await readdir(this.#chunks)) {
       let names: string[]
       try {
         names = await readdir(join(this.#chunks, sub))

@@ -17,8 +17,10 @@ export class ImageHasher {
     return this.#md5.healthy && this.#sha512.healthy
   }
 
+  /** Settles only when neither worker reads `bytes` any more, even if one of them failed. */
   async update (bytes: Uint8Array): Promise<void> {
-    await Promise.all([this.#md5.update(bytes), this.#sha512.update(bytes)])
+    const results = await Promise.allSettled([this.#md5.update(bytes), this.#sha512.update(bytes)])
+    for (const result of results) if (result.status === 'rejected') throw result.reason
   }
 
   /** Finishes both digests and starts afresh, ready for the next image. */

@@ -35,6 +35,7 @@ export class Ingest {
   readonly #cids: string[] = []
   readonly #created = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
+  /** Chunk buffers whose write and hashing are done, for reuse: no fresh pages to fault in per chunk. */
   readonly #spare: Uint8Array[] = []
   readonly #head = new Uint8Array(HEAD_SIZE)
   #headLength = 0
@@ -53,16 +54,12 @@ export class Ingest {
     try {
       const { maxBytes, expectedSize } = this.#opts
       if (expectedSize != null && expectedSize > maxBytes) throw tooLarge(maxBytes)
-      const T0 = performance.now()
       await this.#consume(source, hasher)
       await this.#settle()
-      const T1 = performance.now()
       if (this.#failed) throw this.#failure
       if (expectedSize != null && this.#size !== expectedSize) throw sizeMismatch(this.#size, expectedSize)
       const { md5, sha512 } = await hasher.digest()
-      const T2 = performance.now()
       await this.#ctx.files.syncDirs(this.#cids, this.#ctx.writeConcurrency)
-      console.log('consume', (T1-T0).toFixed(0), 'digest', (T2-T1).toFixed(0), 'syncdirs', (performance.now()-T2).toFixed(0))
       return {
         size: this.#size,
         cids: [...this.#cids],
@@ -92,7 +89,7 @@ export class Ingest {
         this.#count(piece)
         for (let offset = 0; offset < piece.length;) {
           // Chunks live on a SharedArrayBuffer so both hash workers read them without a copy;
-          // nothing writes to a chunk once it is dispatched.
+          // nothing writes to a chunk from dispatch until its write and both digests are done.
           chunk ??= this.#spare.pop() ?? new Uint8Array(new SharedArrayBuffer(chunkSize))
           const n = Math.min(piece.length - offset, chunkSize - filled)
           chunk.set(piece.subarray(offset, offset + n), filled)

@@ -94,10 +94,10 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
     const status = statusOf(err)
     if (err instanceof HttpError) reply.headers(err.headers)
     if (status >= 500) {
-      request.log.error({ err, reqId: request.id }, 'request failed')
+      request.log.error({ err }, 'request failed')
       if (status === 500) return sendError(request, reply, 500, 'The server has either erred or is incapable of performing the requested operation.')
     } else {
-      request.log.info({ reqId: request.id, errName: err.name, status, msg: err.message }, 'request refused')
+      request.log.info({ errName: err.name, status, reason: err.message }, 'request refused')
     }
     return sendError(request, reply, status, err.message)
   })

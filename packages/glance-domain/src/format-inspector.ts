@@ -95,8 +95,8 @@ export function inspect (head: Uint8Array, totalSize: number, tail?: Uint8Array)
   }
   const [format, first] = matches[0]
   const failures = [...first.failures]
-  // InspectWrapper.format raises "Multiple formats detected" for any other combination: one
-  // header hidden inside another is how the 2024 CVEs smuggled qcow2/vmdk past the checks.
+  // oslo InspectWrapper.format raises "Multiple formats detected" for any other combination,
+  // because "there may be something nefarious going on (i.e. hiding one header in another)".
   if (matches.length > 1) failures.unshift('multiple_formats')
   return { format, virtualSize: first.virtualSize, actualSize: totalSize, safetyFailures: failures }
 }

@@ -4,7 +4,7 @@ import {
   NotFoundError, ValidationError
 } from '@peerglance/interface'
 import type { ChunkStore, Identity, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
-import { checkUpload, inspect } from './format-inspector.ts'
+import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
 import { canDownload, isAdmin } from './policy.ts'
 import type { ImageService } from './image-service.ts'
 import { HAS_SERVABLE_DATA, transition } from './status.ts'
@@ -59,9 +59,7 @@ export class ImageDataService {
     let ingested: IngestResult | undefined
     try {
       ingested = await this.#chunks.ingest(source, { maxBytes: this.#maxBytes(image), expectedSize: opts.expectedSize, signal: opts.signal })
-      const virtualSize = during === 'saving'
-        ? this.#inspect(image, ingested)
-        : null
+      const virtualSize = during === 'saving' ? await this.#inspect(image, ingested) : null
       const current = this.#metadata.getImage(image.id)
       if (current == null || current.status !== during) {
         throw new ImageGoneError(`Image ${image.id} could not be found after upload. The image may have been deleted during the upload.`)
@@ -83,9 +81,21 @@ export class ImageDataService {
     }
   }
 
-  #inspect (image: ImageRecord, ingested: IngestResult): number | null {
-    const inspection = inspect(ingested.head, ingested.size)
-    return checkUpload(image.disk_format as string, image.container_format as string, inspection).virtualSize
+  /** Format inspection (glance-api.md §23) over the image's first and last bytes, already on disk. */
+  async #inspect (image: Pick<ImageRecord, 'disk_format' | 'container_format'>, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>): Promise<number | null> {
+    const { size } = manifest
+    const head = await this.#slice(manifest, 0, Math.min(size, HEAD_BYTES))
+    const tail = await this.#slice(manifest, Math.max(0, size - TAIL_BYTES), size)
+    return checkUpload(image.disk_format as string, image.container_format as string, inspect(head, size, tail), {
+      requireImageFormatMatch: this.#images.rules.requireImageFormatMatch
+    }).virtualSize
+  }
+
+  async #slice (manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
+    if (end <= start) return new Uint8Array(0)
+    const parts: Uint8Array[] = []
+    for await (const part of this.#chunks.read(manifest as Manifest, start, end - 1)) parts.push(part)
+    return Buffer.concat(parts)
   }
 
   /** Remaining room under `image_size_cap` and the owner's `user_storage_quota`. */
@@ -137,8 +147,7 @@ export class ImageDataService {
     try {
       const manifest = await this.#metadata.getManifest(image.id)
       if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
-      const head = await this.#head(manifest)
-      const virtualSize = checkUpload(image.disk_format as string, image.container_format as string, inspect(head, manifest.size)).virtualSize
+      const virtualSize = await this.#inspect(image, manifest)
       const current = this.#metadata.getImage(image.id)
       if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
       await this.#metadata.dataAdded({
@@ -151,13 +160,6 @@ export class ImageDataService {
       if (manifest != null) await this.#forget(manifest.cids)
       await this.#metadata.putTask({ ...task, status: 'failure', message: (err as Error).message, updated_at: now() })
     }
-  }
-
-  async #head (manifest: Manifest): Promise<Uint8Array> {
-    const parts: Uint8Array[] = []
-    if (manifest.size === 0) return new Uint8Array(0)
-    for await (const part of this.#chunks.read(manifest, 0, Math.min(manifest.size, 64 * 1024) - 1)) parts.push(part)
-    return Buffer.concat(parts)
   }
 
   async #startTask (who: Identity, image: ImageRecord, input: Record<string, unknown>, requestId?: string): Promise<TaskRecord> {

@@ -68,6 +68,7 @@ export class ImageService {
     for (const key of ['direct_url', 'self', 'file', 'schema', 'stores']) {
       if (key in input) throw new ReadOnlyPropertyError(key)
     }
+    if ('id' in input) check('image', input.id, this.#schema.properties.id)
     for (const [key, value] of Object.entries(input)) this.#checkValue(key, value)
     for (const key of Object.keys(input)) {
       if (isReserved(key)) throw new ReservedPropertyError(key)
