@@ -58,7 +58,8 @@ export function parseListQuery (query: Query, limits: { limitParamDefault: numbe
         parsed.memberStatus = value as ListQuery['memberStatus']
         break
       case 'os_hidden':
-        parsed.osHidden = parseBool(key, value)
+        // Glance lowercases this one (not `protected`): openstacksdk's find_image sends os_hidden=True.
+        parsed.osHidden = parseBool(key, value.toLowerCase())
         break
       case 'protected': {
         const want = parseBool(key, value)
