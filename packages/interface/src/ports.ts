@@ -57,3 +57,55 @@ export interface ChunkStore {
   /** Deletes chunk files that are neither pinned nor referenced. */
   collect (cids: Iterable<string>, isReferenced: (cid: string) => Promise<boolean>): Promise<number>
 }
+
+/** Single chunks, for serving peers and keeping what peers send. */
+export interface ChunkBlocks {
+  has (cid: string): Promise<boolean>
+  /** The chunk's bytes; ChunkUnavailableError when it is not here. */
+  readChunk (cid: string, opts?: AbortOptions): Promise<Uint8Array>
+  /** Stores bytes under their CID after checking they hash to it (ChunkIntegrityError otherwise). */
+  putChunk (cid: string, bytes: Uint8Array, opts?: AbortOptions): Promise<void>
+}
+
+/**
+ * Streams an image's bytes from wherever its chunks are: local files, or peers (which are then
+ * kept locally). The local-only implementation is the chunk store itself.
+ */
+export interface ImageReader {
+  read (imageId: string, manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncIterable<Uint8Array>
+}
+
+/** One field of a replicated record: its value and the hybrid-logical clock of its last write. */
+export interface VersionedField {
+  v: unknown
+  c: string
+  /** The field was removed (an extra property unset). */
+  d?: true
+}
+
+/**
+ * A record as replicas exchange it: every field versioned, so that merging two copies in any
+ * order, any number of times, gives the same result (last writer wins per field; a deleted image
+ * stays deleted).
+ */
+export interface ReplicatedRecord {
+  kind: 'image' | 'member'
+  /** `<imageId>` for images, `<imageId>!<memberId>` for members. */
+  key: string
+  fields: Record<string, VersionedField>
+}
+
+export type ChangeOrigin = 'local' | 'remote'
+
+/** The replication face of the metadata store, which the mesh's metadata sync drives. */
+export interface Replica {
+  readonly replicaId: string
+  records (): Iterable<ReplicatedRecord>
+  /** The latest clock in a record: equal versions mean equal records. */
+  versionOf (record: ReplicatedRecord): string
+  get (kind: ReplicatedRecord['kind'], key: string): ReplicatedRecord | undefined
+  /** Merges copies from peers; returns how many records changed. */
+  merge (records: readonly ReplicatedRecord[]): Promise<number>
+  /** Called after each local or merged change; returns an unsubscribe function. */
+  onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void
+}

@@ -1,2 +1,5 @@
 export { LevelMetadataStore } from './level-metadata-store.ts'
 export type { LevelMetadataStoreInit } from './level-metadata-store.ts'
+export { HybridClock } from './hlc.ts'
+export { encodeManifest, decodeManifest, manifestCid } from './manifest-codec.ts'
+export { merge as mergeRecords } from './versioned.ts'

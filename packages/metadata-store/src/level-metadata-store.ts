@@ -1,5 +1,13 @@
+import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
-import type { ImageRecord, Manifest, MemberRecord, MetadataStore, Startable, TaskRecord } from '@peerglance/interface'
+import type {
+  ChangeOrigin, ImageRecord, Manifest, MemberRecord, MetadataStore, Replica, ReplicatedRecord, Startable, TaskRecord
+} from '@peerglance/interface'
+import { HybridClock } from './hlc.ts'
+import { manifestCid } from './manifest-codec.ts'
+import {
+  MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, stamp, toImage, toMember, versionOf
+} from './versioned.ts'
 
 export interface LevelMetadataStoreInit {
   /** Directory of the LevelDB database. */
@@ -15,72 +23,97 @@ interface Sublevel<V> {
   keys: (range?: { gte?: string, lt?: string, limit?: number }) => AsyncIterable<string> & { all: () => Promise<string[]> }
 }
 
+/** The manifest this agent holds for an image, and the CID it was recorded under. */
+interface LocalManifest { cid: string, manifest: Manifest }
+
+type BatchOp = { type: 'put', sublevel: unknown, key: string, value: unknown } | { type: 'del', sublevel: unknown, key: string }
+
 /**
- * Image metadata in LevelDB, one sublevel per record kind. Images, members and tasks are small
- * and also held in memory, so reads are synchronous; manifests and chunk references stay on disk.
- * Writes are applied to memory at once and to disk in call order.
+ * Image metadata in LevelDB, kept as replicated records (every field versioned by a hybrid
+ * logical clock) so that agents converge whatever order changes reach them in. Images and members
+ * are also held in memory, so reads are synchronous; manifests and chunk references stay on disk.
+ * A write is visible in memory at once and reaches disk in call order.
  */
-export class LevelMetadataStore implements MetadataStore, Startable {
+export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   readonly #db: Level<string, unknown>
-  readonly #images: Sublevel<ImageRecord>
-  readonly #members: Sublevel<MemberRecord>
+  readonly #records: Sublevel<ReplicatedRecord>
   readonly #tasks: Sublevel<TaskRecord>
-  readonly #manifests: Sublevel<Manifest>
-  /** `<cid>!<imageId>` for each chunk an image's manifest names: answers "is this chunk used?" by prefix. */
+  readonly #manifests: Sublevel<LocalManifest>
+  /** `<cid>!<imageId>` for each chunk a local manifest names: answers "is this chunk used?" by prefix. */
   readonly #refs: Sublevel<string>
-  readonly #imageCache = new Map<string, ImageRecord>()
-  readonly #memberCache = new Map<string, Map<string, MemberRecord>>()
+  readonly #meta: Sublevel<string>
+  readonly #state = new Map<string, ReplicatedRecord>()
+  readonly #images = new Map<string, ImageRecord>()
+  readonly #members = new Map<string, Map<string, MemberRecord>>()
   readonly #taskCache = new Map<string, Map<string, TaskRecord>>()
+  readonly #listeners = new Set<(record: ReplicatedRecord, origin: ChangeOrigin) => void>()
+  readonly #orphanListeners = new Set<(cids: string[]) => void>()
+  #clock = new HybridClock('unset')
   #writes: Promise<unknown> = Promise.resolve()
 
   constructor (init: LevelMetadataStoreInit) {
     this.#db = new Level<string, unknown>(init.path, { valueEncoding: 'json' })
     const sub = <V>(name: string): Sublevel<V> => this.#db.sublevel(name, { valueEncoding: 'json' }) as unknown as Sublevel<V>
-    this.#images = sub('images')
-    this.#members = sub('members')
+    this.#records = sub('records')
     this.#tasks = sub('tasks')
     this.#manifests = sub('manifests')
     this.#refs = sub('refs')
+    this.#meta = sub('meta')
   }
 
   async start (): Promise<void> {
     if (this.#db.status === 'open') return
     await this.#db.open()
-    for await (const [, image] of this.#images.iterator()) this.#imageCache.set(image.id, image)
-    for await (const [, member] of this.#members.iterator()) this.#cacheMember(member)
+    let replicaId = await this.#meta.get('replica-id')
+    if (replicaId == null) {
+      replicaId = randomBytes(8).toString('hex')
+      await this.#meta.put('replica-id', replicaId)
+    }
+    this.#clock = new HybridClock(replicaId)
+    for await (const [, record] of this.#records.iterator()) {
+      this.#clock.observe(versionOf(record))
+      this.#apply(record)
+    }
     for await (const [, task] of this.#tasks.iterator()) this.#cacheTask(task)
   }
 
   async stop (): Promise<void> {
+    if (this.#db.status !== 'open') return
     await this.#writes
     await this.#db.close()
   }
 
+  get replicaId (): string { return this.#clock.replicaId }
+
+  // ---- MetadataStore: what the Glance domain reads and writes ----
+
   getImage (id: string): ImageRecord | undefined {
-    return this.#imageCache.get(id)
+    return this.#images.get(id)
   }
 
   images (): Iterable<ImageRecord> {
-    return this.#imageCache.values()
+    return this.#images.values()
   }
 
   async putImage (image: ImageRecord): Promise<void> {
-    this.#imageCache.set(image.id, image)
-    await this.#write(async () => await this.#images.put(image.id, image))
+    const record = this.#stampLocal('image', image.id, imageFields(image))
+    if (record != null) await this.#persist([this.#recordOp(record)])
   }
 
   members (imageId: string): MemberRecord[] {
-    return [...this.#memberCache.get(imageId)?.values() ?? []]
+    return [...this.#members.get(imageId)?.values() ?? []]
   }
 
   async putMember (member: MemberRecord): Promise<void> {
-    this.#cacheMember(member)
-    await this.#write(async () => await this.#members.put(`${member.image_id}!${member.member_id}`, member))
+    const record = this.#stampLocal('member', memberKey(member.image_id, member.member_id), memberFields(member), false)
+    if (record != null) await this.#persist([this.#recordOp(record)])
   }
 
   async deleteMember (imageId: string, memberId: string): Promise<void> {
-    this.#memberCache.get(imageId)?.delete(memberId)
-    await this.#write(async () => await this.#members.del(`${imageId}!${memberId}`))
+    const member = this.#members.get(imageId)?.get(memberId)
+    if (member == null) return
+    const record = this.#stampLocal('member', memberKey(imageId, memberId), memberFields(member, true), false)
+    if (record != null) await this.#persist([this.#recordOp(record)])
   }
 
   tasks (imageId: string): TaskRecord[] {
@@ -92,32 +125,43 @@ export class LevelMetadataStore implements MetadataStore, Startable {
     await this.#write(async () => await this.#tasks.put(`${task.image_id}!${task.id}`, task))
   }
 
+  /** The image's manifest, if this agent holds the one the (replicated) image names. */
   async getManifest (imageId: string): Promise<Manifest | undefined> {
-    return await this.#manifests.get(imageId)
+    const wanted = manifestCidOf(this.#state.get(`image!${imageId}`))
+    if (wanted == null) return undefined
+    const local = await this.#manifests.get(imageId)
+    return local?.cid === wanted ? local.manifest : undefined
+  }
+
+  /** The CID of the manifest the image names, known before the manifest itself is here. */
+  manifestCidOf (imageId: string): string | null {
+    return manifestCidOf(this.#state.get(`image!${imageId}`))
   }
 
   async dataAdded (image: ImageRecord, manifest: Manifest): Promise<void> {
-    this.#imageCache.set(image.id, image)
-    const refs = new Set(manifest.cids)
-    await this.#write(async () => await this.#db.batch([
-      { type: 'put', sublevel: this.#manifests, key: image.id, value: manifest },
-      ...[...refs].map(cid => ({ type: 'put' as const, sublevel: this.#refs, key: `${cid}!${image.id}`, value: '' })),
-      { type: 'put', sublevel: this.#images, key: image.id, value: image }
-    ] as any, { sync: true }))
+    const cid = manifestCid(manifest)
+    const record = this.#stampLocal('image', image.id, { ...imageFields(image), [MANIFEST_FIELD]: cid })
+    const ops = record == null ? [] : [this.#recordOp(record)]
+    const orphans = await this.#persist([...ops, ...await this.#manifestOps(image.id, { cid, manifest })], true)
+    this.#emitOrphans(orphans)
   }
 
   async dataRemoved (image: ImageRecord): Promise<string[]> {
-    this.#imageCache.set(image.id, image)
-    const manifest = await this.#manifests.get(image.id)
-    const cids = [...new Set(manifest?.cids ?? [])]
-    await this.#write(async () => await this.#db.batch([
-      { type: 'del', sublevel: this.#manifests, key: image.id },
-      ...cids.map(cid => ({ type: 'del' as const, sublevel: this.#refs, key: `${cid}!${image.id}` })),
-      { type: 'put', sublevel: this.#images, key: image.id, value: image }
-    ] as any, { sync: true }))
-    const orphans: string[] = []
-    for (const cid of cids) if (!await this.isReferenced(cid)) orphans.push(cid)
-    return orphans
+    const record = this.#stampLocal('image', image.id, { ...imageFields(image), [MANIFEST_FIELD]: null })
+    const ops = record == null ? [] : [this.#recordOp(record)]
+    return await this.#persist([...ops, ...await this.#manifestOps(image.id, undefined)], true)
+  }
+
+  /**
+   * Keeps a manifest fetched from a peer, if it is still the one the image names. Returns whether
+   * it was kept.
+   */
+  async manifestArrived (imageId: string, manifest: Manifest): Promise<boolean> {
+    const cid = manifestCid(manifest)
+    if (cid !== this.manifestCidOf(imageId)) return false
+    const orphans = await this.#persist(await this.#manifestOps(imageId, { cid, manifest }), true)
+    this.#emitOrphans(orphans)
+    return true
   }
 
   async isReferenced (cid: string): Promise<boolean> {
@@ -126,7 +170,7 @@ export class LevelMetadataStore implements MetadataStore, Startable {
     return keys.length > 0
   }
 
-  /** Every chunk some manifest names, for the startup sweep. */
+  /** Every chunk some local manifest names. */
   async * referencedCids (): AsyncIterable<string> {
     let last = ''
     for await (const key of this.#refs.keys()) {
@@ -136,10 +180,119 @@ export class LevelMetadataStore implements MetadataStore, Startable {
     }
   }
 
-  #cacheMember (member: MemberRecord): void {
-    let byMember = this.#memberCache.get(member.image_id)
-    if (byMember == null) this.#memberCache.set(member.image_id, byMember = new Map())
-    byMember.set(member.member_id, member)
+  /** Chunks that no local manifest names any more after a merged change; the agent deletes them. */
+  onOrphans (listener: (cids: string[]) => void): () => void {
+    this.#orphanListeners.add(listener)
+    return () => this.#orphanListeners.delete(listener)
+  }
+
+  // ---- Replica: what the mesh's metadata sync reads and merges ----
+
+  records (): Iterable<ReplicatedRecord> {
+    return this.#state.values()
+  }
+
+  versionOf (record: ReplicatedRecord): string {
+    return versionOf(record)
+  }
+
+  get (kind: ReplicatedRecord['kind'], key: string): ReplicatedRecord | undefined {
+    return this.#state.get(`${kind}!${key}`)
+  }
+
+  async merge (remote: readonly ReplicatedRecord[]): Promise<number> {
+    const ops: BatchOp[] = []
+    const changed: ReplicatedRecord[] = []
+    for (const theirs of remote) {
+      const ours = this.#state.get(`${theirs.kind}!${theirs.key}`)
+      const { record, changed: isChanged } = merge(ours, theirs)
+      if (!isChanged) continue
+      this.#clock.observe(versionOf(theirs))
+      this.#apply(record)
+      ops.push(this.#recordOp(record))
+      if (record.kind === 'image' && manifestCidOf(ours) !== manifestCidOf(record)) {
+        // The image now names other bytes (or none): the local manifest, if any, no longer applies.
+        ops.push(...await this.#manifestOps(record.key, undefined))
+      }
+      changed.push(record)
+    }
+    if (ops.length === 0) return 0
+    const orphans = await this.#persist(ops)
+    for (const record of changed) this.#emit(record, 'remote')
+    this.#emitOrphans(orphans)
+    return changed.length
+  }
+
+  onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  // ---- internals ----
+
+  #stampLocal (kind: ReplicatedRecord['kind'], key: string, fields: Record<string, unknown>, replaceProperties = true): ReplicatedRecord | undefined {
+    const record = stamp(this.#state.get(`${kind}!${key}`), kind, key, fields, this.#clock.tick(), replaceProperties)
+    if (record == null) return undefined
+    this.#apply(record)
+    this.#emit(record, 'local')
+    return record
+  }
+
+  /** Updates the in-memory views from a record. */
+  #apply (record: ReplicatedRecord): void {
+    this.#state.set(`${record.kind}!${record.key}`, record)
+    if (record.kind === 'image') {
+      this.#images.set(record.key, toImage(record))
+      return
+    }
+    const member = toMember(record)
+    const imageId = record.key.slice(0, record.key.indexOf('!'))
+    const memberId = record.key.slice(imageId.length + 1)
+    let byMember = this.#members.get(imageId)
+    if (byMember == null) this.#members.set(imageId, byMember = new Map())
+    if (member == null) byMember.delete(memberId)
+    else byMember.set(memberId, member)
+  }
+
+  #recordOp (record: ReplicatedRecord): BatchOp {
+    return { type: 'put', sublevel: this.#records, key: `${record.kind}!${record.key}`, value: record }
+  }
+
+  /** Ops that replace the image's local manifest (and its chunk references) with `next`. */
+  async #manifestOps (imageId: string, next: LocalManifest | undefined): Promise<BatchOp[]> {
+    const current = await this.#manifests.get(imageId)
+    if (current?.cid === next?.cid) return []
+    const ops: BatchOp[] = []
+    for (const cid of new Set(current?.manifest.cids ?? [])) ops.push({ type: 'del', sublevel: this.#refs, key: `${cid}!${imageId}` })
+    if (next == null) {
+      if (current != null) ops.push({ type: 'del', sublevel: this.#manifests, key: imageId })
+    } else {
+      ops.push({ type: 'put', sublevel: this.#manifests, key: imageId, value: next })
+      for (const cid of new Set(next.manifest.cids)) ops.push({ type: 'put', sublevel: this.#refs, key: `${cid}!${imageId}`, value: '' })
+    }
+    return ops
+  }
+
+  /** Writes a batch; returns the chunks whose last reference it removed. */
+  async #persist (ops: BatchOp[], sync = false): Promise<string[]> {
+    if (ops.length === 0) return []
+    await this.#write(async () => await this.#db.batch(ops as any, { sync }))
+    const dropped = new Set<string>()
+    for (const op of ops) {
+      if (op.type === 'del' && op.sublevel === this.#refs) dropped.add(op.key.slice(0, op.key.indexOf('!')))
+    }
+    const orphans: string[] = []
+    for (const cid of dropped) if (!await this.isReferenced(cid)) orphans.push(cid)
+    return orphans
+  }
+
+  #emit (record: ReplicatedRecord, origin: ChangeOrigin): void {
+    for (const listener of this.#listeners) listener(record, origin)
+  }
+
+  #emitOrphans (cids: string[]): void {
+    if (cids.length === 0) return
+    for (const listener of this.#orphanListeners) listener(cids)
   }
 
   #cacheTask (task: TaskRecord): void {

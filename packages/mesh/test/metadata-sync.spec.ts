@@ -1,0 +1,143 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import type { Libp2p } from '@libp2p/interface'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { ImageRecord } from '@peerglance/interface'
+import { LevelMetadataStore } from '@peerglance/metadata-store'
+import { MetadataSync } from '../src/metadata-sync.ts'
+
+interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string }
+const nodes: Node[] = []
+const silent = { debug () {}, info () {}, warn () {} }
+
+async function node (key = 'secret'): Promise<Node> {
+  const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
+  const libp2p = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
+  })
+  const store = new LevelMetadataStore({ path: join(dir, 'db') })
+  await store.start()
+  const sync = new MetadataSync({ libp2p, replica: store, logger: silent }, { key, syncIntervalMs: 60_000 })
+  await sync.start()
+  const n = { libp2p, store, sync, dir }
+  nodes.push(n)
+  return n
+}
+
+afterEach(async () => {
+  for (const n of nodes.splice(0)) {
+    await n.sync.stop()
+    await n.libp2p.stop()
+    await n.store.stop()
+    await rm(n.dir, { recursive: true, force: true })
+  }
+})
+
+function image (id: string, over: Partial<ImageRecord> = {}): ImageRecord {
+  return {
+    id, name: id, status: 'queued', visibility: 'shared', protected: false, os_hidden: false, owner: 'p', checksum: null,
+    os_hash_algo: null, os_hash_value: null, size: null, virtual_size: null, container_format: 'bare', disk_format: 'raw',
+    min_ram: 0, min_disk: 0, tags: [], created_at: '2026-01-01T00:00:00Z', updated_at: '2026-01-01T00:00:00Z', properties: {}, ...over
+  }
+}
+
+async function until (what: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!what()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+async function connect (a: Node, b: Node): Promise<void> {
+  await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+}
+
+describe('metadata sync', () => {
+  it('gossips every kind of change to a connected agent', async () => {
+    const [a, b] = [await node(), await node()]
+    await connect(a, b)
+    await until(() => a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
+    await a.store.putImage(image('i1', { properties: { os_distro: 'debian' }, tags: ['x'] }))
+    await until(() => b.store.getImage('i1')?.properties.os_distro === 'debian')
+    await a.store.putImage(image('i1', { name: 'renamed', properties: {}, tags: ['x', 'y'] }))
+    await until(() => b.store.getImage('i1')?.name === 'renamed')
+    expect(b.store.getImage('i1')?.properties).toEqual({})
+    expect(b.store.getImage('i1')?.tags).toEqual(['x', 'y'])
+    await a.store.putMember({ image_id: 'i1', member_id: 'bob', status: 'pending', created_at: 'c', updated_at: 'u' })
+    await until(() => b.store.members('i1').length === 1)
+    await b.store.putMember({ image_id: 'i1', member_id: 'bob', status: 'accepted', created_at: 'c', updated_at: 'u2' })
+    await until(() => a.store.members('i1')[0]?.status === 'accepted')
+    await a.store.deleteMember('i1', 'bob')
+    await until(() => b.store.members('i1').length === 0)
+    await a.store.dataAdded(image('i1', { status: 'active', size: 3 }), { size: 3, chunkSize: 1, cids: ['c1', 'c2', 'c3'], md5: 'm', sha512: 's', staged: false })
+    await until(() => b.store.getImage('i1')?.status === 'active')
+    expect(b.store.manifestCidOf('i1')).toBe(a.store.manifestCidOf('i1'))
+    expect(await b.store.getManifest('i1')).toBeUndefined()
+    await a.store.putImage(image('i1', { status: 'deleted' }))
+    await until(() => b.store.getImage('i1')?.status === 'deleted')
+  })
+
+  it('lets a late joiner catch up without new gossip', async () => {
+    const a = await node()
+    for (let i = 0; i < 300; i++) await a.store.putImage(image(`late-${i}`))
+    const b = await node()
+    await connect(b, a)
+    await until(() => [...b.store.images()].length === 300)
+    expect(b.store.getImage('late-299')).toEqual(a.store.getImage('late-299'))
+  })
+
+  it('converges when two agents change the same image while apart', async () => {
+    const [a, b] = [await node(), await node()]
+    await a.store.putImage(image('same'))
+    await connect(a, b)
+    await until(() => b.store.getImage('same') != null)
+    await a.libp2p.hangUp(b.libp2p.peerId)
+    await a.store.putImage(image('same', { name: 'from-a', min_ram: 1 }))
+    await b.store.putImage(image('same', { name: 'from-b', properties: { k: 'b' } }))
+    await connect(a, b)
+    await until(() => JSON.stringify(a.store.get('image', 'same')) === JSON.stringify(b.store.get('image', 'same')))
+    const merged = a.store.getImage('same')
+    // The same field written on both sides: one deterministic winner; different fields: both kept.
+    expect(['from-a', 'from-b']).toContain(merged?.name)
+    expect(b.store.getImage('same')).toEqual(merged)
+    expect(merged?.properties).toEqual({ k: 'b' })
+    expect(merged?.min_ram).toBe(1)
+  })
+
+  it('keeps a deleted image deleted even against a later update', async () => {
+    const [a, b] = [await node(), await node()]
+    await a.store.putImage(image('gone'))
+    await connect(a, b)
+    await until(() => b.store.getImage('gone') != null)
+    await a.libp2p.hangUp(b.libp2p.peerId)
+    await b.store.putImage(image('gone', { status: 'deleted' }))
+    await a.store.putImage(image('gone', { name: 'later' }))
+    await connect(a, b)
+    await until(() => a.store.getImage('gone')?.status === 'deleted' && b.store.getImage('gone')?.name === 'later')
+  })
+
+  it('drops metadata from agents that do not share the mesh key', async () => {
+    const a = await node('secret')
+    const outsider = await node('other')
+    await outsider.store.putImage(image('intruder'))
+    await connect(outsider, a)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    await outsider.store.putImage(image('intruder2'))
+    await new Promise(resolve => setTimeout(resolve, 500))
+    expect(a.store.getImage('intruder')).toBeUndefined()
+    expect(a.store.getImage('intruder2')).toBeUndefined()
+  })
+})
