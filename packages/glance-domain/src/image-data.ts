@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import {
-  ConflictError, ForbiddenError, ImageGoneError, ImageTooLargeError, InvalidStatusTransitionError,
+  ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageTooLargeError, InvalidStatusTransitionError,
   NotFoundError, ValidationError
 } from '@peerglance/interface'
-import type { ChunkStore, Identity, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, Identity, ImageReader, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
 import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
 import { canDownload, isAdmin } from './policy.ts'
 import type { ImageService } from './image-service.ts'
@@ -21,6 +21,11 @@ export type Download = { image: ImageRecord, manifest: Manifest } | { image: Ima
 
 const HASH_ALGO = 'sha512'
 
+/** Where the manifest of an image uploaded elsewhere comes from: peers, in a mesh. */
+export interface ManifestSource {
+  fetch (imageId: string, opts?: AbortOptions): Promise<Manifest | undefined>
+}
+
 /**
  * The data side of an image: upload (`PUT /file`), stage + import (glance-direct), download and
  * what happens to chunks when an image is deleted. Every failed write puts the image back to
@@ -30,11 +35,19 @@ export class ImageDataService {
   readonly #images: ImageService
   readonly #metadata: MetadataStore
   readonly #chunks: ChunkStore
+  readonly #reader: ImageReader
+  readonly #manifests: ManifestSource | undefined
 
-  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore }) {
+  /**
+   * `reader` serves downloads (the chunk store alone, or peers behind it); `manifests` finds the
+   * manifest of an image whose data this agent has never held.
+   */
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource }) {
     this.#images = components.images
     this.#metadata = components.metadata
     this.#chunks = components.chunks
+    this.#reader = components.reader ?? { read: (_id, manifest, start, end, opts) => this.#chunks.read(manifest, start, end, opts) }
+    this.#manifests = components.manifests
   }
 
   async upload (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
@@ -94,7 +107,7 @@ export class ImageDataService {
   async #slice (manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
     if (end <= start) return new Uint8Array(0)
     const parts: Uint8Array[] = []
-    for await (const part of this.#chunks.read(manifest as Manifest, start, end - 1)) parts.push(part)
+    for await (const part of this.#reader.read('', manifest as Manifest, start, end - 1)) parts.push(part)
     return Buffer.concat(parts)
   }
 
@@ -178,19 +191,23 @@ export class ImageDataService {
   }
 
   /** What `GET /file` streams; `manifest: null` means "no data yet", which Glance answers with 204. */
-  async download (who: Identity, id: string): Promise<Download> {
+  async download (who: Identity, id: string, opts: AbortOptions = {}): Promise<Download> {
     const image = this.#images.visible(who, id)
     if (!canDownload(who, image, this.#metadata.members(id))) throw new ForbiddenError('You are not authorized to complete download_image action.')
     if (image.status === 'deactivated' && !isAdmin(who)) {
       throw new ForbiddenError('The requested image has been deactivated. Image data download is prohibited.')
     }
     if (!HAS_SERVABLE_DATA.has(image.status)) return { image, manifest: null }
-    const manifest = await this.#metadata.getManifest(id)
-    return { image, manifest: manifest == null || manifest.staged ? null : manifest }
+    const manifest = await this.#metadata.getManifest(id) ?? await this.#manifests?.fetch(id, opts)
+    if (manifest == null) {
+      if (this.#manifests == null) return { image, manifest: null }
+      throw new ChunkUnavailableError(`The data of image ${id} is not available from this agent or any peer right now.`)
+    }
+    return { image, manifest: manifest.staged ? null : manifest }
   }
 
-  read (manifest: Manifest, start: number, end: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
-    return this.#chunks.read(manifest, start, end, { signal })
+  read (imageId: string, manifest: Manifest, start: number, end: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    return this.#reader.read(imageId, manifest, start, end, { signal })
   }
 
   /** Called once an image is deleted: its data goes, and so do chunks no other image uses. */

@@ -41,7 +41,8 @@ export function imageDataRoutes (app: FastifyInstance, { data }: GlanceApiCompon
 
 async function download (request: FastifyRequest<IdParams>, reply: FastifyReply, data: GlanceApiComponents['data']): Promise<FastifyReply> {
   if ((request.query as Record<string, unknown>).prefer != null) throw new HttpError(400, 'The prefer parameter is only supported in multi-store deployments.')
-  const { image, manifest } = await data.download(request.identity, request.params.id)
+  const signal = hangUpSignal(reply)
+  const { image, manifest } = await data.download(request.identity, request.params.id, { signal })
   // Glance answers 204, not 404, when the image has no data yet (image_data.py download).
   if (manifest == null) return reply.code(204).send()
   const size = manifest.size
@@ -52,13 +53,22 @@ async function download (request: FastifyRequest<IdParams>, reply: FastifyReply,
   if (image.checksum != null) reply.header('content-md5', image.checksum)
   if (range != null) reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`)
   if (size === 0) return reply.send('')
-  const body = Readable.from(data.read(manifest, start, end, request.signal), { objectMode: false, highWaterMark: STREAM_HIGH_WATER_MARK })
+  const body = Readable.from(data.read(image.id, manifest, start, end, signal), { objectMode: false, highWaterMark: STREAM_HIGH_WATER_MARK })
   return reply.send(body)
 }
 
 function uploadOptions (request: FastifyRequest): { expectedSize?: number, signal: AbortSignal, requestId: string } {
   const signal = abortOnHangUp(request)
   return { expectedSize: expectedSize(request), signal, requestId: request.id }
+}
+
+/** Aborts peer fetches made for a download when the client goes away. */
+function hangUpSignal (reply: FastifyReply): AbortSignal {
+  const controller = new AbortController()
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort(new AbortedError('client closed the connection'))
+  })
+  return controller.signal
 }
 
 /** Aborts when the client goes away before its body has fully arrived. */
