@@ -88,18 +88,20 @@ export class Agent {
   }
 
   /**
-   * Stops in reverse order. The API drains in-flight requests for up to `shutdown.graceMs`;
-   * uploads still running then are aborted, which puts their images back to `queued`.
+   * Stops in reverse order. New requests get 503 at once; uploads in flight are aborted (their
+   * images go back to `queued`), since a multi-GB upload would outlast any grace period; downloads
+   * get `shutdown.graceMs` to finish before their connections are cut.
    */
   async stop (): Promise<void> {
     if (this.#status !== 'started') return
     this.#status = 'stopping'
     const closing = this.api.close()
+    await this.chunks.stop()
     let timer: NodeJS.Timeout | undefined
     const grace = new Promise<void>(resolve => { timer = setTimeout(resolve, this.config.shutdown.graceMs) })
     await Promise.race([closing, grace])
     clearTimeout(timer)
-    await this.chunks.stop()
+    this.api.server.closeAllConnections()
     await closing
     await this.metadata.stop()
     this.#status = 'stopped'

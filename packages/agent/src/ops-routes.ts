@@ -1,0 +1,46 @@
+import type { FastifyInstance } from 'fastify'
+import type { Registry } from 'prom-client'
+import type { ImageRecord, Manifest } from '@peerglance/interface'
+
+/** What the status document says about the mesh; absent when the agent runs alone. */
+export interface MeshView {
+  peerId: string
+  multiaddrs: () => string[]
+  connectedPeers: () => string[]
+  localShare: (manifest: Manifest) => Promise<number>
+}
+
+export interface OpsComponents {
+  registry: Registry
+  images: () => Iterable<ImageRecord>
+  manifest: (imageId: string) => Promise<Manifest | undefined>
+  mesh?: MeshView
+}
+
+/**
+ * The agent's own API beside Glance's: `/peerglance/v1/status` for operators and Prometheus
+ * `/metrics`. Unauthenticated, like Glance's `/healthcheck`: keep the API on loopback or firewall it.
+ */
+export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
+  app.get('/peerglance/v1/status', async () => {
+    const images = []
+    for (const image of c.images()) {
+      if (image.status === 'deleted') continue
+      const manifest = await c.manifest(image.id)
+      const chunks = manifest?.cids.length ?? null
+      let localShare: number | null = null
+      if (manifest != null) localShare = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
+      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare })
+    }
+    return {
+      peerId: c.mesh?.peerId ?? null,
+      multiaddrs: c.mesh?.multiaddrs() ?? [],
+      peers: c.mesh?.connectedPeers() ?? [],
+      images
+    }
+  })
+
+  app.get('/metrics', async (_request, reply) => {
+    return await reply.type(c.registry.contentType).send(await c.registry.metrics())
+  })
+}
