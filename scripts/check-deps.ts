@@ -9,6 +9,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'glance-domain': ['interface'],
   'metadata-store': ['interface'],
   'chunk-store': ['interface'],
+  mesh: ['interface'],
   'glance-api': ['interface', 'glance-domain'],
   agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'glance-api'],
   testing: ['agent', 'config', 'interface', 'chunk-store']

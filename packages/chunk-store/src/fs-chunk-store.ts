@@ -1,14 +1,14 @@
-import { ShuttingDownError } from '@peerglance/interface'
-import type { AbortOptions, ChunkStore, IngestOptions, IngestResult, Manifest, Startable } from '@peerglance/interface'
+import { AbortedError, ChunkIntegrityError, ShuttingDownError } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Manifest, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
-import { isChunkCid } from './cid-of.ts'
+import { cidOf, isChunkCid } from './cid-of.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { silentLogger } from './logger.ts'
 import type { ChunkStoreLogger } from './logger.ts'
 import { Pins } from './pins.ts'
-import { readRange } from './read-range.ts'
+import { readChunkFile, readRange } from './read-range.ts'
 
 export interface FsChunkStoreInit {
   /** Holds `chunks/` (final files) and `staging/` (files being written). */
@@ -25,7 +25,7 @@ type Status = 'stopped' | 'started' | 'stopping'
 function noop (): void {}
 
 /** Content-addressed chunk files on the local file system. */
-export class FsChunkStore implements ChunkStore, Startable {
+export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly [Symbol.toStringTag] = '@peerglance/chunk-store'
   readonly chunkSize: number
   readonly #writeConcurrency: number
@@ -98,6 +98,33 @@ export class FsChunkStore implements ChunkStore, Startable {
 
   async * read (manifest: Manifest, start: number, end: number, opts: AbortOptions = {}): AsyncGenerator<Uint8Array> {
     yield * readRange(this.#files, manifest, start, end, opts.signal)
+  }
+
+  /** One whole chunk, as stored (it was verified before it got its name); ChunkUnavailableError when absent. */
+  async readChunk (cid: string, opts: AbortOptions = {}): Promise<Uint8Array> {
+    if (opts.signal?.aborted === true) throw new AbortedError('The chunk read was aborted.', { cause: opts.signal.reason })
+    return await readChunkFile(this.#files, cid)
+  }
+
+  /**
+   * Keeps a chunk a peer sent: hashes the bytes (whoever checked them before), then writes them
+   * like an upload's chunks do (staging, fdatasync, rename, under the CID's lock). Storing a chunk
+   * that is already here is a no-op. The fan-out directory is not fsynced: a crash may forget a
+   * cached chunk, which is then fetched again, but never leaves a name on partial bytes.
+   */
+  async putChunk (cid: string, bytes: Uint8Array, opts: AbortOptions = {}): Promise<void> {
+    if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
+    if (opts.signal?.aborted === true) throw new AbortedError('The chunk write was aborted.', { cause: opts.signal.reason })
+    if (!isChunkCid(cid) || cidOf(bytes) !== cid) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
+    const put = this.#files.put(cid, bytes)
+    // stop() waits for writes in flight, as it does for ingests.
+    const settled = put.then(noop, noop)
+    this.#ingests.add(settled)
+    try {
+      await put
+    } finally {
+      this.#ingests.delete(settled)
+    }
   }
 
   release (cids: Iterable<string>): void {

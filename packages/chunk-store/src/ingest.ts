@@ -50,10 +50,10 @@ export class Ingest {
   }
 
   async run (source: AsyncIterable<Uint8Array>): Promise<IngestResult> {
+    const { maxBytes, expectedSize } = this.#opts
+    if (expectedSize != null && expectedSize > maxBytes) throw tooLarge(maxBytes)
     const hasher = this.#ctx.hashers.acquire()
     try {
-      const { maxBytes, expectedSize } = this.#opts
-      if (expectedSize != null && expectedSize > maxBytes) throw tooLarge(maxBytes)
       await this.#consume(source, hasher)
       await this.#settle()
       if (this.#failed) throw this.#failure

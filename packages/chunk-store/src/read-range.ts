@@ -62,3 +62,27 @@ async function readSlice (files: ChunkFiles, cid: string | undefined, position: 
     await handle.close()
   }
 }
+
+/** A whole chunk file in one buffer of its exact size. */
+export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Buffer> {
+  if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
+  let handle
+  try {
+    handle = await open(files.path(cid), 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ChunkUnavailableError(`Chunk ${cid} is not available.`, { cause: err })
+    throw err
+  }
+  try {
+    const { size } = await handle.stat()
+    const buffer = Buffer.allocUnsafe(size)
+    for (let filled = 0; filled < size;) {
+      const { bytesRead } = await handle.read(buffer, filled, size - filled, filled)
+      if (bytesRead === 0) throw new ChunkUnavailableError(`Chunk ${cid} changed while it was read.`)
+      filled += bytesRead
+    }
+    return buffer
+  } finally {
+    await handle.close()
+  }
+}

@@ -27,9 +27,12 @@ describe('FsChunkStore ingest', () => {
   })
 
   afterEach(async () => {
-    await store.stop()
-    await expectEveryChunkToHashToItsName(dir)
-    await rm(dir, { recursive: true, force: true })
+    try {
+      await store.stop()
+      await expectEveryChunkToHashToItsName(dir)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   for (const size of [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5.5 * CHUNK]) {

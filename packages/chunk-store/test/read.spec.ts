@@ -22,9 +22,12 @@ describe('FsChunkStore read', () => {
   })
 
   afterEach(async () => {
-    await store.stop()
-    await expectEveryChunkToHashToItsName(dir)
-    await rm(dir, { recursive: true, force: true })
+    try {
+      await store.stop()
+      await expectEveryChunkToHashToItsName(dir)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   const last = 5.5 * CHUNK - 1

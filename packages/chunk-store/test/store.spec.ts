@@ -16,9 +16,12 @@ describe('FsChunkStore lifecycle and collection', () => {
   })
 
   afterEach(async () => {
-    await store.stop()
-    await expectEveryChunkToHashToItsName(dir)
-    await rm(dir, { recursive: true, force: true })
+    try {
+      await store.stop()
+      await expectEveryChunkToHashToItsName(dir)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('names chunks as CIDv1 raw sha2-256 in base32', () => {

@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { cidOf, FsChunkStore } from '../src/index.ts'
+import { CHUNK, concat, expectEveryChunkToHashToItsName, manifestOf, pieces, stagingEntries, storedCids } from './fixtures.ts'
+
+describe('FsChunkStore single chunks (ChunkBlocks)', () => {
+  let dir: string
+  let store: FsChunkStore
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-blocks-'))
+    store = new FsChunkStore({ dir, chunkSize: CHUNK })
+    await store.start()
+  })
+
+  afterEach(async () => {
+    await store.stop()
+    await expectEveryChunkToHashToItsName(dir)
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('keeps a chunk a peer sent and reads it back byte for byte', async () => {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidOf(bytes)
+    expect(await store.has(cid)).toBe(false)
+    await store.putChunk(cid, bytes)
+    expect(await store.has(cid)).toBe(true)
+    expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+    expect(await storedCids(dir)).toEqual([cid])
+    expect(await stagingEntries(dir)).toEqual([])
+  })
+
+  it('refuses bytes that do not hash to the CID and stores nothing', async () => {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidOf(bytes)
+    const bad = Buffer.from(bytes)
+    bad[100] ^= 0xff
+    await expect(store.putChunk(cid, bad)).rejects.toMatchObject({ name: 'ChunkIntegrityError' })
+    await expect(store.putChunk('../../etc/passwd', bytes)).rejects.toMatchObject({ name: 'ChunkIntegrityError' })
+    expect(await store.has(cid)).toBe(false)
+    expect(await storedCids(dir)).toEqual([])
+    expect(await stagingEntries(dir)).toEqual([])
+  })
+
+  it('readChunk of an absent or malformed name fails with ChunkUnavailableError', async () => {
+    await expect(store.readChunk(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    await expect(store.readChunk('../x')).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+  })
+
+  it('reads chunks an upload stored, and a short last chunk at its own size', async () => {
+    const data = randomBytes(2 * CHUNK + 123)
+    const result = await store.ingest(pieces(data), { maxBytes: data.length })
+    const parts = await Promise.all(result.cids.map(async cid => await store.readChunk(cid)))
+    expect(parts.map(p => p.length)).toEqual([CHUNK, CHUNK, 123])
+    expect(Buffer.concat(parts).equals(data)).toBe(true)
+  })
+
+  it('putting the same chunk concurrently writes one file, and an image of put chunks reads whole', async () => {
+    const data = randomBytes(3 * CHUNK + 7)
+    const chunks = [0, 1, 2, 3].map(i => data.subarray(i * CHUNK, Math.min(data.length, (i + 1) * CHUNK)))
+    const cids = chunks.map(c => cidOf(c))
+    await Promise.all([...chunks, ...chunks, ...chunks].map(async (c, i) => { await store.putChunk(cids[i % 4], c) }))
+    expect(await storedCids(dir)).toEqual([...cids].sort())
+    expect(await stagingEntries(dir)).toEqual([])
+    const manifest = manifestOf({ size: data.length, chunkSize: CHUNK, cids, md5: '', sha512: '', head: new Uint8Array() })
+    expect((await concat(store.read(manifest, 0, data.length - 1))).equals(data)).toBe(true)
+  })
+
+  it('putChunk after stop fails with ShuttingDownError', async () => {
+    await store.stop()
+    const bytes = randomBytes(100)
+    await expect(store.putChunk(cidOf(bytes), bytes)).rejects.toMatchObject({ name: 'ShuttingDownError' })
+  })
+
+  it('honours an aborted signal', async () => {
+    const bytes = randomBytes(100)
+    const signal = AbortSignal.abort()
+    await expect(store.putChunk(cidOf(bytes), bytes, { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+    await expect(store.readChunk(cidOf(bytes), { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+  })
+})

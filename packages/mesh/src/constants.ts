@@ -1,0 +1,71 @@
+/** The chunk exchange protocol (chunk-exchange.ts describes the wire format). */
+export const CHUNK_PROTOCOL = '/peerglance/chunks/1.0.0'
+
+/** Where agents say which chunks of which image they hold (swarm.ts). */
+export const HAVE_TOPIC = 'peerglance/have/1'
+
+/** Where agents say how to reach them, so that agents that share a bootstrap peer find each other. */
+export const PEERS_TOPIC = 'peerglance/peers/1'
+
+/** The peer's private key (Ed25519, libp2p protobuf encoding) inside the data directory. */
+export const PEER_KEY_FILE = 'peer.key'
+
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+
+/**
+ * Long-lived chunk streams per peer. One stream carried ~200 MiB/s and four carried ~305 MiB/s of
+ * 1 MiB chunks in the research runs (p2p-perf REPORT.md section 3); more only cost CPU.
+ */
+export const DEFAULT_STREAMS_PER_PEER = 4
+
+/** Requests waiting on one stream at once (the server answers them in order). */
+export const DEFAULT_PIPELINE_DEPTH = 2
+
+/** Inbound chunk streams a peer may hold open to us; a few per downloader. */
+export const DEFAULT_MAX_INBOUND_STREAMS = 256
+export const DEFAULT_MAX_OUTBOUND_STREAMS = 64
+
+/** A response frame larger than this ends the stream: no chunk is that big. */
+export const MAX_FRAME_BODY = 64 * 1024 * 1024
+
+/** Requests a server queues per stream beyond the one it is answering; more is a protocol error. */
+export const MAX_QUEUED_REQUESTS = 64
+
+/** How long one request may wait for its whole response before the stream is reset. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000
+
+/** How long a reader waits for some peer to hold a chunk before ChunkUnavailableError (HTTP 503). */
+export const DEFAULT_UNAVAILABLE_TIMEOUT_MS = 5_000
+
+/** Chunks ahead of each reader's position that are fetched before anything else. */
+export const DEFAULT_READ_AHEAD = 8
+
+/** Chunk fetches in flight per peer, across all its streams. */
+export const DEFAULT_MAX_IN_FLIGHT_PER_PEER = 8
+
+/** Chunk fetches in flight per download session, across all peers. */
+export const DEFAULT_MAX_IN_FLIGHT = 16
+
+/**
+ * How long a chunk another downloader is responsible for may stay missing before this agent
+ * fetches it from a seed itself (swarm.ts, "seeding"). Chunks a reader is waiting for use the
+ * short figure, background chunks the long one.
+ */
+export const DEFAULT_URGENT_FALLBACK_MS = 1_500
+export const DEFAULT_BACKGROUND_FALLBACK_MS = 10_000
+
+/** Newly stored chunks are announced in batches this often. */
+export const DEFAULT_ANNOUNCE_INTERVAL_MS = 150
+
+/** A session waits this long after it starts, for other downloaders to announce themselves, before it asks seeds for chunks it does not need yet. */
+export const DEFAULT_START_GRACE_MS = 100
+
+/** A peer that sent bytes that do not match their CID is not asked again for this long. */
+export const DEFAULT_BAD_PEER_MS = 24 * 60 * 60 * 1000
+
+/** Redial of a bootstrap peer that went away: first wait, and the cap of the doubling waits. */
+export const DEFAULT_REDIAL_MIN_MS = 250
+export const DEFAULT_REDIAL_MAX_MS = 10_000
+
+/** How often an agent repeats its addresses on the peers topic. */
+export const DEFAULT_PEER_ANNOUNCE_INTERVAL_MS = 30_000

@@ -1,0 +1,14 @@
+import { PeerglanceError } from '@peerglance/interface'
+
+function define (errorName: string): typeof PeerglanceError {
+  return class extends PeerglanceError { static override readonly errorName = errorName }
+}
+
+/** A peer answered that it does not hold the chunk (or manifest) it was asked for. */
+export class NotHeldError extends define('NotHeldError') {}
+/** A peer did not answer a request in time; its stream was reset. */
+export class RequestTimeoutError extends define('RequestTimeoutError') {}
+/** A peer broke the chunk protocol (bad frame, wrong request id) or reported an error. */
+export class ProtocolError extends define('ProtocolError') {}
+/** The mesh is not running. */
+export class NotStartedError extends define('NotStartedError') {}

@@ -1,0 +1,138 @@
+import { Uint8ArrayList } from 'uint8arraylist'
+
+/** Bytes before every frame's body: type (u8), code (u8), request id (u32 BE), body length (u32 BE). */
+export const HEADER_SIZE = 10
+
+export const FRAME_GET = 1
+export const FRAME_HAVE = 2
+export const FRAME_MANIFEST = 3
+
+export const CODE_OK = 0
+export const CODE_NOT_FOUND = 1
+export const CODE_ERROR = 2
+
+export interface FrameHeader {
+  type: number
+  code: number
+  id: number
+  length: number
+}
+
+export function encodeHeader (type: number, code: number, id: number, length: number): Uint8Array {
+  const header = new Uint8Array(HEADER_SIZE)
+  const view = new DataView(header.buffer)
+  header[0] = type
+  header[1] = code
+  view.setUint32(2, id)
+  view.setUint32(6, length)
+  return header
+}
+
+/** Header and body as one send, without copying the body. */
+export function frame (type: number, code: number, id: number, body?: Uint8Array): Uint8ArrayList {
+  const list = new Uint8ArrayList(encodeHeader(type, code, id, body?.byteLength ?? 0))
+  if (body != null && body.byteLength > 0) list.append(body)
+  return list
+}
+
+/**
+ * Where the bytes of one frame's body go. The default collects them into one buffer of the
+ * body's size, copying each piece once as it arrives; a frame with a large body (a chunk) never
+ * sits in the stream's read buffer, and never gets flattened twice.
+ */
+export interface BodySink {
+  write: (piece: Uint8Array) => void
+  /** Called with the whole body once its last byte arrived. */
+  end: () => void
+}
+
+export class FrameError extends Error {
+  static readonly errorName = 'FrameError'
+  override readonly name = 'FrameError'
+}
+
+/**
+ * Incremental frame parser for a stream's 'message' events: feed it each Uint8Array or
+ * Uint8ArrayList as it comes, and it calls `onHeader` once per frame, which returns the sink for
+ * that frame's body.
+ */
+export class FrameReader {
+  readonly #maxBody: number
+  readonly #onHeader: (header: FrameHeader) => BodySink
+  readonly #header = new Uint8Array(HEADER_SIZE)
+  #headerFilled = 0
+  #sink: BodySink | undefined
+  #remaining = 0
+
+  constructor (maxBody: number, onHeader: (header: FrameHeader) => BodySink) {
+    this.#maxBody = maxBody
+    this.#onHeader = onHeader
+  }
+
+  push (data: Uint8Array | Uint8ArrayList): void {
+    if (data instanceof Uint8Array) this.#pushBuffer(data)
+    else for (const buf of data) this.#pushBuffer(buf)
+  }
+
+  /** True when no frame is partly read. */
+  get idle (): boolean {
+    return this.#headerFilled === 0 && this.#sink == null
+  }
+
+  #pushBuffer (buf: Uint8Array): void {
+    let offset = 0
+    while (offset < buf.byteLength) {
+      if (this.#sink == null) {
+        const n = Math.min(HEADER_SIZE - this.#headerFilled, buf.byteLength - offset)
+        this.#header.set(buf.subarray(offset, offset + n), this.#headerFilled)
+        this.#headerFilled += n
+        offset += n
+        if (this.#headerFilled < HEADER_SIZE) return
+        this.#headerFilled = 0
+        const view = new DataView(this.#header.buffer)
+        const header = { type: this.#header[0], code: this.#header[1], id: view.getUint32(2), length: view.getUint32(6) }
+        if (header.length > this.#maxBody) throw new FrameError(`frame body of ${header.length} bytes is over the limit of ${this.#maxBody}`)
+        const sink = this.#onHeader(header)
+        if (header.length === 0) {
+          sink.end()
+          continue
+        }
+        this.#sink = sink
+        this.#remaining = header.length
+      } else {
+        const n = Math.min(this.#remaining, buf.byteLength - offset)
+        const sink = this.#sink
+        this.#remaining -= n
+        if (this.#remaining === 0) this.#sink = undefined
+        sink.write(n === buf.byteLength ? buf : buf.subarray(offset, offset + n))
+        offset += n
+        if (this.#remaining === 0) sink.end()
+      }
+    }
+  }
+}
+
+/** Collects a body into one buffer; `onEnd` receives it. */
+export function collect (length: number, onEnd: (body: Uint8Array) => void): BodySink {
+  const body = Buffer.allocUnsafe(length)
+  let filled = 0
+  return {
+    write (piece) {
+      body.set(piece, filled)
+      filled += piece.byteLength
+    },
+    end () { onEnd(body) }
+  }
+}
+
+/** Throws the body away (a response nobody waits for any more). */
+export const discard: BodySink = { write () {}, end () {} }
+
+/** Bit i of a bitfield is (byte i>>3) & (0x80 >> (i & 7)), as in BitTorrent. */
+export function getBit (bits: Uint8Array, i: number): boolean {
+  return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0
+}
+
+export function setBit (bits: Uint8Array, i: number): void {
+  bits[i >> 3] |= 0x80 >> (i & 7)
+}
