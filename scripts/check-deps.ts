@@ -11,7 +11,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'chunk-store': ['interface'],
   mesh: ['interface'],
   'glance-api': ['interface', 'glance-domain'],
-  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'glance-api'],
+  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'glance-api', 'mesh'],
   testing: ['agent', 'config', 'interface', 'chunk-store']
 }
 

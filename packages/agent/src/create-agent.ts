@@ -8,8 +8,12 @@ import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
 import { ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
-import { LevelMetadataStore } from '@peerglance/metadata-store'
+import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
+import { Mesh, MetadataSync } from '@peerglance/mesh'
+import type { AbortOptions, ImageReader, Manifest } from '@peerglance/interface'
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { createLogger } from './logger.ts'
+import { opsRoutes } from './ops-routes.ts'
 
 export interface AgentOverrides {
   logger?: Logger
@@ -29,6 +33,10 @@ export class Agent {
   readonly images: ImageService
   readonly data: ImageDataService
   readonly api: FastifyInstance
+  readonly mesh: Mesh
+  readonly registry = new Registry()
+  #sync: MetadataSync | undefined
+  readonly #manifestFetches = new Map<string, Promise<Manifest | undefined>>()
   #status: AgentStatus = 'stopped'
   #url: string | undefined
 
@@ -36,16 +44,45 @@ export class Agent {
     this.config = config
     this.log = overrides.logger ?? createLogger(config.log)
     this.metadata = new LevelMetadataStore({ path: join(config.dataDir, 'metadata') })
+    const mesh = (): Mesh => this.mesh
     this.chunks = new FsChunkStore({
       dir: join(config.dataDir, 'chunks'),
       chunkSize: config.chunks.chunkSize,
       writeConcurrency: config.chunks.writeConcurrency,
       logger: this.log.child({ component: 'chunk-store' })
     })
+    collectDefaultMetrics({ register: this.registry, prefix: 'peerglance_process_' })
+    this.mesh = new Mesh({
+      chunks: this.chunks,
+      getManifestBytes: async imageId => {
+        const manifest = await this.metadata.getManifest(imageId)
+        return manifest == null ? undefined : encodeManifest(manifest)
+      },
+      logger: this.log.child({ component: 'mesh' }),
+      registry: this.registry
+    }, {
+      dataDir: config.dataDir,
+      listen: config.mesh.listen,
+      bootstrap: config.mesh.bootstrap,
+      mdns: config.mesh.mdns,
+      unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
+      manifestTimeoutMs: config.mesh.fetchTimeoutMs
+    })
     const rules = glanceRules(config)
     let data: ImageDataService | undefined
     this.images = new ImageService({ metadata: this.metadata, events: { imageDeleted: async image => await data?.imageDeleted(image) } }, rules)
-    this.data = data = new ImageDataService({ images: this.images, metadata: this.metadata, chunks: this.chunks })
+    this.data = data = new ImageDataService({
+      images: this.images,
+      metadata: this.metadata,
+      chunks: this.chunks,
+      reader: countBytes(this.mesh.reader, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
+      manifests: { fetch: async (imageId, opts) => await this.#fetchManifest(imageId, opts) }
+    }, { host: this.metadata.replicaId })
+    this.metadata.onOrphans(cids => {
+      void this.chunks.collect(cids, async cid => await this.metadata.isReferenced(cid)).catch(err => {
+        this.log.warn({ err }, 'collecting chunks failed')
+      })
+    })
     this.api = buildGlanceApi({
       images: this.images,
       data: this.data,
@@ -53,6 +90,33 @@ export class Agent {
       authenticator: noAuth(config.auth.noauth),
       logger: this.log.child({ component: 'glance-api' })
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs })
+    opsRoutes(this.api, {
+      registry: this.registry,
+      images: () => this.metadata.images(),
+      manifest: async imageId => await this.metadata.getManifest(imageId),
+      mesh: {
+          get peerId () { return mesh().peerId },
+        multiaddrs: () => mesh().multiaddrs,
+        connectedPeers: () => mesh().connectedPeers(),
+        localShare: async manifest => await mesh().localShare(manifest)
+      }
+    })
+  }
+
+  /** One fetch per image at a time, however many downloads wait for it. */
+  async #fetchManifest (imageId: string, opts: AbortOptions = {}): Promise<Manifest | undefined> {
+    let pending = this.#manifestFetches.get(imageId)
+    if (pending == null) {
+      pending = (async () => {
+        const cid = this.metadata.manifestCidOf(imageId)
+        if (cid == null) return undefined
+        const manifest = decodeManifest(await this.mesh.fetchManifest(imageId, cid, opts))
+        await this.metadata.manifestArrived(imageId, manifest)
+        return manifest
+      })().finally(() => this.#manifestFetches.delete(imageId))
+      this.#manifestFetches.set(imageId, pending)
+    }
+    return await pending
   }
 
   get status (): AgentStatus { return this.#status }
@@ -76,6 +140,14 @@ export class Agent {
       const recovered = await this.data.recover()
       const collected = await this.chunks.collect(this.chunks.listCids(), async cid => await this.metadata.isReferenced(cid))
       if (recovered > 0 || collected > 0) this.log.warn({ recovered, collected }, 'recovered interrupted uploads')
+      await this.mesh.start()
+      started.push(this.mesh)
+      this.#sync = new MetadataSync({ libp2p: this.mesh.libp2p, replica: this.metadata, logger: this.log.child({ component: 'metadata-sync' }) }, {
+        key: this.config.mesh.key,
+        syncIntervalMs: this.config.mesh.syncIntervalMs
+      })
+      await this.#sync.start()
+      started.push(this.#sync)
       const { host, port } = parseListen(this.config.api.listen)
       this.#url = await this.api.listen({ host, port })
       this.#status = 'started'
@@ -103,9 +175,23 @@ export class Agent {
     clearTimeout(timer)
     this.api.server.closeAllConnections()
     await closing
+    await this.#sync?.stop()
+    await this.mesh.stop()
     await this.metadata.stop()
     this.#status = 'stopped'
     this.log.info('agent stopped')
+  }
+}
+
+/** Counts the bytes a reader hands to API clients. */
+function countBytes (reader: ImageReader, counter: Counter): ImageReader {
+  return {
+    async * read (imageId, manifest, start, end, opts) {
+      for await (const part of reader.read(imageId, manifest, start, end, opts)) {
+        counter.inc(part.byteLength)
+        yield part
+      }
+    }
   }
 }
 

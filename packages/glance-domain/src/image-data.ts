@@ -21,6 +21,13 @@ export type Download = { image: ImageRecord, manifest: Manifest } | { image: Ima
 
 const HASH_ALGO = 'sha512'
 
+/**
+ * Which agent runs an image's upload, stage or import (Glance's own name for the staging host).
+ * After a crash an agent resets only the work it was doing itself: in a mesh, other agents see the
+ * same `saving` image.
+ */
+const WORKER_PROPERTY = 'os_glance_stage_host'
+
 /** Where the manifest of an image uploaded elsewhere comes from: peers, in a mesh. */
 export interface ManifestSource {
   fetch (imageId: string, opts?: AbortOptions): Promise<Manifest | undefined>
@@ -42,7 +49,10 @@ export class ImageDataService {
    * `reader` serves downloads (the chunk store alone, or peers behind it); `manifests` finds the
    * manifest of an image whose data this agent has never held.
    */
-  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource }) {
+  readonly #host: string
+
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource }, init: { host?: string } = {}) {
+    this.#host = init.host ?? 'local'
     this.#images = components.images
     this.#metadata = components.metadata
     this.#chunks = components.chunks
@@ -68,7 +78,7 @@ export class ImageDataService {
   async #write (who: Identity, image: ImageRecord, during: 'saving' | 'uploading', source: AsyncIterable<Uint8Array>, opts: UploadOptions): Promise<ImageRecord> {
     // The status flips synchronously (the store's view is updated before the write resolves),
     // so a second upload racing this one sees `saving` and gets 409.
-    await this.#metadata.putImage(transition(image, during))
+    await this.#metadata.putImage(this.#claim(transition(image, during)))
     let ingested: IngestResult | undefined
     try {
       ingested = await this.#chunks.ingest(source, { maxBytes: this.#maxBytes(image), expectedSize: opts.expectedSize, signal: opts.signal })
@@ -81,7 +91,7 @@ export class ImageDataService {
         size: ingested.size, chunkSize: ingested.chunkSize, cids: ingested.cids, md5: ingested.md5, sha512: ingested.sha512, staged: during === 'uploading'
       }
       const finished: ImageRecord = during === 'saving'
-        ? { ...transition(current, 'active'), size: ingested.size, virtual_size: virtualSize, checksum: ingested.md5, os_hash_algo: HASH_ALGO, os_hash_value: ingested.sha512 }
+        ? { ...release(transition(current, 'active')), size: ingested.size, virtual_size: virtualSize, checksum: ingested.md5, os_hash_algo: HASH_ALGO, os_hash_value: ingested.sha512 }
         : { ...current, size: ingested.size, updated_at: now() }
       await this.#metadata.dataAdded(finished, manifest)
       return finished
@@ -123,7 +133,11 @@ export class ImageDataService {
   /** Back to `queued` with no data, unless someone deleted the image meanwhile. */
   async #restore (id: string, during: 'saving' | 'uploading' | 'importing'): Promise<void> {
     const current = this.#metadata.getImage(id)
-    if (current?.status === during) await this.#metadata.dataRemoved(transition(current, 'queued'))
+    if (current?.status === during) await this.#metadata.dataRemoved(release(transition(current, 'queued')))
+  }
+
+  #claim (image: ImageRecord): ImageRecord {
+    return { ...image, properties: { ...image.properties, [WORKER_PROPERTY]: this.#host } }
   }
 
   async #forget (cids: readonly string[]): Promise<void> {
@@ -149,7 +163,7 @@ export class ImageDataService {
     }
     if (image.status !== 'uploading') throw new ConflictError(`Image status '${image.status}' is not valid for this import method`)
 
-    const importing = transition(image, 'importing')
+    const importing = this.#claim(transition(image, 'importing'))
     await this.#metadata.putImage(importing)
     const task = await this.#startTask(who, image, body as Record<string, unknown>, opts.requestId)
     // Glance runs the import as an asynchronous task and answers 202 first.
@@ -158,13 +172,13 @@ export class ImageDataService {
 
   async #finishImport (image: ImageRecord, task: TaskRecord): Promise<void> {
     try {
-      const manifest = await this.#metadata.getManifest(image.id)
+      const manifest = await this.#metadata.getManifest(image.id) ?? await this.#manifests?.fetch(image.id)
       if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
       const virtualSize = await this.#inspect(image, manifest)
       const current = this.#metadata.getImage(image.id)
       if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
       await this.#metadata.dataAdded({
-        ...transition(current, 'active'), size: manifest.size, virtual_size: virtualSize, checksum: manifest.md5, os_hash_algo: HASH_ALGO, os_hash_value: manifest.sha512
+        ...release(transition(current, 'active')), size: manifest.size, virtual_size: virtualSize, checksum: manifest.md5, os_hash_algo: HASH_ALGO, os_hash_value: manifest.sha512
       }, { ...manifest, staged: false })
       await this.#metadata.putTask({ ...task, status: 'success', result: { image_id: image.id }, updated_at: now() })
     } catch (err) {
@@ -224,10 +238,11 @@ export class ImageDataService {
   async recover (): Promise<number> {
     let reset = 0
     for (const image of [...this.#metadata.images()]) {
+      if (image.properties[WORKER_PROPERTY] !== this.#host) continue
       const interrupted = image.status === 'saving' || image.status === 'importing' ||
         (image.status === 'uploading' && (await this.#metadata.getManifest(image.id))?.staged !== true)
       if (!interrupted) continue
-      await this.#metadata.dataRemoved(transition(image, 'queued'))
+      await this.#metadata.dataRemoved(release(transition(image, 'queued')))
       reset++
     }
     return reset
@@ -236,6 +251,13 @@ export class ImageDataService {
   #requireMethod (name: string): void {
     if (!this.#images.rules.enabledImportMethods.includes(name)) throw new NotFoundError(`Import method ${name} is not enabled.`)
   }
+}
+
+/** The image without the mark of the agent that was working on it. */
+function release (image: ImageRecord): ImageRecord {
+  if (!(WORKER_PROPERTY in image.properties)) return image
+  const { [WORKER_PROPERTY]: _, ...properties } = image.properties
+  return { ...image, properties }
 }
 
 function requireFormats (image: ImageRecord): void {
