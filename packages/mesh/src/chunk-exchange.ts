@@ -260,6 +260,10 @@ export class ChunkExchange implements Startable {
     return await this.#request(peer, FRAME_MANIFEST, new TextEncoder().encode(imageId), opts, collector)
   }
 
+  debugState (): unknown {
+    return [...this.#links.entries()].map(([k, l]) => ({ peer: k.slice(-6), ...l.debugState() }))
+  }
+
   /** Drops the streams to a peer (it went away, or sent bad bytes). */
   forget (peer: string): void {
     this.#links.get(peer)?.close(new ProtocolError('peer dropped'))
@@ -425,6 +429,10 @@ class PeerLink {
     this.#maxOutbound = maxOutbound
   }
 
+  debugState (): Record<string, unknown> {
+    return { opening: this.#opening, waiters: this.#waiters.length, channels: this.#channels.map(c => ({ pending: c.pending.length, status: c.stream.status, write: c.stream.writeStatus, needsDrain: c.stream.writableNeedsDrain })) }
+  }
+
   close (err: Error): void {
     this.#closed = err
     for (const channel of this.#channels.splice(0)) channel.stream.abort(err)
@@ -486,8 +494,9 @@ class PeerLink {
     }
   }
 
+  /** Lets every waiting request look again: a slot freed, a stream closed, or a dial failed. */
   #wake (): void {
-    this.#waiters.shift()?.()
+    for (const wake of this.#waiters.splice(0)) wake()
   }
 
   /** A stream with room for one more request: an idle one, a new one, or the least busy. */
@@ -516,9 +525,12 @@ class PeerLink {
     let stream: Stream
     try {
       stream = await this.#components.network.dialProtocol(this.#peer, CHUNK_PROTOCOL, { signal, maxOutboundStreams: this.#maxOutbound })
-    } finally {
+    } catch (err) {
       this.#opening--
+      this.#wake()
+      throw err
     }
+    this.#opening--
     const channel = new Channel(stream)
     if (this.#closed != null) {
       stream.abort(this.#closed)

@@ -1,0 +1,54 @@
+import { format } from 'node:util'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
+
+/** The slice of a pino logger the mesh uses; a pino child fits as is. */
+export interface PinoLike {
+  debug: (obj: Record<string, unknown>, msg?: string) => void
+  info: (obj: Record<string, unknown>, msg?: string) => void
+  warn: (obj: Record<string, unknown>, msg?: string) => void
+  error: (obj: Record<string, unknown>, msg?: string) => void
+  child: (bindings: Record<string, unknown>) => PinoLike
+  isLevelEnabled?: (level: string) => boolean
+}
+
+/**
+ * libp2p-style loggers (`log('fetch of %s failed - %e', cid, err)`) that write to pino: plain
+ * calls at debug, `.error` at warn (the error under `err`), `.trace` nowhere. Used for the mesh's
+ * own components; libp2p's internals keep libp2p's logger, which is far chattier.
+ */
+export function pinoComponentLogger (root: PinoLike): ComponentLogger {
+  return {
+    forComponent (name: string): Logger {
+      return makeLogger(root.child({ component: name }))
+    }
+  }
+}
+
+function makeLogger (log: PinoLike): Logger {
+  const debugEnabled = (): boolean => log.isLevelEnabled?.('debug') ?? true
+  const render = (formatter: unknown, args: unknown[]): { msg: string, err?: unknown } => {
+    let err: unknown
+    const converted = args.map(arg => {
+      if (arg instanceof Error) {
+        err ??= arg
+        return arg.message
+      }
+      return typeof arg === 'object' && arg != null && 'toString' in arg ? String(arg) : arg
+    })
+    const text = String(formatter).replace(/%[pcaet]/g, '%s')
+    return { msg: format(text, ...converted), err }
+  }
+  const logger = ((formatter: unknown, ...args: unknown[]) => {
+    if (!debugEnabled()) return
+    const { msg, err } = render(formatter, args)
+    log.debug(err == null ? {} : { err }, msg)
+  }) as Logger
+  logger.error = (formatter: unknown, ...args: unknown[]) => {
+    const { msg, err } = render(formatter, args)
+    log.warn(err == null ? {} : { err }, msg)
+  }
+  logger.trace = () => {}
+  logger.enabled = true
+  logger.newScope = (name: string) => makeLogger(log.child({ scope: name }))
+  return logger
+}

@@ -1,0 +1,244 @@
+import { ChunkUnavailableError, ShuttingDownError } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ImageReader, Manifest, Startable } from '@peerglance/interface'
+import { defaultLogger } from '@libp2p/logger'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+import type { Registry } from 'prom-client'
+import { ChunkExchange } from './chunk-exchange.ts'
+import type { ChunkExchangeInit } from './chunk-exchange.ts'
+import { equalBytes, sha256, sha256DigestOf } from './cid.ts'
+import { NotStartedError } from './errors.ts'
+import { pinoComponentLogger } from './logger.ts'
+import type { PinoLike } from './logger.ts'
+import { MeshMetrics } from './metrics.ts'
+import { createMeshNode } from './node.ts'
+import type { MeshLibp2p, MeshNodeInit } from './node.ts'
+import { Swarm } from './swarm.ts'
+import type { SwarmInit } from './swarm.ts'
+
+export interface MeshComponents {
+  /** The local chunk store: serves peers and keeps what they send (FsChunkStore). */
+  chunks: ChunkBlocks
+  /** The manifest bytes this agent has for an image (answers peers' MANIFEST requests). */
+  getManifestBytes: (imageId: string) => Promise<Uint8Array | undefined>
+  /** A pino logger; the mesh logs under `component: 'mesh'`. */
+  logger?: PinoLike
+  /** Where the mesh's Prometheus metrics go (the agent's /metrics registry). */
+  registry?: Registry
+}
+
+export interface MeshInit extends MeshNodeInit, SwarmInit, ChunkExchangeInit {
+  /** How long `fetchManifest` keeps asking peers by default. */
+  manifestTimeoutMs?: number
+}
+
+export interface FetchManifestOptions extends AbortOptions {
+  timeoutMs?: number
+}
+
+type Status = 'stopped' | 'starting' | 'started' | 'stopping'
+
+/** Peers asked at once for a manifest; the first good answer wins and the others are cancelled. */
+const MANIFEST_RACE = 3
+const DEFAULT_MANIFEST_TIMEOUT_MS = 5_000
+
+/**
+ * The agent's peer-to-peer side in one object: the libp2p node, the chunk exchange and the
+ * read-through swarm. Construction does no I/O; `start()` loads the peer key, listens, dials the
+ * bootstrap peers and begins answering peers. `reader` can be handed out before start.
+ */
+export class Mesh implements Startable {
+  readonly [Symbol.toStringTag] = '@peerglance/mesh'
+  readonly metrics: MeshMetrics
+  /** Streams images through the swarm; fails with ShuttingDownError while the mesh is not running. */
+  readonly reader: ImageReader
+  readonly #components: MeshComponents
+  readonly #init: MeshInit
+  readonly #componentLogger: ComponentLogger
+  readonly #log: Logger
+  #libp2p: MeshLibp2p | undefined
+  #exchange: ChunkExchange | undefined
+  #swarm: Swarm | undefined
+  #status: Status = 'stopped'
+  #lifecycle: Promise<void> = Promise.resolve()
+
+  constructor (components: MeshComponents, init: MeshInit = {}) {
+    this.#components = components
+    this.#init = init
+    this.#componentLogger = components.logger != null ? pinoComponentLogger(components.logger) : defaultLogger()
+    this.#log = this.#componentLogger.forComponent('peerglance:mesh')
+    this.metrics = new MeshMetrics({ registry: components.registry })
+    this.metrics.setConnectedPeers(() => this.#libp2p?.getPeers().length ?? 0)
+    this.reader = {
+      read: (imageId, manifest, start, end, opts) => this.swarm.read(imageId, manifest, start, end, opts)
+    }
+  }
+
+  get status (): Status { return this.#status }
+
+  /** The libp2p node; other services (metadata sync) register protocols and topics on it. */
+  get libp2p (): MeshLibp2p {
+    if (this.#libp2p == null) throw new NotStartedError('the mesh has not started')
+    return this.#libp2p
+  }
+
+  get swarm (): Swarm {
+    if (this.#swarm == null || this.#status !== 'started') throw new ShuttingDownError('The peer-to-peer mesh is not running.')
+    return this.#swarm
+  }
+
+  get exchange (): ChunkExchange {
+    if (this.#exchange == null) throw new NotStartedError('the mesh has not started')
+    return this.#exchange
+  }
+
+  get peerId (): string {
+    return this.libp2p.peerId.toString()
+  }
+
+  /** Full multiaddrs, each ending in `/p2p/<peer id>`. */
+  get multiaddrs (): string[] {
+    return this.libp2p.getMultiaddrs().map(a => a.toString())
+  }
+
+  connectedPeers (): string[] {
+    return this.#libp2p?.getPeers().map(p => p.toString()) ?? []
+  }
+
+  async start (): Promise<void> {
+    await this.#serially(async () => {
+      if (this.#status === 'started') return
+      this.#status = 'starting'
+      try {
+        await this.#start()
+        this.#status = 'started'
+      } catch (err) {
+        await this.#teardown()
+        this.#status = 'stopped'
+        throw err
+      }
+    })
+    this.#log('mesh started as %s on %s', this.peerId, this.multiaddrs.join(' '))
+    this.#components.logger?.info({ component: 'mesh', peer: this.peerId, multiaddrs: this.multiaddrs }, 'mesh started')
+  }
+
+  async #start (): Promise<void> {
+    const libp2p = await createMeshNode({ ...this.#init, logger: this.#init.logger })
+    this.#libp2p = libp2p
+    const traffic = {
+      sent: (_peer: string, bytes: number) => { this.metrics.sent(bytes) },
+      received: (_peer: string, bytes: number) => { this.metrics.received(bytes) }
+    }
+    let swarm: Swarm | undefined
+    const exchange = new ChunkExchange({
+      network: libp2p,
+      blocks: this.#components.chunks,
+      getManifestBytes: this.#components.getManifestBytes,
+      stateOf: key => swarm?.stateOf(key) ?? 0,
+      traffic,
+      logger: this.#componentLogger
+    }, this.#init)
+    swarm = new Swarm({
+      blocks: this.#components.chunks,
+      exchange,
+      pubsub: libp2p.services.pubsub,
+      peerId: libp2p.peerId,
+      events: libp2p,
+      connectedPeers: () => libp2p.getPeers(),
+      metrics: this.metrics,
+      logger: this.#componentLogger
+    }, this.#init)
+    this.#exchange = exchange
+    this.#swarm = swarm
+    await libp2p.start()
+    await exchange.start()
+    await swarm.start()
+  }
+
+  async stop (): Promise<void> {
+    await this.#serially(async () => {
+      if (this.#status !== 'started') return
+      this.#status = 'stopping'
+      await this.#teardown()
+      this.#status = 'stopped'
+    })
+  }
+
+  async #teardown (): Promise<void> {
+    await this.#swarm?.stop().catch(err => { this.#log.error('swarm stop failed - %e', err) })
+    await this.#exchange?.stop().catch(err => { this.#log.error('exchange stop failed - %e', err) })
+    try {
+      await this.#libp2p?.stop()
+    } catch (err) {
+      this.#log.error('libp2p stop failed - %e', err)
+    }
+  }
+
+  /** The share (0..1) of an image's chunks this agent holds. */
+  async localShare (manifest: Manifest): Promise<number> {
+    return await this.swarm.localShare(manifest)
+  }
+
+  /**
+   * An image's manifest bytes from some peer, checked against `manifestCid` (the sha2-256 digest
+   * the image's metadata names): several peers are asked at once, the first answer that hashes
+   * right wins, the rest are cancelled. Keeps asking connected peers until `timeoutMs`, then
+   * fails with ChunkUnavailableError.
+   */
+  async fetchManifest (imageId: string, manifestCid: string, opts: FetchManifestOptions = {}): Promise<Uint8Array> {
+    const expected = sha256DigestOf(manifestCid)
+    const exchange = this.exchange
+    const deadline = Date.now() + (opts.timeoutMs ?? this.#init.manifestTimeoutMs ?? DEFAULT_MANIFEST_TIMEOUT_MS)
+    const causes: unknown[] = []
+    const refused = new Set<string>()
+    while (true) {
+      const peers = shuffle(this.libp2p.getPeers().filter(p => !refused.has(p.toString())))
+      for (let at = 0; at < peers.length; at += MANIFEST_RACE) {
+        const batch = peers.slice(at, at + MANIFEST_RACE)
+        const ac = new AbortController()
+        const signal = opts.signal == null ? ac.signal : AbortSignal.any([ac.signal, opts.signal])
+        try {
+          return await Promise.any(batch.map(async (peer: PeerId) => {
+            try {
+              const bytes = await exchange.manifest(peer, imageId, { signal, timeoutMs: Math.max(1, deadline - Date.now()) })
+              if (!equalBytes(sha256(bytes), expected)) {
+                this.#log.error('peer %p sent a manifest for %s that does not match %s', peer, imageId, manifestCid)
+                throw new Error('manifest does not match its CID')
+              }
+              return bytes
+            } catch (err) {
+              refused.add(peer.toString())
+              throw err
+            }
+          }))
+        } catch (err) {
+          causes.push(...((err as AggregateError).errors ?? [err]))
+        } finally {
+          ac.abort()
+        }
+        opts.signal?.throwIfAborted()
+      }
+      if (Date.now() >= deadline) break
+      await new Promise(resolve => setTimeout(resolve, Math.min(250, Math.max(0, deadline - Date.now()))))
+      // Peers that said no may have the manifest by now (their metadata arrived late).
+      refused.clear()
+      opts.signal?.throwIfAborted()
+    }
+    throw new ChunkUnavailableError(`No peer could send the manifest of image ${imageId}.`, { cause: new AggregateError(causes) })
+  }
+
+  async #serially (task: () => Promise<void>): Promise<void> {
+    const run = this.#lifecycle.then(task)
+    this.#lifecycle = run.catch(() => {})
+    await run
+  }
+}
+
+function shuffle<T> (items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    const t = items[i]
+    items[i] = items[j]
+    items[j] = t
+  }
+  return items
+}

@@ -1,0 +1,1042 @@
+/**
+ * The read-through swarm: `read()` streams an image's bytes in order, from the local chunk store
+ * where it can and from peers where it must, and a download session per image keeps fetching
+ * until the whole image is local.
+ *
+ * Scheduling, per session (one per image, shared by all readers of it):
+ * 1. Chunks within `readAhead` of a reader's position come first, closest first.
+ * 2. Then chunks another downloader of the same image has announced, rarest first (among a
+ *    sample, random tie-break), so downloaders feed each other.
+ * 3. Then chunks this agent is responsible for, in image order, from a seed.
+ * 4. Chunks nobody else is getting: after `backgroundFallbackMs`, from any holder.
+ *
+ * Seeding ("the seed sends about one copy"): holders are split into downloaders (peers that
+ * announced a download of this image in this session) and seeds (everyone else). A chunk that
+ * only seeds hold is fetched by ONE downloader, the one that ranks first for it by rendezvous
+ * hashing over the current downloaders; the others wait for its announcement and fetch it from
+ * that downloader (a chunk a reader waits for falls back to a seed after `urgentFallbackMs`).
+ * Downloaders say they are downloading at session start (gossip, and in HAVE answers) and a
+ * session waits `startGraceMs` before it asks seeds for chunks nobody is waiting for, so
+ * downloaders that start together learn of each other first.
+ *
+ * Holdings are advertised on the gossip topic `peerglance/have/1` (JSON, signed by gossipsub):
+ * `{ v: 1, key, image, n, s, b?, i? }`, where `s` is the sender's state for the image (1
+ * downloading, 2 holds it all), `b` a base64 bitfield of the chunks it holds (sent at session
+ * start) and `i` the indices it stored since its last message (batched every
+ * `announceIntervalMs`). A session also asks every connected peer with a HAVE request when it
+ * starts and when a peer connects, so late joiners find seeds that never gossip.
+ *
+ * Every chunk from a peer is verified against its CID by the exchange while it arrives, and
+ * again by `ChunkBlocks.putChunk` before it is stored; a peer that sends bad bytes is not asked
+ * again for `badPeerMs`. Timeouts and errors exclude the peer for that chunk for a while and the
+ * chunk is fetched elsewhere. Readers waiting for a chunk no reachable peer holds fail with
+ * ChunkUnavailableError after `unavailableTimeoutMs`; no reader ever gets unverified bytes.
+ */
+import { AbortedError, ChunkUnavailableError, RangeNotSatisfiableError, ShuttingDownError } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ImageReader, Manifest, Startable } from '@peerglance/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
+import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, imageKey } from './chunk-exchange.ts'
+import type { ChunkExchange, HaveState } from './chunk-exchange.ts'
+import {
+  DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKGROUND_FALLBACK_MS, DEFAULT_BAD_PEER_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_PER_PEER,
+  DEFAULT_READ_AHEAD, DEFAULT_START_GRACE_MS, DEFAULT_UNAVAILABLE_TIMEOUT_MS, DEFAULT_URGENT_FALLBACK_MS, HAVE_TOPIC
+} from './constants.ts'
+import { getBit, setBit } from './framing.ts'
+import type { MeshMetrics } from './metrics.ts'
+
+export interface SwarmComponents {
+  blocks: ChunkBlocks
+  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget'>
+  pubsub: GossipSub
+  peerId: PeerId
+  events: TypedEventTarget<Libp2pEvents>
+  /** Peers with an open connection now. */
+  connectedPeers: () => PeerId[]
+  metrics: MeshMetrics
+  logger: ComponentLogger
+}
+
+export interface SwarmInit {
+  /** Chunks ahead of each reader fetched first (default 8). */
+  readAhead?: number
+  /** Fetches in flight per session (default 16) and per peer (default 8). */
+  maxInFlight?: number
+  maxInFlightPerPeer?: number
+  /** A reader waits this long for some peer to hold a chunk, then gets ChunkUnavailableError. */
+  unavailableTimeoutMs?: number
+  /** Per chunk request (passed to the exchange). */
+  requestTimeoutMs?: number
+  urgentFallbackMs?: number
+  backgroundFallbackMs?: number
+  announceIntervalMs?: number
+  startGraceMs?: number
+  badPeerMs?: number
+  /** Keep fetching the rest of an image after its readers are done (default true). */
+  fetchWhole?: boolean
+  /** Finished sessions remembered, so reads of local images skip the scan (default 256). */
+  maxIdleSessions?: number
+}
+
+interface Settings {
+  readAhead: number
+  maxInFlight: number
+  maxInFlightPerPeer: number
+  unavailableTimeoutMs: number
+  requestTimeoutMs: number | undefined
+  urgentFallbackMs: number
+  backgroundFallbackMs: number
+  announceIntervalMs: number
+  startGraceMs: number
+  badPeerMs: number
+  fetchWhole: boolean
+  maxIdleSessions: number
+}
+
+interface HaveMessage {
+  v: 1
+  key: string
+  image: string
+  n: number
+  s: HaveState
+  b?: string
+  i?: number[]
+}
+
+/** How long a peer that failed a chunk (timeout, error) is not asked for it again. */
+const CHUNK_FAILURE_MS = 30_000
+/** Session timer: fallbacks, waits for sources, batched announcements. */
+const TICK_MS = 50
+/** Candidates compared for rarity per pick among announced chunks. */
+const RARITY_SAMPLE = 16
+/** HAVE queries a session repeats while readers wait for chunks nobody is known to hold. */
+const REQUERY_MS = 1_000
+
+function noop (): void {}
+
+/**
+ * Streams images from local chunks and peers; implements the ImageReader port. Create it with
+ * the node's services, `start()` it after libp2p has started.
+ */
+export class Swarm implements ImageReader, Startable {
+  readonly [Symbol.toStringTag] = '@peerglance/swarm'
+  readonly #components: SwarmComponents
+  readonly #settings: Settings
+  readonly #log: Logger
+  readonly #sessions = new Map<string, Session>()
+  /** Peers that sent bytes not matching their CID, until when they stay excluded. */
+  readonly #bad = new Map<string, number>()
+  /** Fetches in flight per peer, over all sessions. */
+  readonly #load = new Map<string, number>()
+  /** Fetches in flight by CID, over all sessions: one fetch per chunk per agent. */
+  readonly #fetching = new Map<string, Promise<Uint8Array>>()
+  #running = false
+  #shutdown = new AbortController()
+
+  constructor (components: SwarmComponents, init: SwarmInit = {}) {
+    this.#components = components
+    this.#log = components.logger.forComponent('peerglance:swarm')
+    this.#settings = {
+      readAhead: init.readAhead ?? DEFAULT_READ_AHEAD,
+      maxInFlight: init.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+      maxInFlightPerPeer: init.maxInFlightPerPeer ?? DEFAULT_MAX_IN_FLIGHT_PER_PEER,
+      unavailableTimeoutMs: init.unavailableTimeoutMs ?? DEFAULT_UNAVAILABLE_TIMEOUT_MS,
+      requestTimeoutMs: init.requestTimeoutMs,
+      urgentFallbackMs: init.urgentFallbackMs ?? DEFAULT_URGENT_FALLBACK_MS,
+      backgroundFallbackMs: init.backgroundFallbackMs ?? DEFAULT_BACKGROUND_FALLBACK_MS,
+      announceIntervalMs: init.announceIntervalMs ?? DEFAULT_ANNOUNCE_INTERVAL_MS,
+      startGraceMs: init.startGraceMs ?? DEFAULT_START_GRACE_MS,
+      badPeerMs: init.badPeerMs ?? DEFAULT_BAD_PEER_MS,
+      fetchWhole: init.fetchWhole ?? true,
+      maxIdleSessions: init.maxIdleSessions ?? 256
+    }
+    this.onMessage = this.onMessage.bind(this)
+    this.onConnect = this.onConnect.bind(this)
+    this.onDisconnect = this.onDisconnect.bind(this)
+  }
+
+  isStarted (): boolean { return this.#running }
+
+  /** Subscribes to the have topic: call once libp2p (gossipsub) has started. */
+  async start (): Promise<void> {
+    if (this.#running) return
+    this.#running = true
+    this.#shutdown = new AbortController()
+    const { pubsub, events } = this.#components
+    pubsub.subscribe(HAVE_TOPIC)
+    pubsub.addEventListener('message', this.onMessage)
+    events.addEventListener('peer:connect', this.onConnect)
+    events.addEventListener('peer:disconnect', this.onDisconnect)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.#running) return
+    this.#running = false
+    this.#shutdown.abort()
+    const { pubsub, events } = this.#components
+    pubsub.removeEventListener('message', this.onMessage)
+    events.removeEventListener('peer:connect', this.onConnect)
+    events.removeEventListener('peer:disconnect', this.onDisconnect)
+    try {
+      pubsub.unsubscribe(HAVE_TOPIC)
+    } catch {}
+    const stopping = new ShuttingDownError('The agent is shutting down.')
+    await Promise.all([...this.#sessions.values()].map(async session => { await session.close(stopping) }))
+    this.#sessions.clear()
+    this.#fetching.clear()
+    this.#load.clear()
+  }
+
+  /** Bytes [start, end] (inclusive) of the image, in order, fetching missing chunks from peers. */
+  async * read (imageId: string, manifest: Manifest, start: number, end: number, opts: AbortOptions = {}): AsyncGenerator<Uint8Array> {
+    const { size, chunkSize, cids } = manifest
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`manifest chunk size ${chunkSize} is not a positive integer`)
+    if (end < start) return
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end >= size) {
+      throw new RangeNotSatisfiableError(`Requested range ${start}-${end} is not within the image's ${size} bytes.`)
+    }
+    if (cids.length !== Math.ceil(size / chunkSize)) throw new RangeError(`manifest lists ${cids.length} chunks for ${size} bytes`)
+    if (!this.#running) throw new ShuttingDownError('The agent is not running.')
+    const session = this.#session(imageId, manifest)
+    const first = Math.floor(start / chunkSize)
+    const last = Math.floor(end / chunkSize)
+    const reader = session.addReader(first, last)
+    const ahead = new Map<number, Promise<Uint8Array>>()
+    const get = (index: number): Promise<Uint8Array> => {
+      let got = ahead.get(index)
+      if (got == null) {
+        got = session.chunk(index, opts.signal)
+        got.catch(noop)
+        ahead.set(index, got)
+      }
+      return got
+    }
+    try {
+      for (let index = first; index <= last; index++) {
+        if (opts.signal?.aborted === true) throw new AbortedError('The download was aborted.', { cause: opts.signal.reason })
+        reader.at(index)
+        const current = get(index)
+        // One chunk ahead: overlaps the next local read with the consumer's write.
+        if (index < last) get(index + 1)
+        const bytes = await current
+        ahead.delete(index)
+        const base = index * chunkSize
+        const length = Math.min(chunkSize, size - base)
+        if (bytes.byteLength !== length) throw new ChunkUnavailableError(`Chunk ${cids[index]} is ${bytes.byteLength} bytes where the manifest says ${length}.`)
+        const from = Math.max(start - base, 0)
+        const to = Math.min(end - base, length - 1)
+        yield from === 0 && to === length - 1 ? bytes : bytes.subarray(from, to + 1)
+      }
+    } finally {
+      session.removeReader(reader)
+    }
+  }
+
+  /** The share (0..1) of the image's chunks held locally. */
+  async localShare (manifest: Manifest): Promise<number> {
+    const n = manifest.cids.length
+    if (n === 0) return 1
+    const session = this.#sessions.get(imageKey(manifest.cids))
+    if (session?.scanned === true) return session.localCount / n
+    const unique = [...new Set(manifest.cids)]
+    const held = new Set<string>()
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < unique.length) {
+        const cid = unique[next++]
+        if (await this.#components.blocks.has(cid)) held.add(cid)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(16, unique.length) }, worker))
+    // A chunk repeated in an image (zeros) counts once per occurrence.
+    let count = 0
+    for (const cid of manifest.cids) if (held.has(cid)) count++
+    return count / n
+  }
+
+  /** The HAVE state byte for an image: whether this agent is downloading it. */
+  stateOf (key: string): HaveState {
+    const session = this.#sessions.get(key)
+    if (session == null) return HAVE_NONE
+    return session.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING
+  }
+
+  /** Internal state of every session, for debugging. */
+  debugState (): unknown[] {
+    return [...this.#sessions.values()].map(s => s.debugState())
+  }
+
+  /** Sessions in progress, for status pages and tests. */
+  sessions (): Array<{ imageId: string, key: string, held: number, chunks: number, complete: boolean }> {
+    return [...this.#sessions.values()].map(s => ({ imageId: s.imageId, key: s.key, held: s.localCount, chunks: s.n, complete: s.complete }))
+  }
+
+  #session (imageId: string, manifest: Manifest): Session {
+    const key = imageKey(manifest.cids)
+    let session = this.#sessions.get(key)
+    if (session == null) {
+      session = new Session(this, imageId, key, manifest)
+      this.#sessions.set(key, session)
+      this.#trimSessions()
+      session.begin()
+    }
+    return session
+  }
+
+  /** Forgets the oldest finished sessions without readers beyond `maxIdleSessions`. */
+  #trimSessions (): void {
+    let idle = 0
+    for (const s of this.#sessions.values()) if (s.complete && s.readers === 0) idle++
+    for (const [key, s] of this.#sessions) {
+      if (idle <= this.#settings.maxIdleSessions) break
+      if (s.complete && s.readers === 0) {
+        this.#sessions.delete(key)
+        void s.close(new ShuttingDownError('session dropped'))
+        idle--
+      }
+    }
+  }
+
+  // --- services for sessions ------------------------------------------------------------------
+
+  get settings (): Settings { return this.#settings }
+  get components (): SwarmComponents { return this.#components }
+  get log (): Logger { return this.#log }
+  get signal (): AbortSignal { return this.#shutdown.signal }
+  get self (): string { return this.#components.peerId.toString() }
+
+  isBad (peer: string): boolean {
+    const until = this.#bad.get(peer)
+    if (until == null) return false
+    if (until > Date.now()) return true
+    this.#bad.delete(peer)
+    return false
+  }
+
+  markBad (peer: string): void {
+    this.#bad.set(peer, Date.now() + this.#settings.badPeerMs)
+    this.#components.metrics.totals.badChunks++
+    this.#components.exchange.forget(peer)
+    for (const session of this.#sessions.values()) session.dropPeer(peer)
+  }
+
+  load (peer: string): number {
+    return this.#load.get(peer) ?? 0
+  }
+
+  addLoad (peer: string, delta: number): void {
+    const value = (this.#load.get(peer) ?? 0) + delta
+    if (value <= 0) this.#load.delete(peer)
+    else this.#load.set(peer, value)
+  }
+
+  /** One fetch per CID at a time: a second asker gets the first fetch's promise. */
+  fetch (cid: string, peer: string): { promise: Promise<Uint8Array>, shared: boolean } {
+    const existing = this.#fetching.get(cid)
+    if (existing != null) return { promise: existing, shared: true }
+    const started = performance.now()
+    const promise = this.#components.exchange.get(peerIdFromString(peer), cid, {
+      signal: this.#shutdown.signal,
+      timeoutMs: this.#settings.requestTimeoutMs
+    }).then(bytes => {
+      this.#components.metrics.fetched((performance.now() - started) / 1000)
+      return bytes
+    })
+    this.#fetching.set(cid, promise)
+    const done = (): void => { if (this.#fetching.get(cid) === promise) this.#fetching.delete(cid) }
+    promise.then(done, done)
+    return { promise, shared: false }
+  }
+
+  publish (message: HaveMessage): void {
+    if (!this.#running) return
+    this.#components.pubsub.publish(HAVE_TOPIC, new TextEncoder().encode(JSON.stringify(message))).catch(err => {
+      this.#log('could not publish holdings - %e', err)
+    })
+  }
+
+  // --- events -----------------------------------------------------------------------------------
+
+  private onMessage (evt: CustomEvent<Message>): void {
+    const msg = evt.detail
+    if (msg.topic !== HAVE_TOPIC || msg.type !== 'signed') return
+    const peer = msg.from.toString()
+    if (peer === this.self || this.isBad(peer)) return
+    let body: HaveMessage
+    try {
+      body = JSON.parse(new TextDecoder().decode(msg.data)) as HaveMessage
+    } catch {
+      return
+    }
+    if (body?.v !== 1 || typeof body.key !== 'string') return
+    this.#sessions.get(body.key)?.heard(msg.from, body)
+  }
+
+  private onConnect (evt: CustomEvent<PeerId>): void {
+    for (const session of this.#sessions.values()) session.peerConnected(evt.detail)
+  }
+
+  private onDisconnect (evt: CustomEvent<PeerId>): void {
+    const peer = evt.detail.toString()
+    for (const session of this.#sessions.values()) session.peerDisconnected(peer)
+  }
+}
+
+/** What this agent knows of one peer's holdings of one image. */
+interface PeerState {
+  id: PeerId
+  bits: Uint8Array
+  /** 1: downloading this image now; 2: holds all of it; 0: holds some, not downloading. */
+  state: HaveState
+  /** It announced a download of this image at some time in this session. */
+  downloader: boolean
+  connected: boolean
+}
+
+interface Waiter {
+  resolve: (bytes: Uint8Array) => void
+  reject: (err: Error) => void
+  since: number
+  /** Since when no usable peer holds the chunk (for ChunkUnavailableError). */
+  noSourceSince?: number
+}
+
+interface Fetch {
+  promise: Promise<Uint8Array>
+  peer?: string
+}
+
+export class ReaderCursor {
+  position: number
+  readonly last: number
+  readonly #session: Session
+
+  constructor (session: Session, first: number, last: number) {
+    this.position = first
+    this.last = last
+    this.#session = session
+  }
+
+  at (index: number): void {
+    this.position = index
+    this.#session.pump()
+  }
+}
+
+/** A download session: one image, any number of readers, one set of fetches. */
+class Session {
+  readonly swarm: Swarm
+  readonly imageId: string
+  readonly key: string
+  readonly manifest: Manifest
+  readonly n: number
+  readonly #local: Uint8Array
+  localCount = 0
+  scanned = false
+  complete = false
+  readers = 0
+  readonly #cursors = new Set<ReaderCursor>()
+  readonly #peers = new Map<string, PeerState>()
+  readonly #inflight = new Map<number, Fetch>()
+  readonly #waiters = new Map<number, Waiter[]>()
+  readonly #failed = new Map<number, Map<string, number>>()
+  /** Indices announced by downloaders and not yet held here. */
+  readonly #available = new Set<number>()
+  /** When each wanted chunk first came within a reader's window. */
+  readonly #urgentSince = new Map<number, number>()
+  readonly #announce: number[] = []
+  #lastAnnounce = 0
+  #ownedScan = 0
+  #fallbackScan = 0
+  #started = 0
+  #ownersChangedAt = 0
+  #lastQuery = 0
+  #timer: NodeJS.Timeout | undefined
+  #closed: Error | undefined
+  #pumping = false
+  #networkStarted = false
+  #pumpAgain = false
+  #downloaders: string[] = []
+  readonly #peerHash = new Map<string, number>()
+
+  constructor (swarm: Swarm, imageId: string, key: string, manifest: Manifest) {
+    this.swarm = swarm
+    this.imageId = imageId
+    this.key = key
+    this.manifest = manifest
+    this.n = manifest.cids.length
+    this.#local = new Uint8Array(Math.ceil(this.n / 8))
+  }
+
+  get #log (): Logger { return this.swarm.log }
+
+  /** Scans the local store, then (if anything is missing) announces itself and asks peers. */
+  begin (): void {
+    this.#started = Date.now()
+    this.#ownersChangedAt = this.#started
+    void this.#scan().catch(err => {
+      this.#log.error('scan of local chunks failed - %e', err)
+    })
+  }
+
+  async #scan (): Promise<void> {
+    const { blocks } = this.swarm.components
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < this.n) {
+        const i = next++
+        if (!getBit(this.#local, i) && await blocks.has(this.manifest.cids[i])) this.#markLocal(i, false)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(16, this.n) }, worker))
+    this.scanned = true
+    if (this.#closed != null) return
+    if (this.localCount === this.n) {
+      this.complete = true
+      return
+    }
+    this.#startNetwork()
+  }
+
+  #startNetwork (): void {
+    if (this.#closed != null || this.#timer != null) return
+    this.#networkStarted = true
+    this.#started = Date.now()
+    this.#ownersChangedAt = this.#started
+    this.#recomputeOwners()
+    this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_DOWNLOADING, b: Buffer.from(this.#local).toString('base64') })
+    this.#timer = setInterval(() => { this.#tick() }, TICK_MS)
+    this.#timer.unref()
+    this.#queryAll()
+    this.pump()
+  }
+
+  /** Stops fetching; readers waiting get `err`. */
+  async close (err: Error): Promise<void> {
+    this.#closed ??= err
+    clearInterval(this.#timer)
+    this.#timer = undefined
+    for (const [, waiters] of this.#waiters) for (const w of waiters) w.reject(err)
+    this.#waiters.clear()
+    await Promise.allSettled([...this.#inflight.values()].map(async f => await f.promise))
+  }
+
+  debugState (): Record<string, unknown> {
+    return {
+      imageId: this.imageId,
+      local: this.localCount,
+      n: this.n,
+      inflight: [...this.#inflight.entries()].map(([i, f]) => `${i}@${f.peer?.slice(-6) ?? 'shared'}`),
+      waiters: [...this.#waiters.keys()],
+      cursors: [...this.#cursors].map(c => c.position),
+      peers: [...this.#peers.entries()].map(([k, p]) => ({ peer: k.slice(-6), state: p.state, downloader: p.downloader, connected: p.connected, held: p.bits.reduce((n, b) => n + popcount(b), 0), load: this.swarm.load(k), bad: this.swarm.isBad(k) })),
+      failed: [...this.#failed.entries()].map(([i, m]) => `${i}:${[...m.keys()].map(k => k.slice(-6)).join(',')}`),
+      downloaders: this.#downloaders.map(d => d.slice(-6)),
+      ownedScan: this.#ownedScan
+    }
+  }
+
+  addReader (first: number, last: number): ReaderCursor {
+    const cursor = new ReaderCursor(this, first, last)
+    this.#cursors.add(cursor)
+    this.readers++
+    return cursor
+  }
+
+  removeReader (cursor: ReaderCursor): void {
+    if (this.#cursors.delete(cursor)) this.readers--
+  }
+
+  /** The verified bytes of chunk `index`: local, shared with a fetch in flight, or fetched. */
+  async chunk (index: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const { metrics, blocks } = this.swarm.components
+    const cid = this.manifest.cids[index]
+    if (!this.#inflight.has(index) && (getBit(this.#local, index) || !this.scanned)) {
+      try {
+        const bytes = await blocks.readChunk(cid, { signal })
+        if (!getBit(this.#local, index)) this.#markLocal(index, false)
+        metrics.hit()
+        return bytes
+      } catch (err) {
+        if ((err as Error).name !== 'ChunkUnavailableError') throw err
+        // Gone since the scan (collected): fetch it again.
+        this.#unmarkLocal(index)
+      }
+    }
+    metrics.miss()
+    while (true) {
+      if (this.#closed != null) throw this.#closed
+      const inflight = this.#inflight.get(index)
+      if (inflight == null) break
+      try {
+        return await abortable(inflight.promise, signal)
+      } catch (err) {
+        if (signal?.aborted === true || this.#closed != null) throw err
+        // That fetch failed; the session has already retried elsewhere, or will: look again.
+        await Promise.resolve()
+      }
+    }
+    if (getBit(this.#local, index)) return await blocks.readChunk(cid, { signal })
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
+    const waiter: Waiter = { resolve, reject, since: Date.now() }
+    let list = this.#waiters.get(index)
+    if (list == null) this.#waiters.set(index, list = [])
+    list.push(waiter)
+    if (this.scanned) this.#startNetwork()
+    this.pump()
+    try {
+      return await abortable(promise, signal)
+    } finally {
+      const waiting = this.#waiters.get(index)
+      if (waiting != null) {
+        const at = waiting.indexOf(waiter)
+        if (at >= 0) waiting.splice(at, 1)
+        if (waiting.length === 0) this.#waiters.delete(index)
+      }
+    }
+  }
+
+  // --- what peers hold --------------------------------------------------------------------------
+
+  heard (from: PeerId, body: HaveMessage): void {
+    if (body.n !== this.n) return
+    const peer = this.#peer(from)
+    const wasDownloader = peer.state === HAVE_DOWNLOADING
+    if (body.s === HAVE_COMPLETE) {
+      peer.bits.fill(0xff)
+      peer.state = HAVE_COMPLETE
+    } else {
+      peer.state = body.s === HAVE_DOWNLOADING ? HAVE_DOWNLOADING : HAVE_NONE
+    }
+    if (peer.state === HAVE_DOWNLOADING) peer.downloader = true
+    if (typeof body.b === 'string') {
+      const bits = Buffer.from(body.b, 'base64')
+      if (bits.byteLength === peer.bits.byteLength) peer.bits.set(bits)
+    }
+    if (Array.isArray(body.i)) {
+      for (const i of body.i) if (Number.isSafeInteger(i) && i >= 0 && i < this.n) setBit(peer.bits, i)
+    }
+    this.#noteAvailable(peer, body.s === HAVE_COMPLETE || typeof body.b === 'string' ? undefined : body.i)
+    // New holdings may make chunks the scans passed over (no holder then) fetchable now.
+    this.#ownedScan = 0
+    if (wasDownloader !== (peer.state === HAVE_DOWNLOADING)) this.#recomputeOwners()
+    this.pump()
+  }
+
+  peerConnected (id: PeerId): void {
+    if (this.#timer == null || this.complete) return
+    void this.#query(id)
+  }
+
+  peerDisconnected (peer: string): void {
+    const state = this.#peers.get(peer)
+    if (state == null) return
+    state.connected = false
+    if (state.state === HAVE_DOWNLOADING) this.#recomputeOwners()
+  }
+
+  dropPeer (peer: string): void {
+    this.#peers.delete(peer)
+    this.#recomputeOwners()
+  }
+
+  #peer (id: PeerId): PeerState {
+    const key = id.toString()
+    let peer = this.#peers.get(key)
+    if (peer == null) {
+      peer = { id, bits: new Uint8Array(this.#local.byteLength), state: HAVE_NONE, downloader: false, connected: true }
+      this.#peers.set(key, peer)
+    }
+    peer.connected = true
+    return peer
+  }
+
+  #queryAll (): void {
+    this.#lastQuery = Date.now()
+    for (const id of this.swarm.components.connectedPeers()) void this.#query(id)
+  }
+
+  async #query (id: PeerId): Promise<void> {
+    const key = id.toString()
+    if (this.swarm.isBad(key)) return
+    try {
+      const answer = await this.swarm.components.exchange.have(id, this.key, this.manifest.cids, { signal: this.swarm.signal, timeoutMs: 10_000 })
+      if (this.#closed != null || this.swarm.isBad(key)) return
+      const peer = this.#peer(id)
+      const wasDownloader = peer.state === HAVE_DOWNLOADING
+      for (let b = 0; b < answer.bits.byteLength; b++) peer.bits[b] |= answer.bits[b]
+      peer.state = answer.state
+      if (answer.state === HAVE_DOWNLOADING) peer.downloader = true
+      this.#noteAvailable(peer)
+      this.#ownedScan = 0
+      if (wasDownloader !== (peer.state === HAVE_DOWNLOADING)) this.#recomputeOwners()
+      this.pump()
+    } catch (err) {
+      this.#log('HAVE query to %s failed - %e', key, err)
+    }
+  }
+
+  /** Chunks a downloader holds and we lack go to the "available" set (scheduling step 2). */
+  #noteAvailable (peer: PeerState, indices?: number[]): void {
+    if (!peer.downloader) return
+    if (indices != null) {
+      for (const i of indices) if (i >= 0 && i < this.n && !getBit(this.#local, i)) this.#available.add(i)
+      return
+    }
+    for (let i = 0; i < this.n; i++) {
+      if (getBit(peer.bits, i) && !getBit(this.#local, i)) this.#available.add(i)
+    }
+  }
+
+  // --- ownership (seeding) -------------------------------------------------------------------
+
+  /** The downloaders that share out first fetches from seeds: connected peers downloading now, and us. */
+  #recomputeOwners (): void {
+    const list = [this.swarm.self]
+    for (const [key, peer] of this.#peers) {
+      if (peer.state === HAVE_DOWNLOADING && peer.connected && !this.swarm.isBad(key)) list.push(key)
+    }
+    list.sort()
+    const changed = list.length !== this.#downloaders.length || list.some((p, i) => p !== this.#downloaders[i])
+    this.#downloaders = list
+    if (changed) {
+      this.#ownedScan = 0
+      this.#ownersChangedAt = Date.now()
+    }
+  }
+
+  #hashOf (peer: string): number {
+    let h = this.#peerHash.get(peer)
+    if (h == null) {
+      h = fnv1a(`${this.key}/${peer}`)
+      this.#peerHash.set(peer, h)
+    }
+    return h
+  }
+
+  /** Rendezvous hashing: the downloader with the highest score for the chunk fetches it from a seed. */
+  #isMine (index: number): boolean {
+    if (this.#downloaders.length <= 1) return true
+    let best = -1
+    let owner = ''
+    for (const peer of this.#downloaders) {
+      const score = mix(this.#hashOf(peer) ^ Math.imul(index + 1, 0x9e3779b1))
+      if (score > best || (score === best && peer < owner)) {
+        best = score
+        owner = peer
+      }
+    }
+    return owner === this.swarm.self
+  }
+
+  // --- scheduling --------------------------------------------------------------------------------
+
+  /** Dispatches fetches while there is room; cheap to call often. */
+  pump (): void {
+    if (this.#closed != null || !this.scanned || this.complete || this.#timer == null) return
+    if (this.#pumping) {
+      this.#pumpAgain = true
+      return
+    }
+    this.#pumping = true
+    try {
+      do {
+        this.#pumpAgain = false
+        while (this.#inflight.size < this.swarm.settings.maxInFlight) {
+          const pick = this.#pick()
+          if (pick == null) break
+          this.#dispatch(pick.index, pick.peer)
+        }
+      } while (this.#pumpAgain)
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #wanted (index: number): boolean {
+    return index >= 0 && index < this.n && !getBit(this.#local, index) && !this.#inflight.has(index)
+  }
+
+  #pick (): { index: number, peer: string } | undefined {
+    const now = Date.now()
+    const settings = this.swarm.settings
+    const graceOver = now - this.#started >= settings.startGraceMs
+    // 1. What readers need next, closest first; the chunk a reader blocks on first of all.
+    const urgent: number[] = []
+    for (const index of this.#waiters.keys()) if (this.#wanted(index)) urgent.push(index)
+    for (const cursor of this.#cursors) {
+      const until = Math.min(cursor.last, cursor.position + settings.readAhead)
+      for (let i = cursor.position; i <= until; i++) if (this.#wanted(i)) urgent.push(i)
+    }
+    for (const index of urgent) {
+      let since = this.#urgentSince.get(index)
+      if (since == null) this.#urgentSince.set(index, since = now)
+      const fallback = now - since >= settings.urgentFallbackMs
+      // The chunk a reader waits for right now, on a lone downloader or past the grace: any holder.
+      const peer = this.#choose(index, graceOver && (fallback || this.#isMine(index)))
+      if (peer != null) return { index, peer }
+    }
+    if (!settings.fetchWhole && this.#cursors.size === 0) return undefined
+    // 2. Chunks other downloaders announced: rarest of a sample.
+    let best: { index: number, peer: string, rarity: number, tie: number } | undefined
+    let sampled = 0
+    for (const index of this.#available) {
+      if (!this.#wanted(index)) {
+        if (getBit(this.#local, index)) this.#available.delete(index)
+        continue
+      }
+      const peer = this.#choose(index, false)
+      if (peer == null) continue
+      const rarity = this.#holders(index)
+      const tie = Math.random()
+      if (best == null || rarity < best.rarity || (rarity === best.rarity && tie < best.tie)) best = { index, peer, rarity, tie }
+      if (++sampled >= RARITY_SAMPLE) break
+    }
+    if (best != null) {
+      this.#available.delete(best.index)
+      return best
+    }
+    if (!graceOver) return undefined
+    // 3. Chunks this agent is responsible for, in image order, from any holder.
+    for (; this.#ownedScan < this.n; this.#ownedScan++) {
+      const index = this.#ownedScan
+      if (!this.#wanted(index) || !this.#isMine(index)) continue
+      const peer = this.#choose(index, true)
+      if (peer == null) {
+        // Nobody holds it yet, or every holder is busy: try again next time from here.
+        if (this.#holders(index) > 0) break
+        continue
+      }
+      return { index, peer }
+    }
+    // 4. Whatever is still missing once the others had their chance.
+    if (now - this.#ownersChangedAt >= settings.backgroundFallbackMs) {
+      for (let scanned = 0; scanned < this.n; scanned++) {
+        const index = this.#fallbackScan
+        this.#fallbackScan = (this.#fallbackScan + 1) % this.n
+        if (!this.#wanted(index)) continue
+        const peer = this.#choose(index, true)
+        if (peer != null) return { index, peer }
+        if (this.#holders(index) > 0) break
+      }
+    }
+    return undefined
+  }
+
+  /** How many usable peers hold the chunk. */
+  #holders (index: number): number {
+    let count = 0
+    const failed = this.#failed.get(index)
+    const now = Date.now()
+    for (const [key, peer] of this.#peers) {
+      if (!getBit(peer.bits, index) || this.swarm.isBad(key)) continue
+      const until = failed?.get(key)
+      if (until != null && until > now) continue
+      count++
+    }
+    return count
+  }
+
+  /**
+   * The least busy usable holder of a chunk: a downloader if any has it (and room), else a seed
+   * when `seedsAllowed`. Ties are broken at random.
+   */
+  #choose (index: number, seedsAllowed: boolean): string | undefined {
+    const failed = this.#failed.get(index)
+    const now = Date.now()
+    const perPeer = this.swarm.settings.maxInFlightPerPeer
+    let best: string | undefined
+    let bestTier = 3
+    let bestLoad = Infinity
+    let bestTie = 0
+    for (const [key, peer] of this.#peers) {
+      if (!getBit(peer.bits, index) || this.swarm.isBad(key)) continue
+      const until = failed?.get(key)
+      if (until != null && until > now) continue
+      const load = this.swarm.load(key)
+      if (load >= perPeer) continue
+      const tier = peer.downloader ? 0 : 1
+      if (tier === 1 && !seedsAllowed) continue
+      const tie = Math.random()
+      if (tier < bestTier || (tier === bestTier && (load < bestLoad || (load === bestLoad && tie < bestTie)))) {
+        best = key
+        bestTier = tier
+        bestLoad = load
+        bestTie = tie
+      }
+    }
+    return best
+  }
+
+  #dispatch (index: number, peer: string): void {
+    const cid = this.manifest.cids[index]
+    const { promise, shared } = this.swarm.fetch(cid, peer)
+    if (!shared) this.swarm.addLoad(peer, 1)
+    const fetch: Fetch = { promise, peer: shared ? undefined : peer }
+    this.#inflight.set(index, fetch)
+    this.#urgentSince.delete(index)
+    promise.then(bytes => {
+      if (!shared) this.swarm.addLoad(peer, -1)
+      void this.#fetched(index, cid, bytes, fetch)
+    }, err => {
+      if (!shared) this.swarm.addLoad(peer, -1)
+      this.#failedFetch(index, peer, err as Error, shared, fetch)
+    })
+  }
+
+  async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
+    // Readers get the verified bytes now; the store verifies again before keeping them.
+    for (const waiter of this.#waiters.get(index)?.splice(0) ?? []) waiter.resolve(bytes)
+    this.#waiters.delete(index)
+    try {
+      await this.swarm.components.blocks.putChunk(cid, bytes, { signal: this.swarm.signal })
+      // Every index with this CID is now local (images repeat chunks of zeros).
+      this.#markLocal(index, true)
+      for (let i = 0; i < this.n; i++) if (i !== index && this.manifest.cids[i] === cid && !getBit(this.#local, i)) this.#markLocal(i, true)
+    } catch (err) {
+      if (this.#closed == null) {
+        this.#log.error('could not store fetched chunk %s - %e', cid, err)
+        // Not from this peer again for a while, so a full disk does not loop on the network.
+        if (fetch.peer != null) this.#excludeFor(index, fetch.peer)
+      }
+    } finally {
+      if (this.#inflight.get(index) === fetch) this.#inflight.delete(index)
+      this.pump()
+    }
+  }
+
+  #failedFetch (index: number, peer: string, err: Error, shared: boolean, fetch: Fetch): void {
+    if (this.#inflight.get(index) === fetch) this.#inflight.delete(index)
+    if (this.#closed != null) return
+    if (!shared) {
+      const name = err.name
+      if (name === 'ChunkIntegrityError') {
+        this.#log.error('peer %s sent a chunk that does not match %s; not asking it again', peer, this.manifest.cids[index])
+        this.swarm.markBad(peer)
+      } else if (name === 'NotHeldError') {
+        const state = this.#peers.get(peer)
+        if (state != null) state.bits[index >> 3] &= ~(0x80 >> (index & 7))
+      } else if (name !== 'AbortedError') {
+        this.#log('fetch of chunk %d from %s failed - %e', index, peer, err)
+        this.#excludeFor(index, peer)
+      }
+    }
+    if (index < this.#ownedScan) this.#ownedScan = index
+    this.pump()
+  }
+
+  #excludeFor (index: number, peer: string): void {
+    let failed = this.#failed.get(index)
+    if (failed == null) this.#failed.set(index, failed = new Map())
+    failed.set(peer, Date.now() + CHUNK_FAILURE_MS)
+  }
+
+  #markLocal (index: number, announce: boolean): void {
+    if (getBit(this.#local, index)) return
+    setBit(this.#local, index)
+    this.localCount++
+    this.#failed.delete(index)
+    this.#available.delete(index)
+    this.#urgentSince.delete(index)
+    if (announce) {
+      this.#announce.push(index)
+      // The first chunk after a quiet spell goes out at once: another downloader may be waiting for it.
+      if (Date.now() - this.#lastAnnounce >= this.swarm.settings.announceIntervalMs) this.#flushAnnounce()
+    }
+    if (this.localCount === this.n && this.scanned) this.#finish()
+  }
+
+  #unmarkLocal (index: number): void {
+    if (!getBit(this.#local, index)) return
+    this.#local[index >> 3] &= ~(0x80 >> (index & 7))
+    this.localCount--
+    if (this.complete) {
+      this.complete = false
+      this.#startNetwork()
+    }
+  }
+
+  #finish (): void {
+    if (this.complete) return
+    this.complete = true
+    clearInterval(this.#timer)
+    this.#timer = undefined
+    this.#announce.length = 0
+    if (this.#networkStarted) this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_COMPLETE })
+    this.#log('image %s complete (%d chunks)', this.imageId, this.n)
+  }
+
+  #flushAnnounce (): void {
+    if (this.complete || this.#announce.length === 0) return
+    const indices = this.#announce.splice(0)
+    this.#lastAnnounce = Date.now()
+    this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_DOWNLOADING, i: indices })
+  }
+
+  #tick (): void {
+    if (this.#closed != null) return
+    const now = Date.now()
+    const settings = this.swarm.settings
+    if (this.#announce.length > 0 && now - this.#lastAnnounce >= settings.announceIntervalMs) this.#flushAnnounce()
+    // Readers waiting on chunks nobody usable holds: ask around again, and give up in time.
+    let starving = false
+    for (const [index, waiters] of this.#waiters) {
+      const sourced = this.#inflight.has(index) || this.#holders(index) > 0
+      for (const waiter of [...waiters]) {
+        if (sourced) {
+          waiter.noSourceSince = undefined
+          continue
+        }
+        starving = true
+        waiter.noSourceSince ??= now
+        if (now - waiter.noSourceSince >= settings.unavailableTimeoutMs) {
+          waiter.reject(new ChunkUnavailableError(`No peer holds chunk ${index} (${this.manifest.cids[index]}) of image ${this.imageId}.`))
+        }
+      }
+    }
+    if (starving && now - this.#lastQuery >= REQUERY_MS) this.#queryAll()
+    this.pump()
+  }
+}
+
+/** Waits for a promise, or rejects with AbortedError when the signal fires first. */
+async function abortable<T> (promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal == null) return await promise
+  if (signal.aborted) throw new AbortedError('The download was aborted.', { cause: signal.reason })
+  let onAbort = noop
+  const aborted = new Promise<never>((resolve, reject) => {
+    onAbort = () => { reject(new AbortedError('The download was aborted.', { cause: signal.reason })) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([promise, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+function popcount (b: number): number {
+  let n = 0
+  for (; b !== 0; b &= b - 1) n++
+  return n
+}
+
+function fnv1a (text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+
+/** murmur3's finalizer: spreads the bits of a 32-bit value. */
+function mix (x: number): number {
+  x ^= x >>> 16
+  x = Math.imul(x, 0x85ebca6b)
+  x ^= x >>> 13
+  x = Math.imul(x, 0xc2b2ae35)
+  x ^= x >>> 16
+  return x >>> 0
+}
