@@ -37,7 +37,8 @@ export function manifestOf (result: IngestResult): Manifest {
 
 export async function concat (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = []
-  for await (const part of source) parts.push(part)
+  // Copies each part: the store reuses its read buffers.
+  for await (const part of source) parts.push(Buffer.from(part))
   return Buffer.concat(parts)
 }
 

@@ -105,19 +105,19 @@ export class ImageDataService {
   }
 
   /** Format inspection (glance-api.md §23) over the image's first and last bytes, already on disk. */
-  async #inspect (image: Pick<ImageRecord, 'disk_format' | 'container_format'>, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>): Promise<number | null> {
+  async #inspect (image: Pick<ImageRecord, 'id' | 'disk_format' | 'container_format'>, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>): Promise<number | null> {
     const { size } = manifest
-    const head = await this.#slice(manifest, 0, Math.min(size, HEAD_BYTES))
-    const tail = await this.#slice(manifest, Math.max(0, size - TAIL_BYTES), size)
+    const head = await this.#slice(image.id, manifest, 0, Math.min(size, HEAD_BYTES))
+    const tail = await this.#slice(image.id, manifest, Math.max(0, size - TAIL_BYTES), size)
     return checkUpload(image.disk_format as string, image.container_format as string, inspect(head, size, tail), {
       requireImageFormatMatch: this.#images.rules.requireImageFormatMatch
     }).virtualSize
   }
 
-  async #slice (manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
+  async #slice (imageId: string, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
     if (end <= start) return new Uint8Array(0)
     const parts: Uint8Array[] = []
-    for await (const part of this.#reader.read('', manifest as Manifest, start, end - 1)) parts.push(part)
+    for await (const part of this.#reader.read(imageId, manifest as Manifest, start, end - 1)) parts.push(Buffer.from(part))
     return Buffer.concat(parts)
   }
 

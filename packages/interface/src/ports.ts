@@ -50,7 +50,10 @@ export interface ChunkStore {
   has (cid: string): Promise<boolean>
   /** Splits a stream into chunks, stores each once, and hashes the whole. Chunks stay pinned until `release`. */
   ingest (source: AsyncIterable<Uint8Array>, opts: IngestOptions): Promise<IngestResult>
-  /** Streams bytes [start, end] (inclusive) of the image the manifest describes. */
+  /**
+   * Streams bytes [start, end] (inclusive) of the image the manifest describes. A yielded buffer
+   * may be reused for the chunk after next: consume (or copy) each before pulling two more.
+   */
   read (manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncIterable<Uint8Array>
   /** Unpins chunks an ingest stored, once the manifest naming them is durable or the upload was abandoned. */
   release (cids: Iterable<string>): void
@@ -69,7 +72,8 @@ export interface ChunkBlocks {
 
 /**
  * Streams an image's bytes from wherever its chunks are: local files, or peers (which are then
- * kept locally). The local-only implementation is the chunk store itself.
+ * kept locally). The local-only implementation is the chunk store itself. As with
+ * `ChunkStore.read`, a yielded buffer is only valid until the consumer pulls the one after next.
  */
 export interface ImageReader {
   read (imageId: string, manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncIterable<Uint8Array>
