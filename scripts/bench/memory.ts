@@ -1,0 +1,154 @@
+// (d) The agent's peak RSS while it receives and then serves a 4 GiB image. Target: < 150 MB
+// while serving. The peak is VmHWM from /proc/<pid>/status, reset (clear_refs 5) before each
+// phase; VmRSS is also sampled every 100 ms. Baselines measured in the same run: an idle agent,
+// and bare Node processes (plain JS, and a .ts file loaded through Node's type stripping).
+//
+//   node scripts/bench/memory.ts
+//   BENCH_SIZE_MIB=4096 BENCH_REPS=3 BENCH_CLIENTS=1,8 node scripts/bench/memory.ts
+import { spawn } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomFile } from '@peerglance/testing'
+import {
+  LoadProbe, countChunkFiles, createImage, curl, deleteImage, envInt, envList, fitSize, fmt, getImage, log, mdTable, median,
+  MiB, printHeader, processCpu, processMemory, resetPeakRss, runBench, sampleRss, startAgent, workDir
+} from './lib.ts'
+import type { BenchAgent, Cleanup, CurlResult, Load } from './lib.ts'
+
+const TARGET_MB = 150
+const MB = 1e6
+
+interface Phase {
+  phase: string
+  rep: number
+  /** VmHWM after the phase, KiB (peak since the reset before it). */
+  hwmKiB: number
+  /** Highest VmRSS sampled every 100 ms, KiB. */
+  sampledMaxKiB: number
+  sampledMedianKiB: number
+  /** Highest RssAnon sampled: private memory, without the node binary's shared file pages. */
+  sampledAnonMaxKiB: number
+  /** VmRSS just before the phase, KiB. */
+  startKiB: number
+  mibps: number
+  cpuPct: number
+  load: Load
+}
+
+/** Peak RSS of a Node process that loads `file` and waits a second: what the runtime alone costs. */
+async function nodeFloor (cleanup: Cleanup, file: string): Promise<number> {
+  const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  cleanup.add(() => { if (child.exitCode == null) child.kill('SIGKILL') })
+  const hwm = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', () => { try { resolve(processMemory(child.pid as number).hwmKiB) } catch (err) { reject(err as Error) } })
+    child.once('exit', code => { reject(new Error(`floor process exited with ${code}`)) })
+  })
+  child.kill('SIGTERM')
+  return hwm
+}
+
+await runBench(async cleanup => {
+  const reps = envInt('BENCH_REPS', 3)
+  const clientCounts = envList('BENCH_CLIENTS', [1, 8])
+  const sizeMiB = await fitSize(envInt('BENCH_SIZE_MIB', 4096), 2)
+  const size = sizeMiB * MiB
+  printHeader(`Memory: agent peak RSS receiving and serving a ${sizeMiB} MiB image`, { BENCH_SIZE_MIB: sizeMiB, BENCH_REPS: reps, BENCH_CLIENTS: clientCounts.join(',') })
+
+  const dir = await workDir(cleanup, 'memory')
+  const file = join(dir, 'image.raw')
+  log(`writing ${sizeMiB} MiB of random data to ${file}`)
+  await randomFile(file, size)
+
+  // Runtime floors: a plain JS process, and one whose entry is TypeScript (as the agent's is).
+  const floorJs = join(dir, 'floor.mjs')
+  const floorTs = join(dir, 'floor.ts')
+  const body = 'setTimeout(() => {}, 60_000); setTimeout(() => { process.stdout.write("ready\\n") }, 1000)\n'
+  await writeFile(floorJs, body)
+  await writeFile(floorTs, `const wait: number = 60_000\n${body.replace('60_000', 'wait')}`)
+  const floorJsKiB = await nodeFloor(cleanup, floorJs)
+  const floorTsKiB = await nodeFloor(cleanup, floorTs)
+
+  const dataDir = join(dir, 'agent')
+  const agent: BenchAgent = await startAgent(cleanup, dataDir)
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const idle = processMemory(agent.pid)
+
+  const canReset = await resetPeakRss(agent.pid)
+  if (!canReset) log('cannot reset VmHWM (clear_refs not permitted): peaks are since agent start')
+
+  const measure = async (phase: string, rep: number, work: () => Promise<CurlResult[]>): Promise<{ phase: Phase, results: CurlResult[] }> => {
+    if (canReset) await resetPeakRss(agent.pid)
+    const startKiB = processMemory(agent.pid).rssKiB
+    const sampler = sampleRss(agent.pid, 100)
+    const cpu0 = processCpu(agent.pid)
+    const probe = new LoadProbe()
+    const t0 = performance.now()
+    const results = await work()
+    const sec = (performance.now() - t0) / 1000
+    const samples = sampler.stop()
+    const cpu = processCpu(agent.pid) - cpu0
+    const load = probe.end(cpu + results.reduce((a, r) => a + r.cpuSec, 0))
+    const bytes = results.reduce((a, r) => a + Math.max(r.sizeDownload, r.sizeUpload), 0)
+    const p: Phase = {
+      phase,
+      rep,
+      hwmKiB: processMemory(agent.pid).hwmKiB,
+      sampledMaxKiB: Math.max(...samples.rss),
+      sampledMedianKiB: median(samples.rss),
+      sampledAnonMaxKiB: Math.max(...samples.anon),
+      startKiB,
+      mibps: bytes / MiB / sec,
+      cpuPct: 100 * cpu / sec,
+      load
+    }
+    log(`rep ${rep} ${phase}: peak ${fmt(p.hwmKiB / 1024)} MiB (sampled max ${fmt(p.sampledMaxKiB / 1024)}, median ${fmt(p.sampledMedianKiB / 1024)}, anon max ${fmt(p.sampledAnonMaxKiB / 1024)}, start ${fmt(startKiB / 1024)}), ${fmt(p.mibps)} MiB/s, agent CPU ${fmt(p.cpuPct)} %, others ${fmt(load.othersPct)} %, load ${load.load1.toFixed(2)}`)
+    return { phase: p, results }
+  }
+
+  const phases: Phase[] = []
+  let id = ''
+  for (let rep = 0; rep < reps; rep++) {
+    // Upload: a fresh image each rep; the previous one is deleted, so every chunk is written again.
+    if (id !== '') {
+      await deleteImage(agent.url, id)
+      const left = await countChunkFiles(dataDir)
+      if (left !== 0) throw new Error(`${left} chunk files left after deleting the image`)
+    }
+    id = (await createImage(agent.url, { name: `bench-memory-${rep}` })).id
+    const imageUrl = `${agent.url}/v2/images/${id}/file`
+    const up = await measure('upload, 1 × curl -T (Content-Length)', rep, async () => [await curl(['-T', file, '-H', 'content-type: application/octet-stream', '-o', '/dev/null', imageUrl])])
+    if (up.results[0].httpCode !== 204) throw new Error(`upload answered ${up.results[0].httpCode}`)
+    const image = await getImage(agent.url, id)
+    if (image.status !== 'active' || image.size !== size) throw new Error(`image is ${String(image.status)}, ${String(image.size)} bytes`)
+    phases.push(up.phase)
+    for (const clients of clientCounts) {
+      const down = await measure(`download, ${clients} × curl`, rep, async () => await Promise.all(Array.from({ length: clients }, async () => await curl(['-o', '/dev/null', imageUrl]))))
+      for (const r of down.results) if (r.httpCode !== 200 || r.sizeDownload !== size) throw new Error(`download: ${r.httpCode}, ${r.sizeDownload} bytes`)
+      phases.push(down.phase)
+    }
+  }
+
+  const mb = (kib: number): string => fmt(kib * 1024 / MB)
+  const rows: string[][] = [
+    ['node, plain JS file (floor)', mb(floorJsKiB), '', '', '', '', '', '', '', ''],
+    ['node, .ts file via type stripping (floor)', mb(floorTsKiB), '', '', '', '', '', '', '', ''],
+    ['agent idle, after start (baseline)', mb(idle.hwmKiB), `RSS now ${mb(idle.rssKiB)}`, '1.00', fmt(idle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(idle.rssKiB), '', mb(idle.anonKiB), '', '']
+  ]
+  const verdicts: string[] = []
+  for (const name of [...new Set(phases.map(p => p.phase))]) {
+    const ps = phases.filter(p => p.phase === name)
+    const peak = median(ps.map(p => p.hwmKiB))
+    rows.push([
+      name, mb(peak), ps.map(p => mb(p.hwmKiB)).join(', '), fmt(peak / idle.hwmKiB, 2), fmt(peak * 1024 / MB / TARGET_MB, 2),
+      ps.map(p => mb(p.startKiB)).join(', '),
+      `${mb(median(ps.map(p => p.sampledMaxKiB)))} / ${mb(median(ps.map(p => p.sampledMedianKiB)))}`,
+      mb(median(ps.map(p => p.sampledAnonMaxKiB))),
+      fmt(median(ps.map(p => p.mibps))), `${ps.map(p => fmt(p.load.othersPct)).join(', ')} / ${ps.map(p => p.load.load1.toFixed(1)).join(', ')}`
+    ])
+    const worst = Math.max(...ps.map(p => p.hwmKiB)) * 1024 / MB
+    verdicts.push(`- ${name}: peak ${fmt(worst)} MB (worst of ${ps.length}) against the < ${TARGET_MB} MB target: ${worst < TARGET_MB ? 'met' : `missed by ${fmt(worst - TARGET_MB)} MB (${fmt(100 * (worst - TARGET_MB) / TARGET_MB)} %)`}`)
+  }
+  console.log(mdTable(['process / phase', 'peak RSS MB (median VmHWM)', 'all runs MB', 'ratio vs idle agent', 'ratio vs 150 MB target', 'RSS before the phase MB', 'sampled VmRSS max / median MB', 'sampled RssAnon max MB (private)', 'MiB/s', 'others\' CPU % / load avg per run'], rows))
+  console.log(`\n${verdicts.join('\n')}\n`)
+  console.log(`MB = 10^6 bytes (RSS in MiB = MB / 1.049). VmHWM ${canReset ? 'was reset (clear_refs 5) before each phase' : 'could not be reset: each peak is since agent start'}. The idle agent has not started its hash workers yet; they start with the first upload and stay. RSS includes ~${mb(idle.fileKiB)} MB of file-backed pages (mostly the node binary, shared and reclaimable); RssAnon is the private part.\n`)
+})
