@@ -9,6 +9,8 @@ export const HEAD_SIZE = 64 * 1024
 
 /** Hash workers kept alive between ingests; more concurrent ingests spawn more and drop the extra when done. */
 export const MAX_IDLE_HASHERS = 2
+/** How long an idle pair of hash workers lives before it is ended to give back its memory. */
+export const HASHER_IDLE_MS = 30_000
 
 export const CHUNKS_DIR = 'chunks'
 export const STAGING_DIR = 'staging'
