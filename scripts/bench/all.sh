@@ -12,7 +12,7 @@ echo "# peerglance benchmarks, $(date -u +%FT%TZ), $(nproc) vCPU, Node $("$NODE"
 echo
 df -h /tmp >&2
 status=0
-for bench in download upload metadata-latency memory; do
+for bench in download upload metadata-latency memory convergence p2p-transfer seeding; do
   "$NODE" "scripts/bench/$bench.ts" || { echo "scripts/bench/$bench.ts failed" >&2; status=1; }
 done
 exit $status

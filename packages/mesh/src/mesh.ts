@@ -173,6 +173,12 @@ export class Mesh implements Startable {
     }
   }
 
+  /** Stops any download of the image (it was deleted here). */
+  async forgetImage (imageId: string): Promise<void> {
+    if (this.#status !== 'started') return
+    await this.#swarm?.abandon(imageId)
+  }
+
   /** The share (0..1) of an image's chunks this agent holds. */
   async localShare (manifest: Manifest): Promise<number> {
     return await this.swarm.localShare(manifest)

@@ -11,6 +11,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import { DEFAULT_LISTEN } from './constants.ts'
+import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { peerExchange } from './peer-exchange.ts'
 import type { PeerExchange, PeerExchangeComponents } from './peer-exchange.ts'
@@ -42,6 +43,11 @@ export interface MeshNodeInit {
    * of agents on one test machine; across hosts each agent dials a peer once.
    */
   inboundConnectionThreshold?: number
+  /**
+   * 'fast' (default): Noise with one KeyObject per session key instead of one per frame
+   * (noise-crypto.ts); 'stock': @chainsafe/libp2p-noise's own node:crypto path. Same wire format.
+   */
+  noiseCrypto?: 'fast' | 'stock'
   /** libp2p's ComponentLogger; by default libp2p's own (the `DEBUG=libp2p*,peerglance*` variable). */
   logger?: ComponentLogger
 }
@@ -80,7 +86,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
       ...(init.announce != null && init.announce.length > 0 ? { announce: init.announce } : {})
     },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise(init.noiseCrypto === 'stock' ? {} : { crypto: fastNoiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
     connectionManager: {

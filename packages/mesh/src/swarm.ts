@@ -8,13 +8,16 @@
  * 2. Then chunks another downloader of the same image has announced, rarest first (among a
  *    sample, random tie-break), so downloaders feed each other.
  * 3. Then chunks this agent is responsible for, in image order, from a seed.
- * 4. Chunks nobody else is getting: after `backgroundFallbackMs`, from any holder.
+ * 4. Chunks whose responsible downloader has gone quiet for `backgroundFallbackMs`: from any holder.
  *
  * Seeding ("the seed sends about one copy"): holders are split into downloaders (peers that
  * announced a download of this image in this session) and seeds (everyone else). A chunk that
  * only seeds hold is fetched by ONE downloader, the one that ranks first for it by rendezvous
  * hashing over the current downloaders; the others wait for its announcement and fetch it from
- * that downloader (a chunk a reader waits for falls back to a seed after `urgentFallbackMs`).
+ * that downloader. A chunk a reader waits for falls back to a seed when its downloader has
+ * announced nothing for `urgentFallbackMs` (it is stuck or gone), or after `backgroundFallbackMs`
+ * of waiting in any case; other chunks when it has been silent for `backgroundFallbackMs`. A slow
+ * but live downloader is waited for: every agent is then limited by the seed's upload anyway.
  * Downloaders say they are downloading at session start (gossip, and in HAVE answers) and a
  * session waits `startGraceMs` before it asks seeds for chunks nobody is waiting for, so
  * downloaders that start together learn of each other first.
@@ -112,6 +115,8 @@ const TICK_MS = 50
 const RARITY_SAMPLE = 16
 /** HAVE queries a session repeats while readers wait for chunks nobody is known to hold. */
 const REQUERY_MS = 1_000
+/** A background download with no reader that got nothing for this long gives up (a new read restarts it). */
+const IDLE_SESSION_MS = 60_000
 
 function noop (): void {}
 
@@ -284,6 +289,23 @@ export class Swarm implements ImageReader, Startable {
     return session
   }
 
+  /**
+   * Stops downloading an image and forgets its session (the image was deleted here): chunks
+   * already stored stay until the chunk store collects them.
+   */
+  async abandon (imageId: string): Promise<void> {
+    for (const [key, session] of this.#sessions) {
+      if (session.imageId !== imageId) continue
+      this.#sessions.delete(key)
+      await session.close(new ChunkUnavailableError(`Image ${imageId} is gone.`))
+    }
+  }
+
+  /** Called by a session that gave up. */
+  dropSession (session: Session): void {
+    if (this.#sessions.get(session.key) === session) this.#sessions.delete(session.key)
+  }
+
   /** Forgets the oldest finished sessions without readers beyond `maxIdleSessions`. */
   #trimSessions (): void {
     let idle = 0
@@ -305,6 +327,17 @@ export class Swarm implements ImageReader, Startable {
   get log (): Logger { return this.#log }
   get signal (): AbortSignal { return this.#shutdown.signal }
   get self (): string { return this.#components.peerId.toString() }
+
+  /**
+   * Fetches started, by scheduling step and by kind of source (`from-downloader` or `from-seed`):
+   * where seed egress comes from, for tests and benchmarks.
+   */
+  readonly fetchReasons: Record<string, number> = {}
+
+  counted (reason: string, fromDownloader: boolean): void {
+    const key = `${reason}/${fromDownloader ? 'from-downloader' : 'from-seed'}`
+    this.fetchReasons[key] = (this.fetchReasons[key] ?? 0) + 1
+  }
 
   isBad (peer: string): boolean {
     const until = this.#bad.get(peer)
@@ -383,6 +416,9 @@ export class Swarm implements ImageReader, Startable {
   }
 }
 
+/** Why a chunk was fetched (scheduling step), for `Swarm.fetchReasons`. */
+type FetchReason = 'urgent' | 'urgent-mine' | 'urgent-owner-quiet' | 'urgent-waited' | 'announced' | 'mine' | 'owner-quiet'
+
 /** What this agent knows of one peer's holdings of one image. */
 interface PeerState {
   id: PeerId
@@ -392,6 +428,8 @@ interface PeerState {
   /** It announced a download of this image at some time in this session. */
   downloader: boolean
   connected: boolean
+  /** When it last told us anything about this image (gossip or a HAVE answer). */
+  lastHeard: number
 }
 
 interface Waiter {
@@ -450,8 +488,8 @@ class Session {
   #ownedScan = 0
   #fallbackScan = 0
   #started = 0
-  #ownersChangedAt = 0
   #lastQuery = 0
+  #lastProgress = 0
   #timer: NodeJS.Timeout | undefined
   #closed: Error | undefined
   #pumping = false
@@ -474,7 +512,6 @@ class Session {
   /** Scans the local store, then (if anything is missing) announces itself and asks peers. */
   begin (): void {
     this.#started = Date.now()
-    this.#ownersChangedAt = this.#started
     void this.#scan().catch(err => {
       this.#log.error('scan of local chunks failed - %e', err)
     })
@@ -502,8 +539,8 @@ class Session {
   #startNetwork (): void {
     if (this.#closed != null || this.#timer != null) return
     this.#networkStarted = true
+    this.#lastProgress = Date.now()
     this.#started = Date.now()
-    this.#ownersChangedAt = this.#started
     this.#recomputeOwners()
     this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_DOWNLOADING, b: Buffer.from(this.#local).toString('base64') })
     this.#timer = setInterval(() => { this.#tick() }, TICK_MS)
@@ -602,6 +639,7 @@ class Session {
   heard (from: PeerId, body: HaveMessage): void {
     if (body.n !== this.n) return
     const peer = this.#peer(from)
+    peer.lastHeard = Date.now()
     const wasDownloader = peer.state === HAVE_DOWNLOADING
     if (body.s === HAVE_COMPLETE) {
       peer.bits.fill(0xff)
@@ -645,7 +683,7 @@ class Session {
     const key = id.toString()
     let peer = this.#peers.get(key)
     if (peer == null) {
-      peer = { id, bits: new Uint8Array(this.#local.byteLength), state: HAVE_NONE, downloader: false, connected: true }
+      peer = { id, bits: new Uint8Array(this.#local.byteLength), state: HAVE_NONE, downloader: false, connected: true, lastHeard: Date.now() }
       this.#peers.set(key, peer)
     }
     peer.connected = true
@@ -664,6 +702,7 @@ class Session {
       const answer = await this.swarm.components.exchange.have(id, this.key, this.manifest.cids, { signal: this.swarm.signal, timeoutMs: 10_000 })
       if (this.#closed != null || this.swarm.isBad(key)) return
       const peer = this.#peer(id)
+      peer.lastHeard = Date.now()
       const wasDownloader = peer.state === HAVE_DOWNLOADING
       for (let b = 0; b < answer.bits.byteLength; b++) peer.bits[b] |= answer.bits[b]
       peer.state = answer.state
@@ -700,10 +739,7 @@ class Session {
     list.sort()
     const changed = list.length !== this.#downloaders.length || list.some((p, i) => p !== this.#downloaders[i])
     this.#downloaders = list
-    if (changed) {
-      this.#ownedScan = 0
-      this.#ownersChangedAt = Date.now()
-    }
+    if (changed) this.#ownedScan = 0
   }
 
   #hashOf (peer: string): number {
@@ -716,8 +752,8 @@ class Session {
   }
 
   /** Rendezvous hashing: the downloader with the highest score for the chunk fetches it from a seed. */
-  #isMine (index: number): boolean {
-    if (this.#downloaders.length <= 1) return true
+  #ownerOf (index: number): string {
+    if (this.#downloaders.length <= 1) return this.swarm.self
     let best = -1
     let owner = ''
     for (const peer of this.#downloaders) {
@@ -727,7 +763,19 @@ class Session {
         owner = peer
       }
     }
-    return owner === this.swarm.self
+    return owner
+  }
+
+  #isMine (index: number): boolean {
+    return this.#ownerOf(index) === this.swarm.self
+  }
+
+  /** How long the chunk's responsible downloader has said nothing (0 when it is us). */
+  #ownerSilence (index: number, now: number): number {
+    const owner = this.#ownerOf(index)
+    if (owner === this.swarm.self) return 0
+    const peer = this.#peers.get(owner)
+    return peer == null ? Infinity : now - peer.lastHeard
   }
 
   // --- scheduling --------------------------------------------------------------------------------
@@ -746,7 +794,7 @@ class Session {
         while (this.#inflight.size < this.swarm.settings.maxInFlight) {
           const pick = this.#pick()
           if (pick == null) break
-          this.#dispatch(pick.index, pick.peer)
+          this.#dispatch(pick.index, pick.peer, pick.reason)
         }
       } while (this.#pumpAgain)
     } finally {
@@ -758,7 +806,7 @@ class Session {
     return index >= 0 && index < this.n && !getBit(this.#local, index) && !this.#inflight.has(index)
   }
 
-  #pick (): { index: number, peer: string } | undefined {
+  #pick (): { index: number, peer: string, reason: FetchReason } | undefined {
     const now = Date.now()
     const settings = this.swarm.settings
     const graceOver = now - this.#started >= settings.startGraceMs
@@ -772,14 +820,15 @@ class Session {
     for (const index of urgent) {
       let since = this.#urgentSince.get(index)
       if (since == null) this.#urgentSince.set(index, since = now)
-      const fallback = now - since >= settings.urgentFallbackMs
-      // The chunk a reader waits for right now, on a lone downloader or past the grace: any holder.
-      const peer = this.#choose(index, graceOver && (fallback || this.#isMine(index)))
-      if (peer != null) return { index, peer }
+      // From a seed: when it is ours to fetch, when its downloader went quiet, or when waited too long.
+      const silence = this.#ownerSilence(index, now)
+      const seeds = graceOver && (silence >= settings.urgentFallbackMs || now - since >= settings.backgroundFallbackMs)
+      const peer = this.#choose(index, seeds)
+      if (peer != null) return { index, peer, reason: silence === 0 ? 'urgent-mine' : silence >= settings.urgentFallbackMs ? 'urgent-owner-quiet' : seeds ? 'urgent-waited' : 'urgent' }
     }
     if (!settings.fetchWhole && this.#cursors.size === 0) return undefined
     // 2. Chunks other downloaders announced: rarest of a sample.
-    let best: { index: number, peer: string, rarity: number, tie: number } | undefined
+    let best: { index: number, peer: string, rarity: number, tie: number, reason: FetchReason } | undefined
     let sampled = 0
     for (const index of this.#available) {
       if (!this.#wanted(index)) {
@@ -790,7 +839,7 @@ class Session {
       if (peer == null) continue
       const rarity = this.#holders(index)
       const tie = Math.random()
-      if (best == null || rarity < best.rarity || (rarity === best.rarity && tie < best.tie)) best = { index, peer, rarity, tie }
+      if (best == null || rarity < best.rarity || (rarity === best.rarity && tie < best.tie)) best = { index, peer, rarity, tie, reason: 'announced' }
       if (++sampled >= RARITY_SAMPLE) break
     }
     if (best != null) {
@@ -808,16 +857,22 @@ class Session {
         if (this.#holders(index) > 0) break
         continue
       }
-      return { index, peer }
+      return { index, peer, reason: 'mine' }
     }
-    // 4. Whatever is still missing once the others had their chance.
-    if (now - this.#ownersChangedAt >= settings.backgroundFallbackMs) {
+    // 4. Chunks whose downloader has gone quiet: from any holder.
+    const quiet = new Set<string>()
+    for (const owner of this.#downloaders) {
+      if (owner === this.swarm.self) continue
+      const peer = this.#peers.get(owner)
+      if (peer == null || now - peer.lastHeard >= settings.backgroundFallbackMs) quiet.add(owner)
+    }
+    if (quiet.size > 0) {
       for (let scanned = 0; scanned < this.n; scanned++) {
         const index = this.#fallbackScan
         this.#fallbackScan = (this.#fallbackScan + 1) % this.n
-        if (!this.#wanted(index)) continue
+        if (!this.#wanted(index) || !quiet.has(this.#ownerOf(index))) continue
         const peer = this.#choose(index, true)
-        if (peer != null) return { index, peer }
+        if (peer != null) return { index, peer, reason: 'owner-quiet' }
         if (this.#holders(index) > 0) break
       }
     }
@@ -850,13 +905,18 @@ class Session {
     let bestTier = 3
     let bestLoad = Infinity
     let bestTie = 0
+    let busyDownloader = false
     for (const [key, peer] of this.#peers) {
       if (!getBit(peer.bits, index) || this.swarm.isBad(key)) continue
       const until = failed?.get(key)
       if (until != null && until > now) continue
+      // Downloaders, and agents that finished downloading it, before the seeds it came from.
+      const tier = peer.downloader || peer.state === HAVE_COMPLETE ? 0 : 1
       const load = this.swarm.load(key)
-      if (load >= perPeer) continue
-      const tier = peer.downloader ? 0 : 1
+      if (load >= perPeer) {
+        if (tier === 0) busyDownloader = true
+        continue
+      }
       if (tier === 1 && !seedsAllowed) continue
       const tie = Math.random()
       if (tier < bestTier || (tier === bestTier && (load < bestLoad || (load === bestLoad && tie < bestTie)))) {
@@ -866,12 +926,16 @@ class Session {
         bestTie = tie
       }
     }
+    // A downloader that holds it but is busy is worth the wait: a seed's upload is the scarce one.
+    if (bestTier === 1 && busyDownloader) return undefined
     return best
   }
 
-  #dispatch (index: number, peer: string): void {
+  #dispatch (index: number, peer: string, reason: FetchReason): void {
     const cid = this.manifest.cids[index]
     const { promise, shared } = this.swarm.fetch(cid, peer)
+    const source = this.#peers.get(peer)
+    if (!shared) this.swarm.counted(reason, source?.downloader === true || source?.state === HAVE_COMPLETE)
     if (!shared) this.swarm.addLoad(peer, 1)
     const fetch: Fetch = { promise, peer: shared ? undefined : peer }
     this.#inflight.set(index, fetch)
@@ -936,6 +1000,7 @@ class Session {
     if (getBit(this.#local, index)) return
     setBit(this.#local, index)
     this.localCount++
+    this.#lastProgress = Date.now()
     this.#failed.delete(index)
     this.#available.delete(index)
     this.#urgentSince.delete(index)
@@ -996,6 +1061,12 @@ class Session {
       }
     }
     if (starving && now - this.#lastQuery >= REQUERY_MS) this.#queryAll()
+    if (this.readers === 0 && this.#inflight.size === 0 && now - this.#lastProgress >= IDLE_SESSION_MS) {
+      this.#log('giving up on image %s: no reader and no progress', this.imageId)
+      this.swarm.dropSession(this)
+      void this.close(new ChunkUnavailableError(`Image ${this.imageId} stalled.`))
+      return
+    }
     this.pump()
   }
 }

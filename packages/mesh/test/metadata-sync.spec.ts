@@ -117,6 +117,22 @@ describe('metadata sync', () => {
     expect(merged?.min_ram).toBe(1)
   })
 
+  it('keeps both tags when two agents tag the same image at once', async () => {
+    const [a, b] = [await node(), await node()]
+    await a.store.putImage(image('tagged'))
+    await connect(a, b)
+    await until(() => b.store.getImage('tagged') != null)
+    await a.libp2p.hangUp(b.libp2p.peerId)
+    await a.store.putImage(image('tagged', { tags: ['from-a'] }))
+    await b.store.putImage(image('tagged', { tags: ['from-b'] }))
+    await connect(a, b)
+    await until(() => a.store.getImage('tagged')?.tags.length === 2 && b.store.getImage('tagged')?.tags.length === 2)
+    expect(a.store.getImage('tagged')?.tags).toEqual(['from-a', 'from-b'])
+    await b.store.putImage(image('tagged', { tags: ['from-a'] }))
+    await until(() => a.store.getImage('tagged')?.tags.length === 1)
+    expect(a.store.getImage('tagged')?.tags).toEqual(['from-a'])
+  })
+
   it('keeps a deleted image deleted even against a later update', async () => {
     const [a, b] = [await node(), await node()]
     await a.store.putImage(image('gone'))

@@ -2,18 +2,23 @@ import type { ImageRecord, MemberRecord, ReplicatedRecord, VersionedField } from
 
 /** Extra properties are versioned one by one, so concurrent edits of different keys both survive. */
 const PROPERTY = 'p:'
+/** So are tags: two agents adding different tags at once both keep theirs (tags are a set). */
+const TAG = 't:'
+/** Fields that exist one per key; a key missing from a write is a removal. */
+const KEYED = [PROPERTY, TAG]
 /** The CID of the image's manifest: which bytes the image is, wherever they are cached. */
 export const MANIFEST_FIELD = 'manifest'
 
 const IMAGE_KEYS = [
   'name', 'status', 'visibility', 'protected', 'os_hidden', 'owner', 'checksum', 'os_hash_algo', 'os_hash_value',
-  'size', 'virtual_size', 'container_format', 'disk_format', 'min_ram', 'min_disk', 'tags', 'created_at', 'updated_at'
+  'size', 'virtual_size', 'container_format', 'disk_format', 'min_ram', 'min_disk', 'created_at', 'updated_at'
 ] as const
 
 export function imageFields (image: ImageRecord): Record<string, unknown> {
   const fields: Record<string, unknown> = {}
   for (const key of IMAGE_KEYS) fields[key] = image[key]
   for (const [key, value] of Object.entries(image.properties)) fields[PROPERTY + key] = value
+  for (const tag of image.tags) fields[TAG + tag] = true
   return fields
 }
 
@@ -36,7 +41,7 @@ export function stamp (prev: ReplicatedRecord | undefined, kind: ReplicatedRecor
   }
   if (replaceProperties) {
     for (const [name, field] of Object.entries(fields)) {
-      if (!name.startsWith(PROPERTY) || name in next || field.d === true) continue
+      if (!KEYED.some(prefix => name.startsWith(prefix)) || name in next || field.d === true) continue
       fields[name] = { v: null, c: clock, d: true }
       changed = true
     }
@@ -80,12 +85,14 @@ export function versionOf (record: ReplicatedRecord): string {
 export function toImage (record: ReplicatedRecord): ImageRecord {
   const value = (name: string): any => record.fields[name]?.v ?? null
   const properties: Record<string, string | null> = {}
+  const tags: string[] = []
   for (const [name, field] of Object.entries(record.fields)) {
-    if (name.startsWith(PROPERTY) && field.d !== true) properties[name.slice(PROPERTY.length)] = field.v as string | null
+    if (field.d === true) continue
+    if (name.startsWith(PROPERTY)) properties[name.slice(PROPERTY.length)] = field.v as string | null
+    else if (name.startsWith(TAG)) tags.push(name.slice(TAG.length))
   }
-  const image = { id: record.key, properties } as unknown as Record<string, unknown>
+  const image = { id: record.key, properties, tags: tags.sort() } as unknown as Record<string, unknown>
   for (const key of IMAGE_KEYS) image[key] = value(key)
-  image.tags ??= []
   image.protected ??= false
   image.os_hidden ??= false
   image.min_ram ??= 0

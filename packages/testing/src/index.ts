@@ -1,3 +1,5 @@
 export { startAgent, spawnAgent, tmpDir } from './agents.ts'
 export type { TestAgent, SpawnedAgent } from './agents.ts'
 export { randomFile, sha512File, md5File } from './files.ts'
+export { agentStatus, meshOf, multiaddrOf, peerIdOf, waitConnected, waitFor } from './mesh.ts'
+export type { AgentStatusDocument, MeshOfOptions, TestMesh, WaitForOptions } from './mesh.ts'

@@ -1,0 +1,110 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, stat } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { create } from 'multiformats/hashes/digest'
+import { Registry } from 'prom-client'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, describe, expect, it } from 'vitest'
+import { loadOrCreatePeerKey, PEER_KEY_FILE } from '../src/index.ts'
+import { cleanup, fullyConnected, readAll, seedImage, startAgent, stopAgent, until } from './fixtures.ts'
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+function cidOfBytes (bytes: Uint8Array): string {
+  return CID.createV1(raw.code, create(0x12, createHash('sha256').update(bytes).digest())).toString()
+}
+
+describe('the mesh node', () => {
+  afterEach(cleanup)
+
+  it('keeps its peer id across restarts, in a key file only the owner can read', async () => {
+    const first = await startAgent()
+    const id = first.mesh.peerId
+    expect(first.mesh.multiaddrs.every(a => a.endsWith(`/p2p/${id}`))).toBe(true)
+    expect((await stat(join(first.dir, PEER_KEY_FILE))).mode & 0o777).toBe(0o600)
+    await stopAgent(first)
+    const again = await startAgent({ dir: first.dir })
+    expect(again.mesh.peerId).toBe(id)
+  })
+
+  it('three agents started in any order find each other through one bootstrap address', async () => {
+    // A's address is known before A runs: its key is made up front and its port chosen.
+    const dirA = await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
+    const idA = peerIdFromPrivateKey(await loadOrCreatePeerKey(dirA)).toString()
+    const port = await freePort()
+    const addrA = `/ip4/127.0.0.1/tcp/${port}/p2p/${idA}`
+    const b = await startAgent({ bootstrap: [addrA] })
+    const c = await startAgent({ bootstrap: [addrA] })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(b.mesh.connectedPeers()).toEqual([])
+    const a = await startAgent({ dir: dirA, init: { listen: [`/ip4/127.0.0.1/tcp/${port}`] } })
+    expect(a.mesh.peerId).toBe(idA)
+    await fullyConnected([a, b, c], 15_000)
+
+    // A bootstrap peer that restarts is dialled again.
+    await stopAgent(a)
+    await until(() => !b.mesh.connectedPeers().includes(idA), 5_000, 'B to notice A left')
+    const a2 = await startAgent({ dir: dirA, init: { listen: [`/ip4/127.0.0.1/tcp/${port}`] } })
+    await fullyConnected([a2, b, c], 15_000)
+  })
+
+  it('our Noise crypto and the stock one interoperate (same wire format)', async () => {
+    const stock = await startAgent({ init: { noiseCrypto: 'stock' } })
+    const image = await seedImage(stock, 3 * 64 * 1024 + 5)
+    const fast = await startAgent({ bootstrap: stock.mesh.multiaddrs, init: { noiseCrypto: 'fast' } })
+    await fullyConnected([stock, fast])
+    const got = await readAll(fast.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+    expect(got.equals(image.bytes)).toBe(true)
+  })
+
+  it('fetchManifest returns bytes that hash to the manifest CID and refuses others', async () => {
+    const seed = await startAgent()
+    const image = await seedImage(seed, 100_000)
+    const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs })
+    await fullyConnected([seed, leech])
+    const bytes = seed.manifests.get(image.imageId)!
+    const got = await leech.mesh.fetchManifest(image.imageId, cidOfBytes(bytes))
+    expect(Buffer.from(got).equals(bytes)).toBe(true)
+    await expect(leech.mesh.fetchManifest(image.imageId, cidOfBytes(randomBytes(10)), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    await expect(leech.mesh.fetchManifest('no-such-image', cidOfBytes(bytes), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+  })
+
+  it('reports traffic, cache hits and misses, fetch latency and peers on the given registry', async () => {
+    const seed = await startAgent()
+    const image = await seedImage(seed, 5 * 64 * 1024)
+    const registry = new Registry()
+    const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs, init: {} })
+    // A second mesh on its own registry: the metrics of two meshes never collide.
+    await leech.mesh.stop()
+    const { Mesh } = await import('../src/index.ts')
+    const mesh = new Mesh({ chunks: leech.store, getManifestBytes: async () => undefined, registry }, { dataDir: leech.dir, bootstrap: seed.mesh.multiaddrs })
+    await mesh.start()
+    try {
+      await until(() => mesh.connectedPeers().length === 1, 10_000, 'connection')
+      await readAll(mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+      await until(async () => await mesh.localShare(image.manifest) === 1, 10_000, 'all chunks stored')
+      await readAll(mesh.reader.read(image.imageId, image.manifest, 0, 10))
+      const text = await registry.metrics()
+      const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+      expect(value('peerglance_peer_bytes_received_total')).toBeGreaterThanOrEqual(image.manifest.size)
+      expect(value('peerglance_peer_bytes_sent_total')).toBeGreaterThan(0)
+      expect(value('peerglance_cache_misses_total')).toBe(5)
+      expect(value('peerglance_cache_hits_total')).toBe(1)
+      expect(value('peerglance_chunk_fetch_seconds_count')).toBe(5)
+      expect(value('peerglance_connected_peers')).toBe(1)
+      expect(seed.mesh.metrics.totals.bytesSent).toBeGreaterThanOrEqual(image.manifest.size)
+    } finally {
+      await mesh.stop()
+    }
+  })
+})

@@ -1,0 +1,46 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { cleanup, fullyConnected, MiB, readAll, seedImage, sha512, startAgent } from './fixtures.ts'
+
+describe('seeding', () => {
+  afterEach(cleanup)
+
+  it('an image read by four agents at once leaves the seed having sent about one copy', { timeout: 120_000 }, async () => {
+    // The defaults for everything seeding depends on (fixtures.ts shortens them for failure tests).
+    const seedingInit = { urgentFallbackMs: 5_000, backgroundFallbackMs: 15_000, startGraceMs: 100, requestTimeoutMs: 15_000, unavailableTimeoutMs: 10_000 }
+    const seed = await startAgent({ chunkSize: MiB, init: seedingInit })
+    const image = await seedImage(seed, 64 * MiB)
+    const downloaders = await Promise.all([0, 1, 2, 3].map(async () => await startAgent({ chunkSize: MiB, bootstrap: seed.mesh.multiaddrs, init: seedingInit })))
+    await fullyConnected([seed, ...downloaders], 15_000)
+
+    const started = Date.now()
+    const results = await Promise.all(downloaders.map(async d => await readAll(d.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))))
+    const seconds = (Date.now() - started) / 1000
+    for (const got of results) expect(sha512(got)).toBe(sha512(image.bytes))
+    for (const d of downloaders) await expect.poll(async () => await d.mesh.localShare(image.manifest), { timeout: 30_000 }).toBe(1)
+
+    const sent = seed.mesh.metrics.totals.bytesSent
+    const ratio = sent / image.manifest.size
+    const reasons: Record<string, number> = {}
+    for (const d of downloaders) for (const [k, v] of Object.entries(d.mesh.swarm.fetchReasons)) reasons[k] = (reasons[k] ?? 0) + v
+    console.log(`seed sent ${(sent / MiB).toFixed(1)} MiB for a ${(image.manifest.size / MiB).toFixed(0)} MiB image (${ratio.toFixed(3)} copies); reads took ${seconds.toFixed(1)} s; downloaders sent ${downloaders.map(d => (d.mesh.metrics.totals.bytesSent / MiB).toFixed(0)).join(', ')} MiB; fetches ${JSON.stringify(reasons)}`)
+    expect(ratio).toBeLessThanOrEqual(1.25)
+  })
+
+  it('a late joiner takes the image from an agent that already downloaded it, not from the seed', { timeout: 60_000 }, async () => {
+    const seed = await startAgent({ chunkSize: 256 * 1024 })
+    const image = await seedImage(seed, 16 * MiB)
+    const first = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs })
+    await fullyConnected([seed, first])
+    await readAll(first.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+    await expect.poll(async () => await first.mesh.localShare(image.manifest), { timeout: 20_000 }).toBe(1)
+    const seedServed = seed.mesh.exchange.stats.getsServed
+
+    const late = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs })
+    await fullyConnected([seed, first, late])
+    const got = await readAll(late.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+    expect(sha512(got)).toBe(sha512(image.bytes))
+    await expect.poll(async () => await late.mesh.localShare(image.manifest), { timeout: 20_000 }).toBe(1)
+    expect(seed.mesh.exchange.stats.getsServed).toBe(seedServed)
+    expect(first.mesh.exchange.stats.getsServed).toBe(image.manifest.cids.length)
+  })
+})

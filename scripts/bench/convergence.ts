@@ -1,0 +1,119 @@
+// (c) Metadata convergence across a mesh of agents (issue 3, item 8c): BENCH_AGENTS agent
+// processes on 127.0.0.1, wired as a star (every agent bootstraps to the first) or a chain (each
+// to the one before it); BENCH_IMAGES images are created one at a time, each on a random agent,
+// and for each the time from sending its POST until EVERY agent lists it is measured. Each agent
+// is polled with `GET /v2/images?id=<id>` (an empty page, not a 404, until the image arrives) every
+// BENCH_POLL_MS, all agents in parallel, so every figure is rounded up by up to one poll interval
+// plus one request. Target: p99 < 200 ms.
+//
+//   node scripts/bench/convergence.ts
+//   BENCH_AGENTS=10 BENCH_IMAGES=100 BENCH_TOPOLOGY=chain BENCH_POLL_MS=5 BENCH_GAP_MS=100 node scripts/bench/convergence.ts
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { agentStatus, multiaddrOf, waitConnected } from '@peerglance/testing'
+import {
+  LoadProbe, envInt, fmt, log, mdTable, median, percentile, printHeader, processCpu, processMemory, runBench, startAgent, workDir
+} from './lib.ts'
+import type { BenchAgent } from './lib.ts'
+
+const TARGET_P99_MS = 200
+
+/** Polls one agent until it lists the image; resolves with the time it was first seen (performance.now()). */
+async function firstSeen (url: string, id: string, pollMs: number, deadline: number): Promise<number> {
+  for (;;) {
+    const res = await fetch(`${url}/v2/images?id=${id}&limit=1`)
+    const body = await res.json() as { images: unknown[] }
+    const now = performance.now()
+    if (res.status !== 200) throw new Error(`GET /v2/images?id=${id} on ${url}: ${res.status}`)
+    if (body.images.length === 1) return now
+    if (now > deadline) throw new Error(`${url} did not list image ${id} within the deadline`)
+    await sleep(pollMs)
+  }
+}
+
+await runBench(async cleanup => {
+  const agentCount = Math.max(2, envInt('BENCH_AGENTS', 10))
+  const images = Math.max(1, envInt('BENCH_IMAGES', 100))
+  const pollMs = envInt('BENCH_POLL_MS', 5)
+  const gapMs = envInt('BENCH_GAP_MS', 100)
+  const topology = process.env.BENCH_TOPOLOGY ?? 'star'
+  if (topology !== 'star' && topology !== 'chain') throw new Error(`BENCH_TOPOLOGY must be star or chain, not ${topology}`)
+  printHeader(`Metadata convergence across ${agentCount} agents`, {
+    BENCH_AGENTS: agentCount, BENCH_IMAGES: images, BENCH_TOPOLOGY: topology, BENCH_POLL_MS: pollMs, BENCH_GAP_MS: gapMs
+  })
+
+  const dir = await workDir(cleanup, 'convergence')
+  const t0 = performance.now()
+  const agents: BenchAgent[] = [await startAgent(cleanup, join(dir, 'agent-0'))]
+  if (topology === 'star') {
+    const seed = multiaddrOf(agents[0].agent)
+    agents.push(...await Promise.all(Array.from({ length: agentCount - 1 }, async (_, i) =>
+      await startAgent(cleanup, join(dir, `agent-${i + 1}`), ['--bootstrap', seed]))))
+  } else {
+    for (let i = 1; i < agentCount; i++) agents.push(await startAgent(cleanup, join(dir, `agent-${i}`), ['--bootstrap', multiaddrOf(agents[i - 1].agent)]))
+  }
+  log(`${agentCount} agents started in ${fmt((performance.now() - t0) / 1000, 1)} s`)
+  // Agents that share a bootstrap peer dial each other (peer exchange); measure once all have.
+  await waitConnected(agents.map(a => a.agent), 60_000)
+  const peers = await Promise.all(agents.map(async a => (await agentStatus(a.url)).peers.length))
+  log(`mesh connected after ${fmt((performance.now() - t0) / 1000, 1)} s: ${peers.join(' ')} peers per agent`)
+  // Let start-up syncs and gossipsub's first heartbeats settle.
+  await sleep(2000)
+
+  const cpu0 = agents.map(a => processCpu(a.pid))
+  const probe = new LoadProbe()
+  const measureT0 = performance.now()
+  const convergence: number[] = []
+  const perAgent: number[] = []
+  const createMs: number[] = []
+  const slowest: number[] = new Array(agentCount).fill(0)
+  for (let n = 0; n < images; n++) {
+    const origin = Math.floor(Math.random() * agentCount)
+    const sent = performance.now()
+    const res = await fetch(`${agents[origin].url}/v2/images`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: `convergence-${n}`, disk_format: 'raw', container_format: 'bare', tags: ['bench'] })
+    })
+    const created = performance.now()
+    if (res.status !== 201) throw new Error(`create on agent ${origin}: ${res.status} ${await res.text()}`)
+    const { id } = await res.json() as { id: string }
+    createMs.push(created - sent)
+    const deadline = sent + 30_000
+    const seen = await Promise.all(agents.map(async (a, i) => i === origin ? created : await firstSeen(a.url, id, pollMs, deadline)))
+    const times = seen.map(t => t - sent)
+    const last = Math.max(...times)
+    convergence.push(last)
+    times.forEach((t, i) => { if (i !== origin) perAgent.push(t) })
+    slowest[times.indexOf(last)]++
+    if ((n + 1) % 25 === 0) log(`${n + 1}/${images} images: last ${fmt(last)} ms, p50 so far ${fmt(median(convergence))} ms`)
+    await sleep(gapMs)
+  }
+  const ours = agents.reduce((sum, a, i) => sum + processCpu(a.pid) - cpu0[i], 0)
+  const load = probe.end(ours)
+  const measureSec = (performance.now() - measureT0) / 1000
+
+  // Sanity: every agent lists every image at the end.
+  for (const a of agents) {
+    const res = await fetch(`${a.url}/v2/images?tag=bench&limit=1000`)
+    const listed = (await res.json() as { images: unknown[] }).images.length
+    if (listed !== images) throw new Error(`${a.url} lists ${listed} of ${images} images`)
+  }
+  const rss = agents.map(a => processMemory(a.pid).rssKiB / 1024)
+
+  const p99 = percentile(convergence, 99)
+  console.log(mdTable(
+    ['measure', 'samples', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
+    [
+      ['POST sent → every agent lists the image', String(convergence.length), fmt(median(convergence), 1), fmt(percentile(convergence, 90), 1), fmt(p99, 1), fmt(Math.max(...convergence), 1)],
+      ['POST sent → one other agent lists it', String(perAgent.length), fmt(median(perAgent), 1), fmt(percentile(perAgent, 90), 1), fmt(percentile(perAgent, 99), 1), fmt(Math.max(...perAgent), 1)],
+      ['POST on the origin (201 received)', String(createMs.length), fmt(median(createMs), 1), fmt(percentile(createMs, 90), 1), fmt(percentile(createMs, 99), 1), fmt(Math.max(...createMs), 1)]
+    ]
+  ))
+  console.log()
+  console.log(`- target p99 < ${TARGET_P99_MS} ms: ${p99 < TARGET_P99_MS ? 'met' : 'NOT met'} (p99 ${fmt(p99, 1)} ms; nearest-rank over ${convergence.length} images)`)
+  console.log(`- polling: every ${pollMs} ms per agent, all ${agentCount} agents in parallel (${fmt(1000 / Math.max(1, pollMs) * (agentCount - 1))} requests/s at most while an image is awaited); figures include up to one poll interval and one request`)
+  console.log(`- agent that saw each image last (by index): ${slowest.map((n, i) => `${i}:${n}`).join(' ')}`)
+  console.log(`- machine during the ${fmt(measureSec, 1)} s measurement: ${fmt(load.machinePct)} % of one core busy (the ${agentCount} agents ${fmt(100 * ours / measureSec)} %, this poller and the rest ${fmt(load.machinePct - 100 * ours / measureSec)} %), iowait ${fmt(load.iowaitPct)} %, load1 ${fmt(load.load1, 2)}`)
+  console.log(`- agent RSS at the end: median ${fmt(median(rss))} MiB, max ${fmt(Math.max(...rss))} MiB\n`)
+})
