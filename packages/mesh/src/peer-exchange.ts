@@ -1,6 +1,6 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
-import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, PEERS_TOPIC } from './constants.ts'
 import { peerIdOf } from './redial.ts'
@@ -28,7 +28,8 @@ export interface PeerExchangeComponents {
 interface Announcement { addrs: string[] }
 
 /**
- * Lets agents that only know a common bootstrap peer find each other: each agent publishes its
+ * Dials the peers discovery finds (mDNS, when enabled), and lets agents that only know a common
+ * bootstrap peer find each other: each agent publishes its
  * own listen addresses on `peerglance/peers/1` (signed, so the sender is the peer they belong to)
  * at start, whenever a peer joins the topic, and every `intervalMs`; an agent that hears of a
  * peer it is not connected to dials it. Chunk exchange needs direct connections, gossip does not.
@@ -52,6 +53,7 @@ export class PeerExchange implements Startable {
     this.#log = components.logger.forComponent('peerglance:peer-exchange')
     this.onMessage = this.onMessage.bind(this)
     this.onSubscriptionChange = this.onSubscriptionChange.bind(this)
+    this.onDiscovery = this.onDiscovery.bind(this)
   }
 
   isStarted (): boolean { return this.#running }
@@ -60,6 +62,8 @@ export class PeerExchange implements Startable {
     if (this.#running) return
     this.#running = true
     this.#shutdown = new AbortController()
+    // libp2p reports peers that discovery (mDNS) finds but does not dial them; we do.
+    this.#components.events.addEventListener('peer:discovery', this.onDiscovery)
   }
 
   /** Services start together; gossipsub accepts subscriptions only once it has started. */
@@ -78,6 +82,7 @@ export class PeerExchange implements Startable {
     this.#shutdown.abort()
     clearInterval(this.#timer)
     clearTimeout(this.#soon)
+    this.#components.events.removeEventListener('peer:discovery', this.onDiscovery)
     const pubsub = this.#components.pubsub
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -111,6 +116,12 @@ export class PeerExchange implements Startable {
     }
   }
 
+  private onDiscovery (evt: CustomEvent<PeerInfo>): void {
+    const { id, multiaddrs } = evt.detail
+    if (id.equals(this.#components.peerId) || multiaddrs.length === 0) return
+    void this.#maybeDial(id, multiaddrs)
+  }
+
   private onMessage (evt: CustomEvent<Message>): void {
     const msg = evt.detail
     if (msg.topic !== PEERS_TOPIC || msg.type !== 'signed') return
@@ -136,7 +147,7 @@ export class PeerExchange implements Startable {
     if (new Set(connections.map(c => c.remotePeer.toString())).size >= this.#maxPeers) return
     this.#dialing.add(key)
     try {
-      await this.#components.peerStore.merge(peer, { multiaddrs: addrs.map(a => a.decapsulateCode(421)) })
+      await this.#components.peerStore.merge(peer, { multiaddrs: addrs.map(a => peerIdOf(a) != null ? a.decapsulateCode(421) : a) })
       await this.#components.connectionManager.openConnection(peer, { signal: AbortSignal.any([this.#shutdown.signal, AbortSignal.timeout(10_000)]) })
       this.#log('connected to announced peer %p', peer)
     } catch (err) {

@@ -58,6 +58,12 @@ describe('the mesh node', () => {
     await fullyConnected([a2, b, c], 15_000)
   })
 
+  it('with mDNS on, two agents that were told nothing of each other connect', async () => {
+    const a = await startAgent({ init: { mdns: true } })
+    const b = await startAgent({ init: { mdns: true } })
+    await fullyConnected([a, b], 15_000)
+  })
+
   it('our Noise crypto and the stock one interoperate (same wire format)', async () => {
     const stock = await startAgent({ init: { noiseCrypto: 'stock' } })
     const image = await seedImage(stock, 3 * 64 * 1024 + 5)
