@@ -70,7 +70,15 @@ export class Agent {
     })
     const rules = glanceRules(config)
     let data: ImageDataService | undefined
-    this.images = new ImageService({ metadata: this.metadata, events: { imageDeleted: async image => await data?.imageDeleted(image) } }, rules)
+    this.images = new ImageService({
+      metadata: this.metadata,
+      events: {
+        imageDeleted: async image => {
+          await data?.imageDeleted(image)
+          await this.#forget(image.id)
+        }
+      }
+    }, rules)
     this.data = data = new ImageDataService({
       images: this.images,
       metadata: this.metadata,
@@ -78,6 +86,10 @@ export class Agent {
       reader: countBytes(this.mesh.reader, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
       manifests: { fetch: async (imageId, opts) => await this.#fetchManifest(imageId, opts) }
     }, { host: this.metadata.replicaId })
+    // An image deleted on another agent: stop any background download of it here.
+    this.metadata.onChange((record, origin) => {
+      if (origin === 'remote' && record.kind === 'image' && record.fields.status?.v === 'deleted') void this.#forget(record.key)
+    })
     this.metadata.onOrphans(cids => {
       void this.chunks.collect(cids, async cid => await this.metadata.isReferenced(cid)).catch(err => {
         this.log.warn({ err }, 'collecting chunks failed')
@@ -101,6 +113,11 @@ export class Agent {
         localShare: async manifest => await mesh().localShare(manifest)
       }
     })
+  }
+
+  async #forget (imageId: string): Promise<void> {
+    if (this.mesh.status !== 'started') return
+    await this.mesh.forgetImage(imageId).catch(err => { this.log.warn({ err, imageId }, 'forgetting an image failed') })
   }
 
   /** One fetch per image at a time, however many downloads wait for it. */
