@@ -6,7 +6,7 @@ if (major < 24) {
   process.exit(1)
 }
 // Count the agent's many short-lived chunk buffers against V8's heap limit, so it collects them
-// young instead of running ~80 full collections per GiB moved (docs/p2p-transfer.md, step 2).
+// young instead of running ~80 full collections per GiB moved (docs/benchmarks.md, "The mesh", step 2).
 // A V8 flag, not a Node option: NODE_OPTIONS refuses it, so it is set here before anything loads.
 const { setFlagsFromString } = await import('node:v8')
 setFlagsFromString('--external-memory-accounted-in-global-limit')

@@ -52,7 +52,7 @@ export const DEFAULT_MAX_IN_FLIGHT = 16
  * urgent figure (or the reader has waited the background figure), other chunks once it has been
  * silent for the background figure. A downloader that dies disconnects and loses its share at
  * once; these only catch one that hangs. At 1.5 s, overloaded agents (8 on 2 cores) fell back
- * for 5 % of the chunks (docs/p2p-transfer.md).
+ * for 5 % of the chunks (docs/benchmarks.md, "The mesh").
  */
 export const DEFAULT_URGENT_FALLBACK_MS = 5_000
 export const DEFAULT_BACKGROUND_FALLBACK_MS = 15_000

@@ -11,7 +11,7 @@ const NODE_MIN = 1200
 
 /**
  * Noise's default node:crypto ChaCha20-Poly1305, minus the per-frame costs that showed in the
- * profile (docs/p2p-transfer.md): the 32-byte key was imported into a new KeyObject for every
+ * profile (docs/benchmarks.md, "The mesh"): the 32-byte key was imported into a new KeyObject for every
  * 64 KiB frame, and each sealed frame was copied once more to append the tag. Here each
  * CipherState's key becomes one KeyObject (cached on the key's Uint8Array, which noise keeps
  * for the life of the session), and the tag travels as its own buffer in a Uint8ArrayList.
