@@ -54,6 +54,7 @@ export class Agent {
     collectDefaultMetrics({ register: this.registry, prefix: 'peerglance_process_' })
     this.mesh = new Mesh({
       chunks: this.chunks,
+      local: this.chunks,
       getManifestBytes: async imageId => {
         const manifest = await this.metadata.getManifest(imageId)
         return manifest == null ? undefined : encodeManifest(manifest)

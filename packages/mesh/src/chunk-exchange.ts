@@ -153,6 +153,12 @@ interface Reply {
 class Channel {
   readonly stream: Stream
   readonly pending: Pending[] = []
+  /**
+   * The request whose response body is arriving now. The reader takes a request off `pending`
+   * when its header comes, so without this a stream that dies mid-body would leave that request
+   * to its timeout (15 s) instead of failing it at once.
+   */
+  receiving: Pending | undefined
   closed = false
 
   constructor (stream: Stream) {
@@ -544,10 +550,20 @@ class PeerLink {
       if (pending == null || pending.id !== header.id || pending.type !== header.type) {
         throw new ProtocolError(`unexpected response ${header.id} from ${key}`)
       }
+      // Set before the traffic hook runs: a close it causes must find the request.
+      channel.receiving = header.length > 0 && !pending.abandoned ? pending : undefined
       traffic?.received(key, HEADER_SIZE + header.length)
       this.#wake()
       if (pending.abandoned) return discard
-      return pending.sink(header)
+      const sink = pending.sink(header)
+      if (header.length === 0) return sink
+      return {
+        write (piece) { sink.write(piece) },
+        end () {
+          channel.receiving = undefined
+          sink.end()
+        }
+      }
     })
     stream.addEventListener('message', evt => {
       try {
@@ -561,6 +577,9 @@ class PeerLink {
       const index = this.#channels.indexOf(channel)
       if (index >= 0) this.#channels.splice(index, 1)
       const err = evt.error ?? new ProtocolError(`stream to ${key} closed`)
+      // Not an AbortedError nor NotHeldError, so the swarm counts it against this peer and asks another holder at once.
+      channel.receiving?.reject(new ProtocolError(`stream to ${key} closed while a response was arriving`, { cause: err }))
+      channel.receiving = undefined
       for (const pending of channel.pending.splice(0)) pending.reject(err)
       this.#wake()
     })

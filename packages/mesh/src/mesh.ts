@@ -1,5 +1,5 @@
 import { ChunkUnavailableError, ShuttingDownError } from '@peerglance/interface'
-import type { AbortOptions, ChunkBlocks, ImageReader, Manifest, Startable } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Startable } from '@peerglance/interface'
 import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import type { Registry } from 'prom-client'
@@ -18,6 +18,11 @@ import type { SwarmInit } from './swarm.ts'
 export interface MeshComponents {
   /** The local chunk store: serves peers and keeps what they send (FsChunkStore). */
   chunks: ChunkBlocks
+  /**
+   * Optional, and best the same FsChunkStore as `chunks`: reads images held entirely here as whole
+   * ranges (pooled buffers, read-ahead) instead of chunk by chunk through `chunks.readChunk`.
+   */
+  local?: Pick<ChunkStore, 'read'>
   /** The manifest bytes this agent has for an image (answers peers' MANIFEST requests). */
   getManifestBytes: (imageId: string) => Promise<Uint8Array | undefined>
   /** A pino logger; the mesh logs under `component: 'mesh'`. */
@@ -139,6 +144,7 @@ export class Mesh implements Startable {
     }, this.#init)
     swarm = new Swarm({
       blocks: this.#components.chunks,
+      local: this.#components.local,
       exchange,
       pubsub: libp2p.services.pubsub,
       peerId: libp2p.peerId,

@@ -36,7 +36,7 @@
  * ChunkUnavailableError after `unavailableTimeoutMs`; no reader ever gets unverified bytes.
  */
 import { AbortedError, ChunkUnavailableError, RangeNotSatisfiableError, ShuttingDownError } from '@peerglance/interface'
-import type { AbortOptions, ChunkBlocks, ImageReader, Manifest, Startable } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Startable } from '@peerglance/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
@@ -51,6 +51,13 @@ import type { MeshMetrics } from './metrics.ts'
 
 export interface SwarmComponents {
   blocks: ChunkBlocks
+  /**
+   * Streams ranges of images held entirely here (FsChunkStore's `read`: a pool of three reused
+   * buffers, one chunk read ahead). Going chunk by chunk through `blocks.readChunk` costs a fresh
+   * buffer and an open/stat/close per chunk, and the garbage made GC the top cost of serving
+   * local images. Optional: without it, every read goes chunk by chunk.
+   */
+  local?: Pick<ChunkStore, 'read'>
   exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget'>
   pubsub: GossipSub
   peerId: PeerId
@@ -204,6 +211,47 @@ export class Swarm implements ImageReader, Startable {
     if (cids.length !== Math.ceil(size / chunkSize)) throw new RangeError(`manifest lists ${cids.length} chunks for ${size} bytes`)
     if (!this.#running) throw new ShuttingDownError('The agent is not running.')
     const session = this.#session(imageId, manifest)
+    const local = this.#components.local
+    if (local != null) {
+      // Whether every chunk is here is only known after the scan (a few ms; once per session).
+      if (!session.scanned) await abortable(session.scanning, opts.signal)
+      if (session.complete) {
+        start = yield * this.#readLocal(local, manifest, start, end, opts)
+        if (start > end) return
+      }
+    }
+    yield * this.#readChunks(session, manifest, start, end, opts)
+  }
+
+  /**
+   * Bytes [start, end] of an image the session found complete, straight from the local store.
+   * Returns end + 1, or where it stopped because a chunk went away since the scan (collected):
+   * the chunk-by-chunk path takes over from there and fetches it again.
+   */
+  async * #readLocal (local: Pick<ChunkStore, 'read'>, manifest: Manifest, start: number, end: number, opts: AbortOptions): AsyncGenerator<Uint8Array, number> {
+    const { chunkSize } = manifest
+    const { metrics } = this.#components
+    const last = Math.floor(end / chunkSize)
+    let position = start
+    let counted = Math.floor(start / chunkSize)
+    try {
+      for await (const bytes of local.read(manifest, start, end, opts)) {
+        position += bytes.byteLength
+        // A cache hit per chunk passed, as the chunk-by-chunk path counts them.
+        const done = position > end ? last + 1 : Math.floor(position / chunkSize)
+        for (; counted < done; counted++) metrics.hit()
+        yield bytes
+      }
+    } catch (err) {
+      if ((err as Error).name !== 'ChunkUnavailableError') throw err
+      this.#log('local read of %s stopped at byte %d, going on chunk by chunk - %e', manifest.cids[Math.floor(position / chunkSize)], position, err)
+    }
+    return position
+  }
+
+  /** Bytes [start, end], chunk by chunk, each from the store or fetched from a peer. */
+  async * #readChunks (session: Session, manifest: Manifest, start: number, end: number, opts: AbortOptions): AsyncGenerator<Uint8Array> {
+    const { size, chunkSize, cids } = manifest
     const first = Math.floor(start / chunkSize)
     const last = Math.floor(end / chunkSize)
     const reader = session.addReader(first, last)
@@ -354,6 +402,17 @@ export class Swarm implements ImageReader, Startable {
     for (const session of this.#sessions.values()) session.dropPeer(peer)
   }
 
+  /**
+   * After a failed fetch: a peer we have no connection to is treated as disconnected in every
+   * session, as if 'peer:disconnect' had come. That event never comes for a peer that was
+   * marked connected by a late gossip message (relayed by others) after it died, and each
+   * failed dial excludes the peer for one chunk only.
+   */
+  checkReachable (peer: string): void {
+    if (this.#components.connectedPeers().some(id => id.toString() === peer)) return
+    for (const session of this.#sessions.values()) session.peerDisconnected(peer)
+  }
+
   load (peer: string): number {
     return this.#load.get(peer) ?? 0
   }
@@ -472,6 +531,8 @@ class Session {
   readonly #local: Uint8Array
   localCount = 0
   scanned = false
+  /** Settles (never rejects) when the scan of the local store is over; `scanned` says if it worked. */
+  scanning: Promise<void> = Promise.resolve()
   complete = false
   readers = 0
   readonly #cursors = new Set<ReaderCursor>()
@@ -512,7 +573,7 @@ class Session {
   /** Scans the local store, then (if anything is missing) announces itself and asks peers. */
   begin (): void {
     this.#started = Date.now()
-    void this.#scan().catch(err => {
+    this.scanning = this.#scan().catch(err => {
       this.#log.error('scan of local chunks failed - %e', err)
     })
   }
@@ -663,13 +724,19 @@ class Session {
   }
 
   peerConnected (id: PeerId): void {
+    // What it held before still counts; the HAVE query below brings it up to date.
+    const known = this.#peers.get(id.toString())
+    if (known != null && !known.connected) {
+      known.connected = true
+      if (known.state === HAVE_DOWNLOADING) this.#recomputeOwners()
+    }
     if (this.#timer == null || this.complete) return
     void this.#query(id)
   }
 
   peerDisconnected (peer: string): void {
     const state = this.#peers.get(peer)
-    if (state == null) return
+    if (state == null || !state.connected) return
     state.connected = false
     if (state.state === HAVE_DOWNLOADING) this.#recomputeOwners()
   }
@@ -879,13 +946,13 @@ class Session {
     return undefined
   }
 
-  /** How many usable peers hold the chunk. */
+  /** How many usable peers hold the chunk (connected ones: see `#choose`). */
   #holders (index: number): number {
     let count = 0
     const failed = this.#failed.get(index)
     const now = Date.now()
     for (const [key, peer] of this.#peers) {
-      if (!getBit(peer.bits, index) || this.swarm.isBad(key)) continue
+      if (!peer.connected || !getBit(peer.bits, index) || this.swarm.isBad(key)) continue
       const until = failed?.get(key)
       if (until != null && until > now) continue
       count++
@@ -895,7 +962,9 @@ class Session {
 
   /**
    * The least busy usable holder of a chunk: a downloader if any has it (and room), else a seed
-   * when `seedsAllowed`. Ties are broken at random.
+   * when `seedsAllowed`. Ties are broken at random. Peers that disconnected are skipped: a
+   * failed dial excludes a peer for one chunk only, so a dead holder would otherwise be dialled
+   * once per chunk. They count again once they reconnect (`peerConnected`) or speak (`#peer`).
    */
   #choose (index: number, seedsAllowed: boolean): string | undefined {
     const failed = this.#failed.get(index)
@@ -907,7 +976,7 @@ class Session {
     let bestTie = 0
     let busyDownloader = false
     for (const [key, peer] of this.#peers) {
-      if (!getBit(peer.bits, index) || this.swarm.isBad(key)) continue
+      if (!peer.connected || !getBit(peer.bits, index) || this.swarm.isBad(key)) continue
       const until = failed?.get(key)
       if (until != null && until > now) continue
       // Downloaders, and agents that finished downloading it, before the seeds it came from.
@@ -984,6 +1053,7 @@ class Session {
       } else if (name !== 'AbortedError') {
         this.#log('fetch of chunk %d from %s failed - %e', index, peer, err)
         this.#excludeFor(index, peer)
+        this.swarm.checkReachable(peer)
       }
     }
     if (index < this.#ownedScan) this.#ownedScan = index

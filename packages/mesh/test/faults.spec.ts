@@ -1,7 +1,14 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { defaultLogger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { ChunkBlocks } from '@peerglance/interface'
 import type { FsChunkStore } from '@peerglance/chunk-store'
-import { cleanup, fullyConnected, KiB, readAll, seedImage, sha512, startAgent, stopAgent, until } from './fixtures.ts'
+import { ChunkExchange, createMeshNode } from '../src/index.ts'
+import { cleanup, fullyConnected, KiB, MiB, readAll, seedImage, sha512, startAgent, stopAgent, until } from './fixtures.ts'
 import type { TestAgent } from './fixtures.ts'
 
 /** A store that answers peers slowly, so a transfer from it lasts long enough to be cut. */
@@ -79,5 +86,73 @@ describe('faults during read-through', () => {
     await expect.poll(async () => await leech.mesh.localShare(second.manifest), { timeout: 10_000 }).toBe(1)
     expect(bad.mesh.exchange.stats.getsServed).toBe(servedByBad)
     expect(good.mesh.exchange.stats.getsServed).toBeGreaterThanOrEqual(second.manifest.cids.length)
+  })
+
+  it('a chunk whose body is half-received when the connection dies fails at once, not at the request timeout', async () => {
+    const seed = await startAgent({ chunkSize: 4 * MiB })
+    const image = await seedImage(seed, 4 * MiB)
+    // A bare requester, so the test sees the moment a response header arrives (traffic hook).
+    const dir = await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
+    const node = await createMeshNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'] })
+    let cut = 0
+    const exchange = new ChunkExchange({
+      network: node,
+      blocks: seed.store,
+      getManifestBytes: async () => undefined,
+      traffic: {
+        sent () {},
+        received (peer, bytes) {
+          // The header of the chunk's response: its 4 MiB body is far beyond one yamux window, so
+          // most of it is still to come. Cut the connection once this event is done.
+          if (bytes < MiB) return
+          cut++
+          setImmediate(() => { for (const c of node.getConnections(peerIdFromString(peer))) c.abort(new Error('cut by the test')) })
+        }
+      },
+      logger: defaultLogger()
+    })
+    try {
+      await node.start()
+      await exchange.start()
+      await node.dial(multiaddr(seed.mesh.multiaddrs[0]))
+      const started = Date.now()
+      const outcome = await exchange.get(peerIdFromString(seed.mesh.peerId), image.manifest.cids[0], { timeoutMs: 15_000 })
+        .then(() => undefined, (err: Error) => err)
+      expect(cut).toBe(1)
+      expect(outcome).toBeInstanceOf(Error)
+      // Not a "peer lacks it" or "caller gave up" answer: the swarm must try another holder now.
+      expect(['AbortedError', 'NotHeldError']).not.toContain(outcome?.name)
+      expect(Date.now() - started).toBeLessThan(1_000)
+    } finally {
+      await exchange.stop()
+      await node.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 20_000)
+
+  it('a holder that went away is not dialled again for every chunk', async () => {
+    const a = await startAgent({ wrap: slow(15) })
+    const b = await startAgent({ wrap: slow(15) })
+    const image = await shared(a, b, 120 * 64 * KiB)
+    const leech = await startAgent({ bootstrap: [...a.mesh.multiaddrs, ...b.mesh.multiaddrs] })
+    await fullyConnected([a, b, leech])
+    // Every chunk stream the leech opens to A from now on (the redial service uses dial(), not this).
+    const libp2p = leech.mesh.libp2p
+    const dialProtocol = libp2p.dialProtocol.bind(libp2p)
+    let dialsToA = 0
+    let watching = false
+    libp2p.dialProtocol = async (peer, protocols, options) => {
+      if (watching && peer.toString() === a.mesh.peerId) dialsToA++
+      return await dialProtocol(peer, protocols, options)
+    }
+
+    const reading = readAll(leech.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+    await until(() => a.mesh.exchange.stats.getsServed >= 5 && b.mesh.exchange.stats.getsServed >= 5, 10_000, 'both peers serving')
+    watching = true
+    await stopAgent(a)
+    const got = await reading
+    expect(sha512(got)).toBe(sha512(image.bytes))
+    await expect.poll(async () => await leech.mesh.localShare(image.manifest), { timeout: 10_000 }).toBe(1)
+    expect(dialsToA).toBeLessThanOrEqual(2)
   })
 })

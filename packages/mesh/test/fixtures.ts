@@ -28,6 +28,8 @@ export interface AgentOptions {
   init?: MeshInit
   /** Wraps the store before the mesh sees it (to corrupt or count reads). */
   wrap?: (store: FsChunkStore) => ChunkBlocks
+  /** Give the mesh the store's range reader for complete images, as the agent does (default true). */
+  local?: boolean
   dir?: string
 }
 
@@ -50,6 +52,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<TestAgent> {
   const blocks = opts.wrap?.(store) ?? store
   const mesh = new Mesh({
     chunks: blocks,
+    local: opts.local === false ? undefined : store,
     getManifestBytes: async id => manifests.get(id)
   }, { dataDir: dir, bootstrap: opts.bootstrap, ...FAST, ...opts.init })
   await mesh.start()
@@ -85,7 +88,8 @@ async function * pieces (bytes: Uint8Array, size = 256 * KiB): AsyncGenerator<Ui
 
 export async function readAll (source: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = []
-  for await (const part of source) parts.push(part)
+  // Copied: a reader may reuse a yielded buffer for the chunk after next (ImageReader contract).
+  for await (const part of source) parts.push(Buffer.from(part))
   return Buffer.concat(parts)
 }
 
