@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import { AbortedError, ChunkUnavailableError, RangeNotSatisfiableError } from '@peerglance/interface'
 import type { Manifest } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
@@ -49,29 +50,19 @@ export async function * readRange (files: ChunkFiles, manifest: Manifest, start:
 /** One read per chunk into the given buffer: the fastest pattern measured (REPORT.md section 6). */
 async function readSlice (files: ChunkFiles, cid: string | undefined, position: number, buffer: Buffer): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`The manifest names no valid chunk here (${String(cid)}).`)
-  let handle
-  try {
-    handle = await open(files.path(cid), 'r')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ChunkUnavailableError(`Chunk ${cid} is not available.`, { cause: err })
-    throw err
-  }
-  try {
-    const length = buffer.byteLength
-    for (let filled = 0; filled < length;) {
-      const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled)
-      if (bytesRead === 0) throw new ChunkUnavailableError(`Chunk ${cid} is shorter than the manifest says.`)
-      filled += bytesRead
-    }
-    return buffer
-  } finally {
-    await handle.close()
-  }
+  return await withChunkFile(files, cid, async handle => await fill(handle, buffer, position, cid))
 }
 
 /** A whole chunk file in one buffer of its exact size. */
 export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
+  return await withChunkFile(files, cid, async handle => {
+    const { size } = await handle.stat()
+    return await fill(handle, Buffer.allocUnsafe(size), 0, cid)
+  })
+}
+
+async function withChunkFile<T> (files: ChunkFiles, cid: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {
   let handle
   try {
     handle = await open(files.path(cid), 'r')
@@ -80,15 +71,18 @@ export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Bu
     throw err
   }
   try {
-    const { size } = await handle.stat()
-    const buffer = Buffer.allocUnsafe(size)
-    for (let filled = 0; filled < size;) {
-      const { bytesRead } = await handle.read(buffer, filled, size - filled, filled)
-      if (bytesRead === 0) throw new ChunkUnavailableError(`Chunk ${cid} changed while it was read.`)
-      filled += bytesRead
-    }
-    return buffer
+    return await use(handle)
   } finally {
     await handle.close()
   }
+}
+
+async function fill (handle: FileHandle, buffer: Buffer, position: number, cid: string): Promise<Buffer> {
+  const length = buffer.byteLength
+  for (let filled = 0; filled < length;) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled)
+    if (bytesRead === 0) throw new ChunkUnavailableError(`Chunk ${cid} is shorter than the manifest says.`)
+    filled += bytesRead
+  }
+  return buffer
 }

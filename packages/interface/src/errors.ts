@@ -11,9 +11,11 @@ export class PeerglanceError extends Error {
   }
 }
 
-function define (errorName: string): typeof PeerglanceError {
+/** A base class for one error condition, named for matching on `err.name`. */
+export function defineError (errorName: string): typeof PeerglanceError {
   return class extends PeerglanceError { static override readonly errorName = errorName }
 }
+const define = defineError
 
 /** The image does not exist, was deleted, or the caller may not see it (Glance answers 404 for all three). */
 export class ImageNotFoundError extends define('ImageNotFoundError') {}

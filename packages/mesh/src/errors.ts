@@ -1,8 +1,4 @@
-import { PeerglanceError } from '@peerglance/interface'
-
-function define (errorName: string): typeof PeerglanceError {
-  return class extends PeerglanceError { static override readonly errorName = errorName }
-}
+import { defineError as define } from '@peerglance/interface'
 
 /** A peer answered that it does not hold the chunk (or manifest) it was asked for. */
 export class NotHeldError extends define('NotHeldError') {}
