@@ -120,7 +120,7 @@ describe('every kind of change reaches every agent of a 3-agent mesh', () => {
     // B knows of the data without holding any of it.
     const onB = (await agentStatus(b.url)).images.find(i => i.id === id)
     expect(onB).toMatchObject({ status: 'active', size: data.length })
-    expect(onB?.localShare ?? 0).toBe(0)
+    expect(onB?.localShare).toBe(0)
   })
 
   it('deactivate and reactivate on one agent show on the others', async () => {

@@ -174,7 +174,7 @@ export async function seedImage (api: Glance, others: Glance[], data: Uint8Array
   return id
 }
 
-/** The share of the image's chunks the agent holds (null until it has fetched the manifest). */
+/** The share of the image's chunks the agent holds (0 until it has fetched the manifest; null for an image with no data). */
 export async function localShare (url: string, id: string): Promise<number | null | undefined> {
   return (await agentStatus(url)).images.find(i => i.id === id)?.localShare
 }

@@ -46,6 +46,9 @@ async function main (argv: string[]): Promise<number> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // A promise some peer interaction forgot to handle is a bug to fix, not a reason to cut every
+  // Nova download this agent is serving: log it loudly and keep going.
+  process.on('unhandledRejection', err => { agent.log.error({ err }, 'unhandled promise rejection') })
 
   try {
     await agent.start()

@@ -10,7 +10,7 @@ import { ImageDataService, ImageService, MemberService } from '@peerglance/glanc
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
 import { Mesh, MetadataSync } from '@peerglance/mesh'
-import type { AbortOptions, ImageReader, Manifest } from '@peerglance/interface'
+import type { ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { createLogger } from './logger.ts'
 import { opsRoutes } from './ops-routes.ts'
@@ -44,7 +44,6 @@ export class Agent {
     this.config = config
     this.log = overrides.logger ?? createLogger(config.log)
     this.metadata = new LevelMetadataStore({ path: join(config.dataDir, 'metadata') })
-    const mesh = (): Mesh => this.mesh
     this.chunks = new FsChunkStore({
       dir: join(config.dataDir, 'chunks'),
       chunkSize: config.chunks.chunkSize,
@@ -85,7 +84,7 @@ export class Agent {
       metadata: this.metadata,
       chunks: this.chunks,
       reader: countBytes(this.mesh.reader, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
-      manifests: { fetch: async (imageId, opts) => await this.#fetchManifest(imageId, opts) }
+      manifests: { fetch: async imageId => await this.#fetchManifest(imageId) }
     }, { host: this.metadata.replicaId })
     // An image deleted on another agent: stop any background download of it here.
     this.metadata.onChange((record, origin) => {
@@ -107,12 +106,7 @@ export class Agent {
       registry: this.registry,
       images: () => this.metadata.images(),
       manifest: async imageId => await this.metadata.getManifest(imageId),
-      mesh: {
-          get peerId () { return mesh().peerId },
-        multiaddrs: () => mesh().multiaddrs,
-        connectedPeers: () => mesh().connectedPeers(),
-        localShare: async manifest => await mesh().localShare(manifest)
-      }
+      mesh: this.mesh
     })
   }
 
@@ -121,14 +115,17 @@ export class Agent {
     await this.mesh.forgetImage(imageId).catch(err => { this.log.warn({ err, imageId }, 'forgetting an image failed') })
   }
 
-  /** One fetch per image at a time, however many downloads wait for it. */
-  async #fetchManifest (imageId: string, opts: AbortOptions = {}): Promise<Manifest | undefined> {
+  /**
+   * One fetch per image at a time, however many downloads wait for it. It runs to its own timeout
+   * rather than any one caller's signal, since the other callers still want it.
+   */
+  async #fetchManifest (imageId: string): Promise<Manifest | undefined> {
     let pending = this.#manifestFetches.get(imageId)
     if (pending == null) {
       pending = (async () => {
         const cid = this.metadata.manifestCidOf(imageId)
         if (cid == null) return undefined
-        const manifest = decodeManifest(await this.mesh.fetchManifest(imageId, cid, opts))
+        const manifest = decodeManifest(await this.mesh.fetchManifest(imageId, cid))
         await this.metadata.manifestArrived(imageId, manifest)
         return manifest
       })().finally(() => this.#manifestFetches.delete(imageId))

@@ -4,8 +4,8 @@ import type { ImageRecord, Manifest } from '@peerglance/interface'
 
 /** What the status document says about the mesh; absent when the agent runs alone. */
 export interface MeshView {
-  peerId: string
-  multiaddrs: () => string[]
+  readonly peerId: string
+  readonly multiaddrs: string[]
   connectedPeers: () => string[]
   localShare: (manifest: Manifest) => Promise<number>
 }
@@ -28,13 +28,14 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       if (image.status === 'deleted') continue
       const manifest = await c.manifest(image.id)
       const chunks = manifest?.cids.length ?? null
-      let localShare: number | null = null
+      // Without the manifest here this agent has never read the image, so it holds none of it.
+      let localShare: number | null = image.size == null ? null : 0
       if (manifest != null) localShare = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
       images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare })
     }
     return {
       peerId: c.mesh?.peerId ?? null,
-      multiaddrs: c.mesh?.multiaddrs() ?? [],
+      multiaddrs: c.mesh?.multiaddrs ?? [],
       peers: c.mesh?.connectedPeers() ?? [],
       images
     }

@@ -448,6 +448,9 @@ class PeerLink {
   async request (id: number, type: number, body: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
     const channel = await this.#acquire(signal)
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
+    // The stream may close (rejecting this) while we still wait to send, and then nobody awaits
+    // it: an unhandled rejection would end the whole agent.
+    promise.catch(() => {})
     const pending: Pending = {
       id,
       type,
