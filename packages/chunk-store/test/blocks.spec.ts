@@ -1,25 +1,15 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf, FsChunkStore } from '../src/index.ts'
-import { CHUNK, concat, expectEveryChunkToHashToItsName, manifestOf, pieces, stagingEntries, storedCids } from './fixtures.ts'
+import { CHUNK, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore single chunks (ChunkBlocks)', () => {
+  const fresh = freshStore()
   let dir: string
   let store: FsChunkStore
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-blocks-'))
-    store = new FsChunkStore({ dir, chunkSize: CHUNK })
-    await store.start()
-  })
-
-  afterEach(async () => {
-    await store.stop()
-    await expectEveryChunkToHashToItsName(dir)
-    await rm(dir, { recursive: true, force: true })
+    ({ dir, store } = fresh)
   })
 
   it('keeps a chunk a peer sent and reads it back byte for byte', async () => {

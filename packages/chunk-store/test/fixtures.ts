@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { expect } from 'vitest'
+import { afterEach, beforeEach, expect } from 'vitest'
 import type { IngestResult, Manifest } from '@peerglance/interface'
-import { CHUNKS_DIR, cidOf, STAGING_DIR } from '../src/index.ts'
+import { CHUNKS_DIR, cidOf, FsChunkStore, STAGING_DIR } from '../src/index.ts'
 
 export const KiB = 1024
 
@@ -72,4 +73,26 @@ export function chunksOf (bytes: Uint8Array, chunkSize = CHUNK): string[] {
   const cids: string[] = []
   for (let offset = 0; offset < bytes.length; offset += chunkSize) cids.push(cidOf(bytes.subarray(offset, offset + chunkSize)))
   return cids
+}
+
+/**
+ * A store of its own for every test of the calling suite, in a temp dir that is removed after the
+ * test, once the store is stopped and every chunk file is checked to hash to its name.
+ */
+export function freshStore (opts: { start?: boolean } = {}): { dir: string, store: FsChunkStore } {
+  const current = {} as { dir: string, store: FsChunkStore }
+  beforeEach(async () => {
+    current.dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-store-'))
+    current.store = new FsChunkStore({ dir: current.dir, chunkSize: CHUNK })
+    if (opts.start !== false) await current.store.start()
+  })
+  afterEach(async () => {
+    try {
+      await current.store.stop()
+      await expectEveryChunkToHashToItsName(current.dir)
+    } finally {
+      await rm(current.dir, { recursive: true, force: true })
+    }
+  })
+  return current
 }

@@ -1,14 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { CHUNKS_DIR, FsChunkStore, HEAD_SIZE } from '../src/index.ts'
-import {
-  brokenAfter, CHUNK, chunksOf, concat, digest, expectEveryChunkToHashToItsName, manifestOf, pieces,
-  stagingEntries, stalledAfter, storedCids
-} from './fixtures.ts'
+import { brokenAfter, CHUNK, chunksOf, concat, digest, manifestOf, pieces, stagingEntries, stalledAfter, storedCids, freshStore } from './fixtures.ts'
 
 const never = async (): Promise<boolean> => false
 
@@ -17,22 +12,12 @@ function countFilesSync (root: string): number {
 }
 
 describe('FsChunkStore ingest', () => {
+  const fresh = freshStore()
   let dir: string
   let store: FsChunkStore
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-store-'))
-    store = new FsChunkStore({ dir, chunkSize: CHUNK })
-    await store.start()
-  })
-
-  afterEach(async () => {
-    try {
-      await store.stop()
-      await expectEveryChunkToHashToItsName(dir)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    ({ dir, store } = fresh)
   })
 
   for (const size of [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5.5 * CHUNK]) {

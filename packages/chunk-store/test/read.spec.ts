@@ -1,33 +1,22 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, unlink } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { Manifest } from '@peerglance/interface'
 import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
-import { CHUNK, concat, expectEveryChunkToHashToItsName, manifestOf, pieces } from './fixtures.ts'
+import { CHUNK, concat, manifestOf, pieces, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore read', () => {
+  const fresh = freshStore()
   let dir: string
   let store: FsChunkStore
   let data: Buffer
   let manifest: Manifest
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-store-'))
-    store = new FsChunkStore({ dir, chunkSize: CHUNK })
-    await store.start()
+    ({ dir, store } = fresh)
     data = randomBytes(5.5 * CHUNK)
     manifest = manifestOf(await store.ingest(pieces(data), { maxBytes: data.length }))
-  })
-
-  afterEach(async () => {
-    try {
-      await store.stop()
-      await expectEveryChunkToHashToItsName(dir)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
   })
 
   const last = 5.5 * CHUNK - 1

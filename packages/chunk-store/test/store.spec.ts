@@ -1,27 +1,17 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf, FsChunkStore, STAGING_DIR } from '../src/index.ts'
-import { CHUNK, chunksOf, expectEveryChunkToHashToItsName, pieces, stagingEntries, storedCids } from './fixtures.ts'
+import { CHUNK, chunksOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore lifecycle and collection', () => {
+  const fresh = freshStore({ start: false })
   let dir: string
   let store: FsChunkStore
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'peerglance-chunk-store-'))
-    store = new FsChunkStore({ dir, chunkSize: CHUNK })
-  })
-
-  afterEach(async () => {
-    try {
-      await store.stop()
-      await expectEveryChunkToHashToItsName(dir)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    ({ dir, store } = fresh)
   })
 
   it('names chunks as CIDv1 raw sha2-256 in base32', () => {

@@ -43,6 +43,8 @@ export class ImageDataService {
   readonly #metadata: MetadataStore
   readonly #chunks: ChunkStore
   readonly #reader: ImageReader
+  /** The chunk store alone, for data this agent just wrote (no need to ask the mesh). */
+  readonly #localReader: ImageReader
   readonly #manifests: ManifestSource | undefined
 
   /**
@@ -56,7 +58,8 @@ export class ImageDataService {
     this.#images = components.images
     this.#metadata = components.metadata
     this.#chunks = components.chunks
-    this.#reader = components.reader ?? { read: (_id, manifest, start, end, opts) => this.#chunks.read(manifest, start, end, opts) }
+    this.#localReader = { read: (_id, manifest, start, end, opts) => this.#chunks.read(manifest, start, end, opts) }
+    this.#reader = components.reader ?? this.#localReader
     this.#manifests = components.manifests
   }
 
@@ -82,7 +85,8 @@ export class ImageDataService {
     let ingested: IngestResult | undefined
     try {
       ingested = await this.#chunks.ingest(source, { maxBytes: this.#maxBytes(image), expectedSize: opts.expectedSize, signal: opts.signal })
-      const virtualSize = during === 'saving' ? await this.#inspect(image, ingested) : null
+      // The ingest kept the head; the tail is read from the chunks just written, all local.
+      const virtualSize = during === 'saving' ? await this.#inspect(image, ingested, this.#localReader, ingested.head) : null
       const current = this.#metadata.getImage(image.id)
       if (current == null || current.status !== during) {
         throw new ImageGoneError(`Image ${image.id} could not be found after upload. The image may have been deleted during the upload.`)
@@ -104,21 +108,14 @@ export class ImageDataService {
     }
   }
 
-  /** Format inspection (glance-api.md §23) over the image's first and last bytes, already on disk. */
-  async #inspect (image: Pick<ImageRecord, 'id' | 'disk_format' | 'container_format'>, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>): Promise<number | null> {
+  /** Format inspection (glance-api.md §23) over the image's first and last bytes. */
+  async #inspect (image: Pick<ImageRecord, 'id' | 'disk_format' | 'container_format'>, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, reader: ImageReader, knownHead?: Uint8Array): Promise<number | null> {
     const { size } = manifest
-    const head = await this.#slice(image.id, manifest, 0, Math.min(size, HEAD_BYTES))
-    const tail = await this.#slice(image.id, manifest, Math.max(0, size - TAIL_BYTES), size)
+    const head = knownHead ?? await slice(reader, image.id, manifest, 0, Math.min(size, HEAD_BYTES))
+    const tail = await slice(reader, image.id, manifest, Math.max(0, size - TAIL_BYTES), size)
     return checkUpload(image.disk_format as string, image.container_format as string, inspect(head, size, tail), {
       requireImageFormatMatch: this.#images.rules.requireImageFormatMatch
     }).virtualSize
-  }
-
-  async #slice (imageId: string, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
-    if (end <= start) return new Uint8Array(0)
-    const parts: Uint8Array[] = []
-    for await (const part of this.#reader.read(imageId, manifest as Manifest, start, end - 1)) parts.push(Buffer.from(part))
-    return Buffer.concat(parts)
   }
 
   /** Remaining room under `image_size_cap` and the owner's `user_storage_quota`. */
@@ -174,7 +171,8 @@ export class ImageDataService {
     try {
       const manifest = await this.#metadata.getManifest(image.id) ?? await this.#manifests?.fetch(image.id)
       if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
-      const virtualSize = await this.#inspect(image, manifest)
+      // Staged data may sit on the agent that staged it: read through peers.
+      const virtualSize = await this.#inspect(image, manifest, this.#reader)
       const current = this.#metadata.getImage(image.id)
       if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
       await this.#metadata.dataAdded({
@@ -258,6 +256,14 @@ function release (image: ImageRecord): ImageRecord {
   if (!(WORKER_PROPERTY in image.properties)) return image
   const { [WORKER_PROPERTY]: _, ...properties } = image.properties
   return { ...image, properties }
+}
+
+async function slice (reader: ImageReader, imageId: string, manifest: Pick<Manifest, 'size' | 'chunkSize' | 'cids'>, start: number, end: number): Promise<Uint8Array> {
+  if (end <= start) return new Uint8Array(0)
+  const parts: Uint8Array[] = []
+  // Copies: readers reuse their buffers.
+  for await (const part of reader.read(imageId, manifest as Manifest, start, end - 1)) parts.push(Buffer.from(part))
+  return Buffer.concat(parts)
 }
 
 function requireFormats (image: ImageRecord): void {
