@@ -1,27 +1,20 @@
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { agentStatus, meshOf, peerIdOf, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
-import { configFile, download, glance, localShare, md5, metric, seedImage, sha512 } from './helpers.ts'
+import { configFile, download, glance, localShare, md5, metric, seedImage, sha512, meshPerTest } from './helpers.ts'
 
 const MiB = 1024 * 1024
 /** mesh.fetchTimeoutMs for the "nobody holds it" case, and what a 503 may take beyond it. */
 const FETCH_TIMEOUT_MS = 1500
 const SLACK_MS = 3000
 
-let mesh: TestMesh | undefined
-const dirs: string[] = []
-
-afterEach(async () => {
-  await mesh?.close()
-  mesh = undefined
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
-})
+const { set: track, dirs } = meshPerTest()
+let mesh: TestMesh
 
 describe('a download on an agent that lacks the bytes', () => {
   it('streams them from a peer byte-exact, Range included, and serves them later from its own disk', async () => {
-    mesh = await meshOf(2)
+    mesh = track(await meshOf(2))
     const [first, second] = mesh.agents
     const a = glance(first.url)
     const b = glance(second.url)
@@ -65,7 +58,7 @@ describe('a download on an agent that lacks the bytes', () => {
 
   it('gets a clean 503 with a message, never wrong bytes, when no peer holds them', async () => {
     const config = await configFile(`mesh:\n  fetchTimeoutMs: ${FETCH_TIMEOUT_MS}\n`, dirs)
-    mesh = await meshOf(2, { args: ['--config', config] })
+    mesh = track(await meshOf(2, { args: ['--config', config] }))
     const [first, second] = mesh.agents
     const b = glance(second.url)
     const data = randomBytes(4 * MiB + 1)
@@ -92,7 +85,7 @@ describe('a download on an agent that lacks the bytes', () => {
 
 describe('an agent restarted on the same data dir', () => {
   it('keeps its peer id and the chunks it downloaded, and serves them with the uploader gone', async () => {
-    mesh = await meshOf(2)
+    mesh = track(await meshOf(2))
     const [first, second] = mesh.agents
     const data = randomBytes(8 * MiB + 3)
     const id = await seedImage(glance(first.url), [glance(second.url)], data)

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto'
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHUNKS_DIR } from '@peerglance/chunk-store'
 import { agentStatus, tmpDir, waitFor } from '@peerglance/testing'
+import type { TestMesh } from '@peerglance/testing'
+import { afterEach } from 'vitest'
 
 export type Image = Record<string, any> & { id: string, status: string }
 
@@ -150,6 +152,21 @@ export async function metric (url: string, name: string): Promise<number> {
 }
 
 /** A config file for `--config`, in a fresh directory that `dirs` collects for cleanup. */
+/**
+ * After each test of the calling file: kill the mesh its tests started (they store it with `set`)
+ * and remove the config dirs they made (`configFile(…, dirs)`).
+ */
+export function meshPerTest (): { set: (mesh: TestMesh) => TestMesh, dirs: string[] } {
+  let current: TestMesh | undefined
+  const dirs: string[] = []
+  afterEach(async () => {
+    await current?.close()
+    current = undefined
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
+  })
+  return { set: mesh => (current = mesh), dirs }
+}
+
 export async function configFile (yaml: string, dirs: string[]): Promise<string> {
   const dir = await tmpDir('peerglance-config-')
   dirs.push(dir)

@@ -1,24 +1,17 @@
-import { rm } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { meshOf, peerIdOf, waitConnected, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
-import { configFile, glance, logsMatching } from './helpers.ts'
+import { configFile, glance, logsMatching, meshPerTest } from './helpers.ts'
 
-let mesh: TestMesh | undefined
-const dirs: string[] = []
-
-afterEach(async () => {
-  await mesh?.close()
-  mesh = undefined
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
-})
+const { set: track, dirs } = meshPerTest()
+let mesh: TestMesh
 
 describe('an agent with another mesh key', () => {
   it('connects, yet neither gets the mesh\'s images nor gives it its own', async () => {
     const right = await configFile('mesh:\n  key: the-mesh-key\n', dirs)
     const wrong = await configFile('mesh:\n  key: some-other-key\n', dirs)
-    mesh = await meshOf(2, { argsOf: () => ['--config', right] })
+    mesh = track(await meshOf(2, { argsOf: () => ['--config', right] }))
     const [first, member] = mesh.agents
     const a = glance(first.url)
     const f = glance(member.url)
