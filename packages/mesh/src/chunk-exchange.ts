@@ -120,14 +120,14 @@ interface ResultSink {
 }
 
 function collector (length: number): ResultSink {
-  const body = Buffer.allocUnsafe(length)
-  let filled = 0
+  let body: Uint8Array | undefined
+  const sink = collect(length, collected => { body = collected })
   return {
-    write (piece) {
-      body.set(piece, filled)
-      filled += piece.byteLength
-    },
-    finish: () => body
+    write (piece) { sink.write(piece) },
+    finish () {
+      sink.end()
+      return body as Uint8Array
+    }
   }
 }
 
