@@ -46,6 +46,7 @@ async function main (argv: string[]): Promise<number> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  stopWithLauncher(() => { onSignal('SIGHUP') })
   // A promise some peer interaction forgot to handle is a bug to fix, not a reason to cut every
   // Nova download this agent is serving: log it loudly and keep going.
   process.on('unhandledRejection', err => { agent.log.error({ err }, 'unhandled promise rejection') })
@@ -57,6 +58,23 @@ async function main (argv: string[]): Promise<number> {
     return 1
   }
   return -1
+}
+
+/**
+ * `npx peerglance` (and any npm script without `exec`) runs us under `sh -c`, which does not pass
+ * SIGTERM on: npm and the shell exit and leave the agent holding its port. When npm started us and
+ * our parent goes, stop as if signalled. Not for other launchers: `nohup peerglance agent &` must
+ * outlive its shell, and systemd is PID 1 from the start.
+ */
+function stopWithLauncher (stop: () => void): void {
+  if (process.env.npm_command == null) return
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(timer)
+    stop()
+  }, 500)
+  timer.unref()
 }
 
 const code = await main(process.argv.slice(2))
