@@ -50,7 +50,7 @@ export class Agent {
       writeConcurrency: config.chunks.writeConcurrency,
       logger: this.log.child({ component: 'chunk-store' })
     })
-    collectDefaultMetrics({ register: this.registry, prefix: 'peerglance_process_' })
+    collectDefaultMetrics({ register: this.registry, prefix: 'peerglance_' })
     this.mesh = new Mesh({
       chunks: this.chunks,
       local: this.chunks,
