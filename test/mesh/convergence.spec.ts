@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { agentStatus, meshOf, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
-import { asProject, glance, logsMatching, md5, sha512 } from './helpers.ts'
+import { asProject, configFile, glance, logsMatching, md5, meshPerTest, sha512 } from './helpers.ts'
 import type { Glance, Image } from './helpers.ts'
 
 /** How long any one change may take to reach every agent before the test fails. */
@@ -164,6 +164,38 @@ describe('tags added on two agents at once', () => {
       return x
     })
     expect(doc.tags).toHaveLength(2)
+  })
+})
+
+describe('writes made while two agents connect', () => {
+  const { set: track, dirs } = meshPerTest()
+
+  it('reach the new peer within 2 s, not at the next periodic sync', async () => {
+    // A long periodic sync, so only the sync on connect and gossip can deliver in time.
+    const config = await configFile('mesh:\n  syncIntervalMs: 600000\n', dirs)
+    const mesh = track(await meshOf(1, { args: ['--config', config] }))
+    const a = glance(mesh.agents[0].url)
+    // Write on A every few ms from before B is spawned until well after it has connected, so some
+    // writes fall in every window of the connection's set-up (identify, gossipsub streams and
+    // subscriptions, B's metadata service starting after its mesh).
+    const ids: string[] = []
+    let writing = true
+    const writer = (async () => {
+      // At most one page of the listing.
+      while (writing && ids.length < 1000) ids.push((await a.create({ name: `during-connect-${ids.length}` })).id)
+    })()
+    const joining = mesh.add()
+    const b = glance((await joining).url)
+    await waitFor(async () => (await agentStatus(b.url)).peers.length === 1, { what: 'B connected to A' })
+    await new Promise(resolve => setTimeout(resolve, 500))
+    writing = false
+    await writer
+    const last = performance.now()
+    await waitFor(async () => {
+      const listed = new Set((await b.list()).map(image => image.id))
+      return ids.every(id => listed.has(id))
+    }, { timeoutMs: 2000, intervalMs: 20, what: `all ${ids.length} images written during the connection on B` })
+    console.log(`${ids.length} images written while B connected; B listed all ${(performance.now() - last).toFixed(0)} ms after the last`)
   })
 })
 

@@ -57,6 +57,8 @@ export class MetadataSync implements Startable {
   readonly #interval: number
   readonly #pending = new Map<string, ReplicatedRecord>()
   readonly #syncing = new Set<string>()
+  /** Peers to reconcile with again once the sync running with them ends (it began too early). */
+  readonly #again = new Set<string>()
   #unsubscribe: (() => void) | undefined
   #timer: NodeJS.Timeout | undefined
   #flush: Promise<void> | undefined
@@ -84,6 +86,9 @@ export class MetadataSync implements Startable {
     this.#unsubscribe = replica.onChange((record, origin) => { this.#changed(record, origin) })
     this.#timer = setInterval(() => { void this.#syncRandomPeer() }, this.#interval)
     this.#timer.unref()
+    // The mesh dials its bootstrap peers before this service exists: those connections were
+    // identified without us, and the peers heard no subscription from us yet.
+    for (const peer of libp2p.getPeers()) this.#request(peer)
   }
 
   async stop (): Promise<void> {
@@ -125,7 +130,24 @@ export class MetadataSync implements Startable {
       if (merged > 0) this.#c.logger.info({ peer: id, records: merged }, 'caught up from peer')
     } finally {
       this.#syncing.delete(id)
+      if (this.#again.delete(id)) this.#request(peer)
     }
+  }
+
+  /**
+   * Reconciles with the peer now, or once the sync already running with it ends: that one sent
+   * its digest before the change that asked for this one.
+   */
+  #request (peer: PeerId): void {
+    const id = peer.toString()
+    if (!this.#running || this.#c.libp2p.getConnections(peer).length === 0) return
+    if (this.#syncing.has(id)) {
+      this.#again.add(id)
+      return
+    }
+    this.syncWith(peer).catch(err => {
+      this.#c.logger.debug({ err, peer: id }, 'sync failed')
+    })
   }
 
   /** The responder side of anti-entropy. */
@@ -172,9 +194,7 @@ export class MetadataSync implements Startable {
 
   onIdentify (event: CustomEvent<IdentifyResult>): void {
     if (!event.detail.protocols.includes(METADATA_SYNC_PROTOCOL)) return
-    void this.syncWith(event.detail.peerId).catch(err => {
-      this.#c.logger.debug({ err, peer: event.detail.peerId.toString() }, 'sync on connect failed')
-    })
+    this.#request(event.detail.peerId)
   }
 
   /** Local changes are published on the next tick, so a burst of writes becomes one message. */
@@ -189,13 +209,21 @@ export class MetadataSync implements Startable {
     })
   }
 
+  /**
+   * Gossips the records, then reconciles at once with every connected peer gossipsub did not
+   * send them to: for a moment after a connection opens, gossipsub has no stream to the peer or
+   * has not heard its subscription yet, while the sync on connect may already have run.
+   */
   async #publish (records: ReplicatedRecord[]): Promise<void> {
+    const { libp2p } = this.#c
+    let reached = new Set<string>()
     try {
-      await this.#c.libp2p.services.pubsub.publish(METADATA_TOPIC, this.#seal({ records }))
+      const { recipients } = await libp2p.services.pubsub.publish(METADATA_TOPIC, this.#seal({ records }))
+      reached = new Set(recipients.map(p => p.toString()))
     } catch (err) {
-      // No subscribed peer yet is normal for a lone agent; anti-entropy delivers it later.
       this.#c.logger.debug({ err }, 'gossip publish failed')
     }
+    for (const peer of libp2p.getPeers()) if (!reached.has(peer.toString())) this.#request(peer)
   }
 
   async #syncRandomPeer (): Promise<void> {

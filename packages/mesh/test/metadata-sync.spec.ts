@@ -18,7 +18,7 @@ interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStor
 const nodes: Node[] = []
 const silent = { debug () {}, info () {}, warn () {} }
 
-async function node (key = 'secret'): Promise<Node> {
+async function node (key = 'secret', opts: { start?: boolean } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
   const libp2p = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -30,7 +30,7 @@ async function node (key = 'secret'): Promise<Node> {
   const store = new LevelMetadataStore({ path: join(dir, 'db') })
   await store.start()
   const sync = new MetadataSync({ libp2p, replica: store, logger: silent }, { key, syncIntervalMs: 60_000 })
-  await sync.start()
+  if (opts.start !== false) await sync.start()
   const n = { libp2p, store, sync, dir }
   nodes.push(n)
   return n
@@ -88,6 +88,21 @@ describe('metadata sync', () => {
     expect(await b.store.getManifest('i1')).toBeUndefined()
     await a.store.putImage(image('i1', { status: 'deleted' }))
     await until(() => b.store.getImage('i1')?.status === 'deleted')
+  })
+
+  it('delivers writes made as an agent whose mesh connected first starts its sync, at once', async () => {
+    // The agent starts its mesh (and dials its bootstrap peer) before its metadata sync exists:
+    // that connection is identified before the sync protocol is registered on either side's view.
+    const a = await node()
+    const b = await node('secret', { start: false })
+    await connect(b, a)
+    await until(() => a.libp2p.getPeers().length === 1 && b.libp2p.getPeers().length === 1)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    await a.store.putImage(image('before-start'))
+    await b.sync.start()
+    // A does not know yet that B subscribed: gossip misses B, the sync on B's start ran before.
+    await a.store.putImage(image('just-after-start'))
+    await until(() => b.store.getImage('before-start') != null && b.store.getImage('just-after-start') != null, 2000)
   })
 
   it('lets a late joiner catch up without new gossip', async () => {
