@@ -1,0 +1,471 @@
+// The swarm benchmark (issue 8): 1 seed + N hosts, each host a network namespace whose link is
+// shaped to RATE up and RATE down (HTB on both ends of a veth pair on one bridge, fq_codel as the
+// bounded queue), a SIZE image seeded on h0 and read by h1..hN at the same moment. In the same
+// invocation and on the same links:
+//   - peerglance: one real agent per host (`peerglance agent`), the image uploaded to h0's Glance
+//     API, then `curl` of /v2/images/ID/file on every other host at once;
+//   - BitTorrent: opentracker on h0, aria2c seeding on h0 and downloading on every other host
+//     (4 MiB pieces, made by mktorrent), all started at once.
+// Printed per method: completion per host, the Kumar–Ross bound
+// max(S/u_seed, S/d_min, N·S/(u_seed + Σu_i)), slowest/bound, seed egress ÷ S (bytes h0's link
+// sent), and CPU-seconds (user, kernel) per GiB delivered over all the method's processes.
+//
+//   node scripts/bench/swarm.ts                       # N=8, 256 MiB, 200 Mbit
+//   node scripts/bench/swarm.ts --hosts 8 --size 256 --rate 400 --reps 2
+//   node scripts/bench/swarm.ts --only peerglance --prof /tmp/prof --strace /tmp/strace
+//
+// Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
+// namespaces (removing one removes its veths and bridge), the work dir under /tmp; all of it and
+// every process it started (by pid) go on exit, error, SIGINT or SIGTERM. Every wait is bounded.
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { randomBytes, randomFillSync } from 'node:crypto'
+import { createWriteStream, readFileSync } from 'node:fs'
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { fmt, GiB, log, machineCpu, mdTable, median, MiB, runBench } from './lib.ts'
+import type { Cleanup } from './lib.ts'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const AGENT_BIN = join(ROOT, 'packages/agent/bin/peerglance.js')
+const HZ = 100
+const SUBNET = '10.77.0'
+const API = 'http://127.0.0.1:9292'
+const P2P_PORT = 4001
+const TRACKER_PORT = 6969
+
+const { values: opts } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '8' },
+    size: { type: 'string', default: '256' },
+    rate: { type: 'string', default: '200' },
+    reps: { type: 'string', default: '1' },
+    only: { type: 'string' },
+    tag: { type: 'string', default: 'bench' },
+    prof: { type: 'string' },
+    strace: { type: 'string' },
+    'timeout-s': { type: 'string', default: '600' }
+  }
+})
+const N = positiveInt(opts.hosts, '--hosts')
+const SIZE_MIB = positiveInt(opts.size, '--size')
+const RATE_MBIT = positiveInt(opts.rate, '--rate')
+const REPS = positiveInt(opts.reps, '--reps')
+const TIMEOUT_MS = positiveInt(opts['timeout-s'], '--timeout-s') * 1000
+const SIZE = SIZE_MIB * MiB
+const QUEUE_BYTES = Math.max(256 * 1024, Math.round(RATE_MBIT * 1e6 / 8 * 0.05))
+const PREFIX = `pgswarm-${opts.tag}-${process.pid}`
+if (!/^[a-z0-9-]{1,40}$/.test(PREFIX)) throw new Error(`--tag must be lowercase letters, digits and dashes: ${opts.tag}`)
+const METHODS = (opts.only ?? 'peerglance,bittorrent').split(',')
+
+function positiveInt (raw: string | undefined, name: string): number {
+  const n = Number(raw)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${raw}`)
+  return n
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands, processes, /proc
+
+async function run (cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
+      if (err != null) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message} ${stderr}`))
+      else resolve(stdout)
+    })
+  })
+}
+
+const started = new Set<ChildProcess>()
+
+/** A process inside a namespace; `ip netns exec` execs in place, so its pid is the command's. */
+function spawnIn (ns: string, cmd: string, args: string[], extra: { env?: NodeJS.ProcessEnv, cwd?: string, stdout?: 'pipe' | 'ignore' } = {}): ChildProcess {
+  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+    stdio: ['ignore', extra.stdout ?? 'ignore', 'pipe'],
+    env: { ...process.env, ...extra.env },
+    cwd: extra.cwd
+  })
+  started.add(child)
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { if (stderr.length < 8192) stderr += d.toString() })
+  child.once('exit', (code, signal) => {
+    started.delete(child)
+    if (code !== 0 && code != null && signal == null) log(`${cmd} in ${ns} exited with ${code}: ${stderr.trim().slice(0, 2000)}`)
+  })
+  return child
+}
+
+async function stopProcess (child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode != null || child.signalCode != null) return
+  const exited = new Promise<void>(resolve => child.once('exit', () => { resolve() }))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, graceMs)
+  await exited
+  clearTimeout(timer)
+}
+
+interface Cpu { user: number, sys: number }
+
+function procCpu (pid: number | undefined): Cpu {
+  if (pid == null) return { user: 0, sys: 0 }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { user: Number(f[11]) / HZ, sys: Number(f[12]) / HZ }
+  } catch {
+    return { user: 0, sys: 0 }
+  }
+}
+
+function cpuOf (pids: Array<number | undefined>): Cpu {
+  const total = { user: 0, sys: 0 }
+  for (const pid of pids) {
+    const c = procCpu(pid)
+    total.user += c.user
+    total.sys += c.sys
+  }
+  return total
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Polls `check` every `everyMs` until it returns a value other than undefined, for at most `ms`. */
+async function until<T> (what: string, ms: number, check: () => Promise<T | undefined>, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + ms
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (err) {
+      last = err
+    }
+    await sleep(everyMs)
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last != null ? `: ${(last as Error).message}` : ''}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The network: a bridge namespace and one namespace per host
+
+const bridgeNs = `${PREFIX}-br`
+const hostNs = (i: number): string => `${PREFIX}-h${i}`
+const hostIp = (i: number): string => `${SUBNET}.${i + 1}`
+const made: string[] = []
+
+async function shape (ns: string, dev: string): Promise<void> {
+  // HTB caps the rate; a byte FIFO under it is the bounded queue: 50 ms at the rate (fq_codel
+  // would keep the delay lower, but this kernel has no such module).
+  await run('tc', ['-n', ns, 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '1'])
+  await run('tc', ['-n', ns, 'class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${RATE_MBIT}mbit`, 'ceil', `${RATE_MBIT}mbit`])
+  await run('tc', ['-n', ns, 'qdisc', 'add', 'dev', dev, 'parent', '1:1', 'handle', '10:', 'bfifo', 'limit', String(QUEUE_BYTES)])
+}
+
+async function buildNetwork (cleanup: Cleanup): Promise<void> {
+  cleanup.add(async () => {
+    for (const ns of made.reverse()) await run('ip', ['netns', 'del', ns]).catch(err => { log(`could not delete ${ns}: ${(err as Error).message}`) })
+  })
+  await run('ip', ['netns', 'add', bridgeNs])
+  made.push(bridgeNs)
+  await run('ip', ['-n', bridgeNs, 'link', 'add', 'br0', 'type', 'bridge'])
+  await run('ip', ['-n', bridgeNs, 'link', 'set', 'br0', 'up'])
+  for (let i = 0; i <= N; i++) {
+    const ns = hostNs(i)
+    await run('ip', ['netns', 'add', ns])
+    made.push(ns)
+    // Both ends are created inside our namespaces: nothing of the root namespace is touched.
+    await run('ip', ['-n', bridgeNs, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+    await run('ip', ['-n', bridgeNs, 'link', 'set', `h${i}`, 'master', 'br0', 'up'])
+    await run('ip', ['-n', ns, 'addr', 'add', `${hostIp(i)}/24`, 'dev', 'eth0'])
+    await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    await shape(ns, 'eth0') // the host's upload
+    await shape(bridgeNs, `h${i}`) // the host's download
+  }
+}
+
+/** Bytes the host's link has sent so far. */
+async function txBytes (i: number): Promise<number> {
+  const out = JSON.parse(await run('ip', ['-n', hostNs(i), '-s', '-j', 'link', 'show', 'eth0'])) as Array<{ stats64: { tx: { bytes: number } } }>
+  return out[0].stats64.tx.bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+interface Result {
+  method: string
+  /** Seconds from the common start until each host had the whole image, h1..hN. */
+  done: number[]
+  seedTx: number
+  cpu: Cpu
+  /** Whole machine busy over the run, % of one core, and ours. */
+  machinePct: number
+  oursPct: number
+  load: number[]
+  note: string
+}
+
+/** The Kumar–Ross minimum distribution time, every link at the same rate. */
+function bound (): number {
+  const bits = SIZE * 8
+  const u = RATE_MBIT * 1e6
+  return Math.max(bits / u, bits / u, N * bits / (u + N * u))
+}
+
+async function measure (method: string, pids: () => Array<number | undefined>, body: () => Promise<{ done: number[], note: string }>): Promise<Result> {
+  const tx0 = await txBytes(0)
+  const cpu0 = cpuOf(pids())
+  const m0 = machineCpu()
+  const t0 = performance.now()
+  const { done, note } = await body()
+  const sec = (performance.now() - t0) / 1000
+  const cpu1 = cpuOf(pids())
+  const m1 = machineCpu()
+  const tx1 = await txBytes(0)
+  const cpu = { user: cpu1.user - cpu0.user, sys: cpu1.sys - cpu0.sys }
+  return {
+    method,
+    done,
+    seedTx: tx1 - tx0,
+    cpu,
+    machinePct: 100 * (m1.busy - m0.busy) / sec,
+    oursPct: 100 * (cpu.user + cpu.sys) / sec,
+    load: loadavg(),
+    note
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// peerglance: one agent per host
+
+interface HostAgent { child: ChildProcess, peerId: string }
+
+async function startAgent (work: string, i: number, bootstrap: string | undefined, rep: number): Promise<HostAgent> {
+  const dataDir = join(work, `agent-${rep}-h${i}`)
+  await mkdir(dataDir, { recursive: true })
+  const nodeArgs = opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []
+  const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info',
+    '--p2p-listen', `/ip4/${hostIp(i)}/tcp/${P2P_PORT}`, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])]
+  const child = spawnIn(hostNs(i), process.execPath, args, { stdout: 'pipe' })
+  return await new Promise<HostAgent>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`agent on h${i} did not start within 60 s`)) }, 60_000)
+    let peerId = ''
+    createInterface({ input: child.stdout! }).on('line', line => {
+      let entry: Record<string, unknown>
+      try { entry = JSON.parse(line) } catch { return }
+      if (entry.msg === 'mesh started') peerId = String(entry.peer)
+      if (entry.msg === 'agent started') {
+        clearTimeout(timer)
+        resolve({ child, peerId })
+      }
+      if (entry.level != null && Number(entry.level) >= 50) log(`h${i}: ${line.slice(0, 500)}`)
+    })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`agent on h${i} exited with ${code}`)) })
+  })
+}
+
+async function curlIn (i: number, args: string[], timeoutMs = 60_000): Promise<string> {
+  return await run('ip', ['netns', 'exec', hostNs(i), 'curl', '-sS', '--fail-with-body', ...args], timeoutMs)
+}
+
+async function status (i: number): Promise<{ peers: string[], images: Array<{ id: string, status: string }> }> {
+  return JSON.parse(await curlIn(i, [`${API}/peerglance/v1/status`], 10_000))
+}
+
+async function runPeerglance (work: string, image: string, rep: number): Promise<Result> {
+  const agents: HostAgent[] = []
+  try {
+    agents.push(await startAgent(work, 0, undefined, rep))
+    const boot = `/ip4/${hostIp(0)}/tcp/${P2P_PORT}/p2p/${agents[0].peerId}`
+    agents.push(...await Promise.all(Array.from({ length: N }, async (_, k) => await startAgent(work, k + 1, boot, rep))))
+    // Peer exchange connects every agent to every other.
+    await until('a full mesh', 60_000, async () => {
+      const views = await Promise.all(agents.map(async (_, i) => await status(i)))
+      return views.every(v => v.peers.length >= N) ? true : undefined
+    })
+    const created = JSON.parse(await curlIn(0, ['-X', 'POST', '-H', 'content-type: application/json',
+      '-d', JSON.stringify({ name: 'swarm-bench', disk_format: 'raw', container_format: 'bare' }), `${API}/v2/images`])) as { id: string }
+    const id = created.id
+    await curlIn(0, ['-X', 'PUT', '-H', 'content-type: application/octet-stream', '-T', image, `${API}/v2/images/${id}/file`], 600_000)
+    await until('the image active on every agent', 60_000, async () => {
+      const views = await Promise.all(agents.map(async (_, i) => await status(i)))
+      return views.every(v => v.images.some(im => im.id === id && im.status === 'active')) ? true : undefined
+    })
+    const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
+    const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
+      const t0 = performance.now()
+      const done = await Promise.all(Array.from({ length: N }, async (_, k) => {
+        const out = await curlIn(k + 1, ['-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${API}/v2/images/${id}/file`], TIMEOUT_MS)
+        const sec = (performance.now() - t0) / 1000
+        const [code, bytes] = out.trim().split(' ').map(Number)
+        if (code !== 200 || bytes !== SIZE) throw new Error(`h${k + 1} got HTTP ${code} with ${bytes} of ${SIZE} bytes`)
+        return sec
+      }))
+      return { done, note: '' }
+    })
+    for (const trace of traces) await stopProcess(trace)
+    return result
+  } finally {
+    await Promise.all(agents.map(async a => { await stopProcess(a.child, 20_000) }))
+    for (let i = 0; i <= N; i++) await rm(join(work, `agent-${rep}-h${i}`), { recursive: true, force: true })
+  }
+}
+
+/** `strace -c -f` attached to each agent for the download phase; summaries in --strace DIR. */
+async function startStrace (pids: number[], label: string): Promise<ChildProcess[]> {
+  await mkdir(opts.strace!, { recursive: true })
+  const traces = pids.map((pid, i) => {
+    const child = spawn('strace', ['-c', '-f', '-p', String(pid), '-o', join(opts.strace!, `${label}-h${i}.txt`)], { stdio: 'ignore' })
+    started.add(child)
+    child.once('exit', () => started.delete(child))
+    return child
+  })
+  await sleep(500)
+  return traces
+}
+
+// ---------------------------------------------------------------------------------------------
+// BitTorrent: opentracker + aria2c
+
+async function listening (i: number, port: number): Promise<true | undefined> {
+  const out = await run('ip', ['netns', 'exec', hostNs(i), 'ss', '-Hltn', `sport = :${port}`])
+  return out.trim() !== '' ? true : undefined
+}
+
+async function runBitTorrent (work: string, image: string, torrent: string, infoHash: string, rep: number): Promise<Result> {
+  const procs: ChildProcess[] = []
+  const dir = join(work, `bt-${rep}`)
+  try {
+    await mkdir(dir, { recursive: true })
+    // The Debian build only serves whitelisted torrents; it chroots into its cwd, hence relative paths.
+    await writeFile(join(dir, 'whitelist.txt'), `${infoHash}\n`)
+    procs.push(spawnIn(hostNs(0), 'opentracker', ['-i', hostIp(0), '-p', String(TRACKER_PORT), '-P', String(TRACKER_PORT), '-w', 'whitelist.txt', '-u', 'nobody', '-d', '.'], { cwd: dir }))
+    await until('the tracker', 10_000, async () => await listening(0, TRACKER_PORT))
+    const hook = join(dir, 'done.sh')
+    await writeFile(hook, '#!/bin/sh\ndate +%s.%N > "$PG_DONE_FILE"\n')
+    await chmod(hook, 0o755)
+    const common = ['--enable-dht=false', '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=true', '--seed-ratio=0.0',
+      '--file-allocation=none', '--summary-interval=0', '--console-log-level=warn', '--check-certificate=false', '--bt-max-peers=0',
+      '--listen-port=6881', '--auto-file-renaming=false', '--allow-overwrite=true', '--quiet=true']
+    // The seed: the image file, already complete, served without a hash check of its own.
+    const seedDir = join(dir, 'h0')
+    await mkdir(seedDir)
+    await run('ln', [image, join(seedDir, 'image.raw')]).catch(async () => { await run('cp', [image, join(seedDir, 'image.raw')]) })
+    procs.push(spawnIn(hostNs(0), 'aria2c', [...common, '--bt-seed-unverified=true', '-d', seedDir, torrent]))
+    await until('the seed to listen', 30_000, async () => await listening(0, 6881))
+    // and to announce itself, so downloaders learn of it from the tracker.
+    await sleep(1000)
+    const downloaders: ChildProcess[] = []
+    const result = await measure('bittorrent', () => [...procs, ...downloaders].map(p => p.pid), async () => {
+      const epoch0 = Date.now() / 1000
+      for (let i = 1; i <= N; i++) {
+        const out = join(dir, `h${i}`)
+        await mkdir(out)
+        downloaders.push(spawnIn(hostNs(i), 'aria2c', [...common, `--on-bt-download-complete=${hook}`, '-d', out, torrent], { env: { PG_DONE_FILE: join(dir, `done-h${i}`) } }))
+      }
+      const done = await until('every aria2c download', TIMEOUT_MS, async () => {
+        const times: number[] = []
+        for (let i = 1; i <= N; i++) {
+          const text = await readFile(join(dir, `done-h${i}`), 'utf8').catch(() => '')
+          if (text.trim() === '') return undefined
+          times.push(Number(text.trim()) - epoch0)
+        }
+        return times
+      }, 50)
+      for (let i = 1; i <= N; i++) {
+        const size = (await stat(join(dir, `h${i}`, 'image.raw'))).size
+        if (size !== SIZE) throw new Error(`aria2c on h${i} wrote ${size} of ${SIZE} bytes`)
+      }
+      return { done, note: 'completion from aria2c\'s download-complete hook (50 ms polling)' }
+    })
+    procs.push(...downloaders)
+    return result
+  } finally {
+    await Promise.all(procs.map(async p => { await stopProcess(p) }))
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function makeImage (file: string): Promise<void> {
+  const out = createWriteStream(file)
+  const chunk = Buffer.allocUnsafe(MiB)
+  for (let i = 0; i < SIZE_MIB; i++) {
+    randomFillSync(chunk)
+    if (!out.write(chunk)) await new Promise<void>(resolve => out.once('drain', () => { resolve() }))
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }))
+}
+
+function row (r: Result, b: number): string[] {
+  const slowest = Math.max(...r.done)
+  const gib = N * SIZE / GiB
+  return [
+    r.method,
+    fmt(slowest, 1),
+    [...r.done].sort((a, b) => a - b).map(s => fmt(s, 1)).join(' '),
+    fmt(slowest / b, 2),
+    fmt(r.seedTx / SIZE, 3),
+    `${fmt(r.cpu.user + r.cpu.sys, 1)} (${fmt(r.cpu.user, 1)} user, ${fmt(r.cpu.sys, 1)} sys)`,
+    fmt((r.cpu.user + r.cpu.sys) / gib, 2),
+    `${fmt(r.oursPct)} / ${fmt(r.machinePct)}`,
+    r.load.map(x => x.toFixed(1)).join(' ')
+  ]
+}
+
+await runBench(async cleanup => {
+  if (process.getuid?.() !== 0) throw new Error('the swarm benchmark needs root (network namespaces)')
+  execFileSync('bash', [join(ROOT, 'scripts/install-bench-deps.sh')], { stdio: 'inherit' })
+  cleanup.add(async () => {
+    for (const child of started) child.kill('SIGKILL')
+  })
+  const work = join('/tmp', `${PREFIX}-${randomBytes(3).toString('hex')}`)
+  await mkdir(work)
+  cleanup.add(async () => { await rm(work, { recursive: true, force: true }) })
+  const b = bound()
+  console.log(`## Swarm: 1 seed + ${N} hosts, ${SIZE_MIB} MiB, ${RATE_MBIT} Mbit/s up and down per host\n`)
+  console.log(`- command: \`node scripts/bench/swarm.ts ${process.argv.slice(2).join(' ')}\``)
+  console.log(`- date: ${new Date().toISOString()}; ${cpus().length} vCPU; Node ${process.version}; load average at start ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
+  console.log(`- bound (Kumar–Ross, every link ${RATE_MBIT} Mbit/s): ${fmt(b, 2)} s\n`)
+  await buildNetwork(cleanup)
+  const image = join(work, 'image.raw')
+  await makeImage(image)
+  let torrent = ''
+  let infoHash = ''
+  if (METHODS.includes('bittorrent')) {
+    torrent = join(work, 'image.torrent')
+    await run('mktorrent', ['-l', '22', '-a', `http://${hostIp(0)}:${TRACKER_PORT}/announce`, '-o', torrent, image], 120_000)
+    infoHash = /Info Hash:\s*([0-9a-f]{40})/i.exec(await run('aria2c', ['-S', torrent]))?.[1] ?? ''
+    if (infoHash === '') throw new Error('no info hash from aria2c -S')
+  }
+  const results: Result[] = []
+  for (let rep = 0; rep < REPS; rep++) {
+    // Alternate the order between reps, so neither method always runs on a warmer machine.
+    const order = rep % 2 === 0 ? METHODS : [...METHODS].reverse()
+    for (const method of order) {
+      log(`rep ${rep}: ${method}`)
+      const r = method === 'peerglance' ? await runPeerglance(work, image, rep) : await runBitTorrent(work, image, torrent, infoHash, rep)
+      results.push(r)
+      log(`rep ${rep}: ${method}: slowest ${fmt(Math.max(...r.done), 1)} s (${fmt(Math.max(...r.done) / b, 2)}x bound), seed egress ${fmt(r.seedTx / SIZE, 3)} S, ${fmt((r.cpu.user + r.cpu.sys) / (N * SIZE / GiB), 2)} CPU-s/GiB`)
+    }
+  }
+  console.log(mdTable(
+    ['method', 'slowest host s', 'hosts done at s', 'slowest ÷ bound', 'seed egress ÷ S', 'CPU-s (user, sys)', 'CPU-s per GiB delivered', 'CPU % ours / machine', 'load 1/5/15 after'],
+    results.map(r => row(r, b))
+  ))
+  const per = (m: string, f: (r: Result) => number): number => median(results.filter(r => r.method === m).map(f))
+  if (METHODS.length === 2) {
+    const slow = (r: Result): number => Math.max(...r.done)
+    const cpuGiB = (r: Result): number => (r.cpu.user + r.cpu.sys) / (N * SIZE / GiB)
+    console.log(`\npeerglance ÷ bittorrent (medians): slowest host ${fmt(per('peerglance', slow) / per('bittorrent', slow), 2)}, CPU-s per GiB ${fmt(per('peerglance', cpuGiB) / per('bittorrent', cpuGiB), 2)}, seed egress ${fmt(per('peerglance', r => r.seedTx) / per('bittorrent', r => r.seedTx), 2)}`)
+  }
+  console.log('\nSeed egress counts every byte h0\'s link sent (headers, gossip, tracker replies included). CPU counts the agents (peerglance; not the curls) or aria2c and opentracker (bittorrent), user and kernel time charged to those processes.')
+})
