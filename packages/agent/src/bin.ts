@@ -1,15 +1,46 @@
 import { AGENT_USAGE, ConfigError, loadConfig, parseAgentArgs } from '@peerglance/config'
-import { Agent } from './create-agent.ts'
+import type { Agent } from './create-agent.ts'
+import { CommandError } from './cli/io.ts'
+import type { CommandIo } from './cli/io.ts'
+import { seedCommand } from './cli/seed.ts'
+import { statusCommand } from './cli/status.ts'
 
-/** `peerglance agent [flags]`: the only code that touches process, signals and exit codes. */
+const USAGE = `Usage: peerglance COMMAND [options]
+
+Commands:
+  agent   run the agent (the Glance API and the mesh) on this host
+  seed    upload an image file through the local agent, with progress
+  status  show the local agent's peers and images
+
+peerglance COMMAND --help tells more.`
+
+/** Operator commands: clients of an agent's API, each returning its exit code. */
+const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
+  seed: seedCommand,
+  status: statusCommand
+}
+
+async function operatorCommand (command: (argv: string[], io: CommandIo) => Promise<number>, argv: string[]): Promise<number> {
+  try {
+    return await command(argv, { stdout: process.stdout, stderr: process.stderr, env: process.env })
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err
+    process.stderr.write(`peerglance: ${err.message}\n`)
+    return err.exitCode
+  }
+}
+
+/** `peerglance COMMAND [flags]`: the only code that touches process, signals and exit codes. */
 async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === '--help' || command === '-h' || command == null) {
-    process.stdout.write(`Usage: peerglance agent [options]\n\n${AGENT_USAGE}\n`)
-    return command == null ? 1 : 0
+    (command == null ? process.stderr : process.stdout).write(`${USAGE}\n`)
+    return command == null ? 2 : 0
   }
+  const operator = COMMANDS[command]
+  if (operator != null) return await operatorCommand(operator, rest)
   if (command !== 'agent') {
-    process.stderr.write(`peerglance: unknown command '${command}' (try: peerglance agent --help)\n`)
+    process.stderr.write(`peerglance: unknown command '${command}' (try: peerglance --help)\n`)
     return 2
   }
   let agent: Agent
@@ -19,6 +50,8 @@ async function main (argv: string[]): Promise<number> {
       process.stdout.write(`${AGENT_USAGE}\n`)
       return 0
     }
+    // Loaded here, not at the top: the operator commands need none of libp2p, LevelDB or fastify.
+    const { Agent } = await import('./create-agent.ts')
     agent = new Agent(loadConfig({ file: args.configFile, overrides: args.overrides }))
   } catch (err) {
     if ((err as Error).name !== ConfigError.name) throw err
