@@ -65,6 +65,7 @@ export class Agent {
       listen: config.mesh.listen,
       bootstrap: config.mesh.bootstrap,
       mdns: config.mesh.mdns,
+      membership: { secret: config.mesh.key, operator: config.mesh.operatorKey, credentialFile: config.mesh.credentialFile, revoked: config.mesh.revokedPeers },
       unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
       manifestTimeoutMs: config.mesh.fetchTimeoutMs
     })

@@ -19,3 +19,5 @@ export { NotHeldError, ProtocolError, RequestTimeoutError, NotStartedError } fro
 export * from './constants.ts'
 export { MetadataSync, METADATA_TOPIC, METADATA_SYNC_PROTOCOL } from './metadata-sync.ts'
 export type { MetadataSyncComponents, MetadataSyncInit, MetadataSyncLogger } from './metadata-sync.ts'
+export { Membership, MembershipError, mintCredential, credentialMessage, MEMBERSHIP_ENCRYPTER } from './membership.ts'
+export type { Credential, MembershipInit } from './membership.ts'

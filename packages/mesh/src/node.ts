@@ -1,4 +1,4 @@
-import { noise } from '@chainsafe/libp2p-noise'
+import { readFile } from 'node:fs/promises'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -8,9 +8,12 @@ import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import { DEFAULT_LISTEN } from './constants.ts'
+import { Membership, MembershipError, memberNoise, mintCredential } from './membership.ts'
+import type { Credential, MembershipInit } from './membership.ts'
 import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { peerExchange } from './peer-exchange.ts'
@@ -48,6 +51,11 @@ export interface MeshNodeInit {
    * (noise-crypto.ts); 'stock': @chainsafe/libp2p-noise's own node:crypto path. Same wire format.
    */
   noiseCrypto?: 'fast' | 'stock'
+  /**
+   * Who may connect (membership.ts). Without it the mesh secret is empty: only allowed when
+   * every listen address is loopback.
+   */
+  membership?: MembershipInit
   /** libp2p's ComponentLogger; by default libp2p's own (the `DEBUG=libp2p*,peerglance*` variable). */
   logger?: ComponentLogger
 }
@@ -75,6 +83,11 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
     if (init.dataDir == null) throw new Error('createMeshNode needs dataDir or privateKey')
     privateKey = await loadOrCreatePeerKey(init.dataDir)
   }
+  const listen = init.listen ?? DEFAULT_LISTEN
+  const membershipInit = init.membership ?? {}
+  const membership = new Membership(membershipInit)
+  const own = ownCredential(membershipInit, peerIdFromPrivateKey(privateKey).toString(), listen,
+    membershipInit.credentialFile == null || membershipInit.credentialFile === '' ? undefined : await readFile(membershipInit.credentialFile, 'utf8'))
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns === true) peerDiscovery.push(mdns())
   return await createLibp2p<MeshServices>({
@@ -82,11 +95,12 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
     privateKey,
     ...(init.logger != null ? { logger: init.logger } : {}),
     addresses: {
-      listen: init.listen ?? DEFAULT_LISTEN,
+      listen,
       ...(init.announce != null && init.announce.length > 0 ? { announce: init.announce } : {})
     },
     transports: [tcp()],
-    connectionEncrypters: [noise(init.noiseCrypto === 'stock' ? {} : { crypto: fastNoiseCrypto })],
+    connectionEncrypters: [memberNoise(membership, own, init.noiseCrypto === 'stock' ? {} : { crypto: fastNoiseCrypto })],
+    connectionGater: membership.gater(),
     streamMuxers: [yamux()],
     peerDiscovery,
     connectionManager: {
@@ -109,6 +123,34 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
       peerExchange: peerExchange({ intervalMs: init.peerAnnounceIntervalMs }) as (components: any) => PeerExchange
     }
   })
+}
+
+/**
+ * The credential this agent shows: the operator's (checked here, so a wrong one fails at start,
+ * not at every connection), or one minted from the mesh secret. An empty secret on an address
+ * other hosts can reach would admit anyone, so it is refused.
+ */
+function ownCredential (init: MembershipInit, peer: string, listen: string[], text: string | undefined): Credential {
+  if (init.operator != null && init.operator !== '') {
+    if (text == null) throw new MembershipError('mesh.operatorKey is set but this agent has no credential (mesh.credentialFile)')
+    let credential: Credential
+    try {
+      credential = JSON.parse(text) as Credential
+    } catch {
+      throw new MembershipError('the mesh credential is not valid JSON')
+    }
+    if (credential.peer !== peer) throw new MembershipError(`the mesh credential names peer ${String(credential.peer)}, not this agent (${peer})`)
+    if (credential.exp !== 0 && credential.exp < Date.now()) throw new MembershipError('the mesh credential has expired')
+    return credential
+  }
+  if ((init.secret ?? '') === '' && !listen.every(isLoopback)) {
+    throw new MembershipError(`mesh.key is empty but the mesh listens on ${listen.filter(a => !isLoopback(a)).join(', ')}: any host could join. Set mesh.key (e.g. openssl rand -hex 32) or mesh.operatorKey`)
+  }
+  return mintCredential(init.secret ?? '', peer)
+}
+
+function isLoopback (addr: string): boolean {
+  return /^\/ip4\/127\.\d+\.\d+\.\d+\//.test(addr) || addr.startsWith('/ip6/::1/')
 }
 
 export type { RedialComponents, PeerExchangeComponents }

@@ -16,7 +16,19 @@ export const MeshConfig = Type.Object({
   }),
   key: Type.String({
     default: '',
-    description: 'Shared secret of the mesh. Metadata gossip and sync messages are authenticated with it (HMAC-SHA256) and dropped when they are not, so only agents given the same key change each other\'s images. Empty means any agent that can connect is trusted; chunk data is always verified against its CID either way.'
+    description: 'Shared secret of the mesh (e.g. the output of openssl rand -hex 32). Every agent proves it holds it right after the encrypted handshake, before any protocol runs; a peer that cannot is disconnected. Empty is refused unless every mesh.listen address is loopback. Whoever holds the secret can join with a new peer id, so a leaked secret is revoked by changing it on every agent; use mesh.operatorKey for per-agent revocation.'
+  }),
+  operatorKey: Type.String({
+    default: '',
+    description: 'Peer id (12D3KooW...) of the operator\'s Ed25519 key. When set, an agent joins only with a credential that key signed for its own peer id (mesh.credentialFile, made by peerglance credential), and mesh.key is not used for membership.'
+  }),
+  credentialFile: Type.String({
+    default: '',
+    description: 'File holding this agent\'s membership credential signed by mesh.operatorKey (JSON, as peerglance credential prints it).'
+  }),
+  revokedPeers: Type.Array(Type.String({ pattern: '^[1-9A-HJ-NP-Za-km-z]+$' }), {
+    default: [],
+    description: 'Peer ids refused whatever credential they show: connections to and from them are closed right after the handshake, and records they signed are no longer accepted.'
   }),
   fetchTimeoutMs: Type.Integer({
     default: 5000,
