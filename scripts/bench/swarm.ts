@@ -34,6 +34,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const AGENT_BIN = join(ROOT, 'packages/agent/bin/peerglance.js')
 const HZ = 100
 const SUBNET = '10.77.0'
+const MESH_KEY = randomBytes(32).toString('hex')
 const API = 'http://127.0.0.1:9292'
 const P2P_PORT = 4001
 const TRACKER_PORT = 6969
@@ -250,8 +251,11 @@ interface HostAgent { child: ChildProcess, peerId: string }
 async function startAgent (work: string, i: number, bootstrap: string | undefined, rep: number): Promise<HostAgent> {
   const dataDir = join(work, `agent-${rep}-h${i}`)
   await mkdir(dataDir, { recursive: true })
+  // Agents on non-loopback addresses must share a mesh key (they refuse to start without one).
+  const config = join(work, 'mesh-key.yaml')
+  await writeFile(config, `mesh:\n  key: ${MESH_KEY}\n`)
   const nodeArgs = opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []
-  const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info',
+  const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info', '--config', config,
     '--p2p-listen', `/ip4/${hostIp(i)}/tcp/${P2P_PORT}`, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])]
   const child = spawnIn(hostNs(i), process.execPath, args, { stdout: 'pipe' })
   return await new Promise<HostAgent>((resolve, reject) => {
