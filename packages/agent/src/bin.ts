@@ -1,4 +1,5 @@
 import { AGENT_USAGE, ConfigError, loadConfig, parseAgentArgs } from '@peerglance/config'
+import { PolicySyntaxError } from '@peerglance/glance-domain'
 import type { Agent } from './create-agent.ts'
 import { CommandError } from './cli/io.ts'
 import type { CommandIo } from './cli/io.ts'
@@ -54,7 +55,8 @@ async function main (argv: string[]): Promise<number> {
     const { Agent } = await import('./create-agent.ts')
     agent = new Agent(loadConfig({ file: args.configFile, overrides: args.overrides }))
   } catch (err) {
-    if ((err as Error).name !== ConfigError.name) throw err
+    // A policy rule that does not parse is as much a configuration mistake as a bad option.
+    if ((err as Error).name !== ConfigError.name && (err as Error).name !== PolicySyntaxError.name) throw err
     process.stderr.write(`peerglance: ${(err as Error).message}\n`)
     return 2
   }

@@ -6,7 +6,7 @@ import { FsChunkStore } from '@peerglance/chunk-store'
 import { parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import { GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
 import { Mesh, MetadataSync } from '@peerglance/mesh'
@@ -69,10 +69,11 @@ export class Agent {
       unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
       manifestTimeoutMs: config.mesh.fetchTimeoutMs
     })
-    const rules = glanceRules(config)
+    const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
     let data: ImageDataService | undefined
     this.images = new ImageService({
       metadata: this.metadata,
+      policy: new GlancePolicy(config.policy),
       events: {
         imageDeleted: async image => {
           await data?.imageDeleted(image)
@@ -208,22 +209,5 @@ function countBytes (reader: ImageReader, counter: Counter): ImageReader {
         yield part
       }
     }
-  }
-}
-
-function glanceRules (config: AgentConfig): GlanceRules {
-  const g = config.glance
-  return {
-    limitParamDefault: g.limitParamDefault,
-    apiLimitMax: g.apiLimitMax,
-    imagePropertyQuota: g.imagePropertyQuota,
-    imageTagQuota: g.imageTagQuota,
-    imageMemberQuota: g.imageMemberQuota,
-    imageSizeCap: g.imageSizeCap,
-    userStorageQuota: parseByteSize(g.userStorageQuota),
-    diskFormats: g.diskFormats,
-    containerFormats: g.containerFormats,
-    enabledImportMethods: g.enabledImportMethods,
-    requireImageFormatMatch: g.requireImageFormatMatch
   }
 }

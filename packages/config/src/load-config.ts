@@ -41,7 +41,23 @@ export function loadConfig (options: LoadConfigOptions = {}): AgentConfig {
     const where = options.file === undefined ? '' : ` (file ${options.file})`
     throw new ConfigError(`invalid config${where}: ${issues.map(i => `${i.path}: ${i.message}`).join('; ')}`, { issues, file: options.file })
   }
-  return deepFreeze(structuredClone(config as AgentConfig))
+  const loaded = structuredClone(config as AgentConfig)
+  // The policy file's rules come first; rules written in the config win over them.
+  if (loaded.policy.file != null) loaded.policy.rules = { ...readPolicyFile(loaded.policy.file), ...loaded.policy.rules }
+  return deepFreeze(loaded)
+}
+
+/** An oslo.policy file: a YAML (or JSON) mapping of rule names to check strings. */
+function readPolicyFile (file: string): Record<string, string> {
+  const value = parseYamlFile(file, 'policy file')
+  if (value == null) return {}
+  const entries = typeof value === 'object' && !Array.isArray(value) ? Object.entries(value) : undefined
+  const bad = entries?.find(([, rule]) => typeof rule !== 'string')
+  if (entries == null || bad != null) {
+    const why = bad == null ? 'the top level must be a mapping of rule names to check strings' : `rule "${bad[0]}" must be a check string`
+    throw new ConfigError(`invalid policy file ${file}: ${why}`, { file })
+  }
+  return Object.fromEntries(entries) as Record<string, string>
 }
 
 let defaults: AgentConfig | undefined
@@ -52,20 +68,24 @@ export function defaultConfig (): AgentConfig {
   return defaults
 }
 
-function readConfigFile (file: string): unknown {
+function parseYamlFile (file: string, what: string): unknown {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message
-    throw new ConfigError(`cannot read config file ${file}: ${why}`, { file, cause: err })
+    throw new ConfigError(`cannot read ${what} ${file}: ${why}`, { file, cause: err })
   }
   const doc = parseDocument(text, { prettyErrors: true })
   if (doc.errors.length > 0) {
-    throw new ConfigError(`cannot parse config file ${file}: ${doc.errors.map(e => e.message).join('; ')}`, { file, cause: doc.errors[0] })
+    throw new ConfigError(`cannot parse ${what} ${file}: ${doc.errors.map(e => e.message).join('; ')}`, { file, cause: doc.errors[0] })
   }
-  const value: unknown = doc.toJS()
+  return doc.toJS()
+}
+
+function readConfigFile (file: string): unknown {
+  const value = parseYamlFile(file, 'config file')
   // An empty file, or one with only comments, means "all defaults".
   if (value == null) return {}
   if (typeof value !== 'object' || Array.isArray(value)) {

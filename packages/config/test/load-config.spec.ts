@@ -252,3 +252,21 @@ describe('parseListen', () => {
     }
   })
 })
+
+describe('policy file', () => {
+  it('reads an oslo.policy YAML or JSON file into policy.rules, under the rules written in the config', () => {
+    const file = yamlFile('"publicize_image": "role:admin or role:publisher"\n# a comment\ndownload_image: "rule:default"\n')
+    const config = loadConfig({ overrides: { policy: { file, rules: { download_image: '!' } } } })
+    expect(config.policy.rules).toEqual({ publicize_image: 'role:admin or role:publisher', download_image: '!' })
+    const json = yamlFile('{"get_images": "role:reader"}')
+    expect(loadConfig({ overrides: { policy: { file: json } } }).policy.rules).toEqual({ get_images: 'role:reader' })
+  })
+
+  it('names a missing file, a non-mapping and a rule that is not a string', () => {
+    expect(errorOf(() => loadConfig({ overrides: { policy: { file: join(dir, 'nope.yaml') } } })).message).toBe(`cannot read policy file ${join(dir, 'nope.yaml')}: no such file`)
+    const list = yamlFile('- role:admin\n')
+    expect(errorOf(() => loadConfig({ overrides: { policy: { file: list } } })).message).toContain('the top level must be a mapping')
+    const nested = yamlFile('get_image:\n  - role:admin\n')
+    expect(errorOf(() => loadConfig({ overrides: { policy: { file: nested } } })).message).toContain('rule "get_image" must be a check string')
+  })
+})

@@ -1,27 +1,23 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController } from 'fastify'
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Authenticator, Identity } from '@peerglance/interface'
-import type { GlanceRules, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Identity } from '@peerglance/interface'
+import type { GlanceRules } from '@peerglance/glance-domain'
+import type { GlanceApiComponents } from './components.ts'
 import { HttpError, sendError, statusOf } from './errors.ts'
+import { resource } from './resource.ts'
 import { negotiateUrl, versionsDocument } from './versions.ts'
 import { imageRoutes } from './routes/images.ts'
 import { imageDataRoutes } from './routes/image-data.ts'
 import { memberRoutes } from './routes/members.ts'
 import { infoRoutes } from './routes/info.ts'
 
+export type { GlanceApiComponents } from './components.ts'
+
 declare module 'fastify' {
   interface FastifyRequest {
     identity: Identity
   }
-}
-
-export interface GlanceApiComponents {
-  images: ImageService
-  data: ImageDataService
-  members: MemberService
-  authenticator: Authenticator
-  logger: FastifyBaseLogger
 }
 
 export interface GlanceApiInit {
@@ -30,24 +26,6 @@ export interface GlanceApiInit {
   publicEndpoint?: string | null
   /** 0 disables it: uploads of big images take as long as they take. */
   requestTimeoutMs?: number
-}
-
-// Handlers declare their own params type; fastify checks none of it at runtime anyway.
-type Handler = (request: FastifyRequest<any>, reply: FastifyReply) => Promise<unknown>
-export type Methods = Partial<Record<'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH', Handler>>
-
-/** Registers a resource's handlers; any other method on the same path answers 405 with `Allow`. */
-export function resource (app: FastifyInstance, url: string, methods: Methods): void {
-  for (const [method, handler] of Object.entries(methods)) app.route({ method, url, handler: handler as Handler })
-  const allow = Object.keys(methods).join(', ')
-  const others = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'].filter(m => !(m in methods))
-  app.route({
-    method: others,
-    url,
-    handler: async (request) => {
-      throw new HttpError(405, `The method ${request.method} is not allowed for this resource.`, { allow })
-    }
-  })
 }
 
 const BODY_FORBIDDEN = new Set(['GET', 'DELETE', 'HEAD'])

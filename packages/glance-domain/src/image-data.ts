@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import {
-  ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageTooLargeError, InvalidStatusTransitionError,
+  ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageNotFoundError, ImageTooLargeError, InvalidStatusTransitionError,
   NotFoundError, ValidationError
 } from '@peerglance/interface'
 import type { AbortOptions, ChunkStore, Identity, ImageReader, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
 import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
-import { canDownload, isAdmin } from './policy.ts'
 import type { ImageService } from './image-service.ts'
 import { HAS_SERVABLE_DATA, transition } from './status.ts'
 import { now } from './time.ts'
@@ -64,7 +63,7 @@ export class ImageDataService {
   }
 
   async upload (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
-    const image = this.#images.modifiable(who, id, 'upload_image')
+    const image = this.#images.authorized(who, id, 'upload_image')
     requireFormats(image)
     if (image.status !== 'queued') throw new InvalidStatusTransitionError(`Image status transition from ${image.status} to saving is not allowed`)
     return await this.#write(who, image, 'saving', source, opts)
@@ -73,7 +72,7 @@ export class ImageDataService {
   /** `PUT /stage`: the bytes are kept (and hashed) now; `import` makes them the image's data. */
   async stage (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
     this.#requireMethod('glance-direct')
-    const image = this.#images.modifiable(who, id)
+    const image = this.#images.authorized(who, id, 'modify_image')
     if (image.status !== 'queued') throw new ConflictError(`Image status transition from ${image.status} to uploading is not allowed`)
     return await this.#write(who, image, 'uploading', source, opts)
   }
@@ -154,7 +153,8 @@ export class ImageDataService {
     if ((body as Record<string, unknown>).all_stores_must_succeed === false) throw new ValidationError('This option is only available in multi-store deployments.')
     const name = method.name
     if (!this.#images.rules.enabledImportMethods.includes(name)) throw new ValidationError(`Import method ${name} is not valid.`)
-    const image = this.#images.modifiable(who, id)
+    // Only copy-image has its own rule; any other import writes the image (images.py import_image).
+    const image = this.#images.authorized(who, id, name === 'copy-image' ? 'copy_image' : 'modify_image')
     if (image.container_format == null || image.disk_format == null) {
       throw new ConflictError('\'disk_format\' and \'container_format\' must be set prior to import.')
     }
@@ -198,17 +198,24 @@ export class ImageDataService {
   }
 
   tasks (who: Identity, id: string): TaskRecord[] {
-    this.#images.visible(who, id)
+    try {
+      this.#images.authorized(who, id, 'get_image')
+    } catch (err) {
+      // images.py get_task_info: any refusal is a 404.
+      if ((err as Error).name === ForbiddenError.name) throw new ImageNotFoundError(`No image found with ID ${id}`)
+      throw err
+    }
     return this.#metadata.tasks(id)
   }
 
   /** What `GET /file` streams; `manifest: null` means "no data yet", which Glance answers with 204. */
   async download (who: Identity, id: string, opts: AbortOptions = {}): Promise<Download> {
-    const image = this.#images.visible(who, id)
-    if (!canDownload(who, image, this.#metadata.members(id))) throw new ForbiddenError('You are not authorized to complete download_image action.')
-    if (image.status === 'deactivated' && !isAdmin(who)) {
+    const image = this.#images.find(who, id)
+    // Deactivation is checked before the policy (image_data.py download).
+    if (image.status === 'deactivated' && !this.#images.policy.isAdmin(who)) {
       throw new ForbiddenError('The requested image has been deactivated. Image data download is prohibited.')
     }
+    this.#images.policy.enforce('download_image', who, image)
     if (!HAS_SERVABLE_DATA.has(image.status)) return { image, manifest: null }
     const manifest = await this.#metadata.getManifest(id) ?? await this.#manifests?.fetch(id, opts)
     if (manifest == null) {

@@ -8,7 +8,7 @@ import { compareBy, parseListQuery } from './list-query.ts'
 import type { Query } from './list-query.ts'
 import { parsePatch } from './patch.ts'
 import type { PatchChange, PatchDialect } from './patch.ts'
-import { canCreate, canModify, canSee, canSetVisibility, isAdmin, isOwner, membershipOf } from './policy.ts'
+import type { GlancePolicy, ImageRule } from './policy.ts'
 import { BASE_PROPERTIES, READ_ONLY, SCHEMA_EXTRA_PROPERTIES, WRITABLE_BASE, isReserved } from './properties.ts'
 import type { GlanceRules } from './rules.ts'
 import { imageSchema } from './schemas.ts'
@@ -36,27 +36,29 @@ export class ImageService {
   readonly #rules: GlanceRules
   readonly #events: ImageServiceEvents
   readonly #schema: Record<string, any>
+  readonly policy: GlancePolicy
 
-  constructor (components: { metadata: MetadataStore, events?: ImageServiceEvents }, rules: GlanceRules) {
+  constructor (components: { metadata: MetadataStore, policy: GlancePolicy, events?: ImageServiceEvents }, rules: GlanceRules) {
     this.#store = components.metadata
     this.#events = components.events ?? {}
+    this.policy = components.policy
     this.#rules = rules
     this.#schema = imageSchema(rules)
   }
 
-  /** The image if the caller may see it; 404 otherwise, whether it is absent or hidden from them. */
-  visible (who: Identity, id: string): ImageRecord {
+  /** The image if the caller can find it at all; 404 otherwise, whether it is absent or hidden. */
+  find (who: Identity, id: string): ImageRecord {
     const image = this.#store.getImage(id)
-    if (image == null || !canSee(who, image, this.#store.members(id))) {
+    if (image == null || !this.policy.canFind(who, image, this.#store.members(id))) {
       throw new ImageNotFoundError(`No image found with ID ${id}`)
     }
     return image
   }
 
-  /** The image if the caller may change it: 404 when invisible, 403 when visible but not theirs. */
-  modifiable (who: Identity, id: string, action = 'modify_image'): ImageRecord {
-    const image = this.visible(who, id)
-    if (!canModify(who, image)) throw new ForbiddenError(`You are not authorized to complete ${action} action.`)
+  /** The image if `rule` allows the caller on it: 404 when they may not see it, 403 otherwise. */
+  authorized (who: Identity, id: string, rule: ImageRule): ImageRecord {
+    const image = this.find(who, id)
+    this.policy.enforce(rule, who, image)
     return image
   }
 
@@ -66,28 +68,20 @@ export class ImageService {
     }
     const input = body as Record<string, unknown>
     for (const key of ['direct_url', 'self', 'file', 'schema', 'stores']) {
-      if (key in input) throw new ReadOnlyPropertyError(key)
+      if (Object.hasOwn(input, key)) throw new ReadOnlyPropertyError(key)
     }
-    if ('id' in input) check('image', input.id, this.#schema.properties.id)
+    if (Object.hasOwn(input, 'id')) check('image', input.id, this.#schema.properties.id)
     for (const [key, value] of Object.entries(input)) this.#checkValue(key, value)
     for (const key of Object.keys(input)) {
       if (isReserved(key)) throw new ReservedPropertyError(key)
       if (READ_ONLY.has(key) && key !== 'id') throw new ReadOnlyPropertyError(key)
     }
     const owner = input.owner === undefined ? who.projectId : input.owner as string | null
-    if (!canCreate(who, owner)) {
-      throw new ForbiddenError(owner !== who.projectId
-        ? `You are not permitted to create images owned by '${String(owner)}'.`
-        : 'You are not authorized to complete add_image action.')
-    }
+    this.policy.enforceCreate(who, { owner, visibility: input.visibility as string | undefined })
     const visibility = (input.visibility as ImageRecord['visibility'] | undefined) ?? 'shared'
-    if (visibility === 'public' && !isAdmin(who)) throw new ForbiddenError('You are not authorized to complete publicize_image action.')
-    if (visibility === 'community' && !isAdmin(who) && owner !== who.projectId) throw new ForbiddenError('You are not authorized to complete communitize_image action.')
 
-    const properties: Record<string, string | null> = {}
-    for (const [key, value] of Object.entries(input)) {
-      if (!BASE_PROPERTIES.has(key)) properties[key] = value as string | null
-    }
+    // fromEntries defines each key as its own property, so even `__proto__` is just a name.
+    const properties = Object.fromEntries(Object.entries(input).filter(([key]) => !BASE_PROPERTIES.has(key))) as Record<string, string | null>
     const tags = [...new Set((input.tags as string[] | undefined) ?? [])]
     this.#checkQuotas(properties, tags)
 
@@ -121,28 +115,31 @@ export class ImageService {
   }
 
   get (who: Identity, id: string): ImageRecord {
-    return this.visible(who, id)
+    return this.authorized(who, id, 'get_image')
   }
 
   /** `GET /v2/images`: who sees what (glance-api.md §5.2), then filters, keyset paging and sort. */
   list (who: Identity, query: Query): ImagePage {
     const q = parseListQuery(query, this.#rules)
-    const admin = isAdmin(who)
+    this.policy.enforceList(who)
+    const admin = this.policy.isAdmin(who)
+    // Which images the database would return (glance/db/sqlalchemy/api.py _select_images_query).
     const listable = (image: ImageRecord): boolean => {
       if (image.status === 'deleted' || image.status === 'killed' || image.status === 'pending_delete') return false
       if (image.os_hidden !== q.osHidden) return false
       if (q.visibility != null && q.visibility !== 'all' && image.visibility !== q.visibility) return false
-      const own = isOwner(who, image)
+      const own = who.projectId != null && image.owner === who.projectId
       if (image.visibility === 'community' && q.visibility == null && !own) return false
       if (admin || own || image.visibility === 'public' || image.visibility === 'community') return true
-      const membership = membershipOf(who, image, this.#store.members(image.id))
+      if (image.visibility !== 'shared' || who.projectId == null) return false
+      const membership = this.#store.members(image.id).find(m => m.member_id === who.projectId)
       return membership != null && (q.memberStatus === 'all' || membership.status === q.memberStatus)
     }
     const order = compareBy(q.sort)
-    let images = [...this.#store.images()].filter(i => listable(i) && q.filters.every(f => f(i))).sort(order)
+    let images = [...this.#store.images()].filter(i => listable(i) && q.filters.every(f => f(i)) && this.policy.permits('get_image', who, i)).sort(order)
     if (q.marker != null) {
       const marker = this.#store.getImage(q.marker)
-      if (marker == null || !canSee(who, marker, this.#store.members(marker.id))) {
+      if (marker == null || !this.policy.canFind(who, marker, this.#store.members(marker.id)) || !this.policy.permits('get_image', who, marker)) {
         throw new ValidationError(`marker ${q.marker} could not be found.`)
       }
       images = images.filter(i => order(i, marker) > 0)
@@ -154,12 +151,19 @@ export class ImageService {
   /** JSON-patch update (glance-api.md §7): validated whole, applied in order, saved once. */
   async update (who: Identity, id: string, body: unknown, dialect: PatchDialect): Promise<ImageRecord> {
     const changes = parsePatch(body, dialect)
-    let image = this.modifiable(who, id)
-    for (const change of changes) image = this.#apply(who, image, change, dialect)
+    let image = this.find(who, id)
+    // Glance checks no rule for an empty patch; seeing the image is the least it takes here.
+    if (changes.length === 0) this.policy.enforce('get_image', who, image)
+    for (const change of changes) {
+      // Each change is authorized, then applied, in order (glance/api/v2/images.py update).
+      if (change.path === '/visibility' && change.op !== 'remove') this.policy.enforceVisibility(who, image, change.value)
+      this.policy.enforce('modify_image', who, image)
+      image = this.#apply(who, image, change, dialect)
+    }
     if (changes.length === 0) return image
     this.#checkQuotas(image.properties, image.tags)
     // Re-read after validation so a concurrent writer's change is not overwritten by a stale copy.
-    const current = this.modifiable(who, id)
+    const current = this.authorized(who, id, 'modify_image')
     const updated = { ...image, status: current.status, size: current.size, virtual_size: current.virtual_size, checksum: current.checksum, os_hash_algo: current.os_hash_algo, os_hash_value: current.os_hash_value, updated_at: now() }
     await this.#store.putImage(updated)
     return updated
@@ -173,24 +177,21 @@ export class ImageService {
       this.#checkValue(key, change.value)
       return this.#setBase(who, image, key, change.value)
     }
-    const exists = key in image.properties
-    const properties = { ...image.properties }
+    // Own keys only: `toString` or `__proto__` is no more a property than any other absent name.
+    const exists = Object.hasOwn(image.properties, key)
     if (change.op === 'remove' || (change.op === 'replace' && !exists)) {
       if (!exists) throw new ConflictError(`Property ${key} does not exist.`)
-      delete properties[key]
-    } else {
-      if (change.op === 'add' && dialect === '2.0' && exists) throw new ConflictError(`Property ${key} already present.`)
-      this.#checkValue(key, change.value)
-      properties[key] = change.value as string
+      const { [key]: _, ...properties } = image.properties
+      return { ...image, properties }
     }
-    return { ...image, properties }
+    if (change.op === 'add' && dialect === '2.0' && exists) throw new ConflictError(`Property ${key} already present.`)
+    this.#checkValue(key, change.value)
+    // A computed key in a literal defines an own property, never the prototype.
+    return { ...image, properties: { ...image.properties, [key]: change.value as string } }
   }
 
   #setBase (who: Identity, image: ImageRecord, key: string, value: unknown): ImageRecord {
-    if (key === 'owner' && value !== image.owner && !isAdmin(who)) throw new ForbiddenError('You are not permitted to modify \'owner\' on this image.')
-    if (key === 'visibility' && value !== image.visibility && !canSetVisibility(who, image, value as string)) {
-      throw new ForbiddenError(`You are not authorized to complete ${value === 'public' ? 'publicize_image' : 'communitize_image'} action.`)
-    }
+    if (key === 'owner' && value !== image.owner && !this.policy.isAdmin(who)) throw new ForbiddenError('You are not permitted to modify \'owner\' on this image.')
     if ((key === 'disk_format' || key === 'container_format') && value !== image[key] && image.status !== 'queued' && image.status !== 'importing') {
       throw new ForbiddenError(`Attribute ${key} can be only replaced for a queued image.`)
     }
@@ -201,8 +202,8 @@ export class ImageService {
   /** Validates one attribute against the image schema, with Glance's extra checks (§3.1, §7.2). */
   #checkValue (key: string, value: unknown): void {
     if (key.length > 255) throw new ValidationError(`Property name '${key.slice(0, 20)}...' is too long (maximum is 255 characters).`)
-    const schema = this.#schema.properties[key] ?? (BASE_PROPERTIES.has(key) ? undefined : this.#schema.additionalProperties)
-    if (schema != null && !READ_ONLY.has(key)) check('image', { [key]: value }[key], schema)
+    const schema = Object.hasOwn(this.#schema.properties, key) ? this.#schema.properties[key] : BASE_PROPERTIES.has(key) ? undefined : this.#schema.additionalProperties
+    if (schema != null && !READ_ONLY.has(key)) check('image', value, schema)
     if ((key === 'min_ram' || key === 'min_disk') && typeof value === 'number' && value < 0) {
       throw new ValidationError(`Invalid value '${value}' for parameter '${key}': Cannot be a negative value.`)
     }
@@ -220,7 +221,7 @@ export class ImageService {
   }
 
   async delete (who: Identity, id: string): Promise<void> {
-    const image = this.modifiable(who, id, 'delete_image')
+    const image = this.authorized(who, id, 'delete_image')
     if (image.protected) throw new ImageProtectedError(id)
     const deleted = transition(image, 'deleted')
     await this.#store.putImage(deleted)
@@ -228,21 +229,21 @@ export class ImageService {
   }
 
   async deactivate (who: Identity, id: string): Promise<void> {
-    const image = this.modifiable(who, id, 'deactivate')
+    const image = this.authorized(who, id, 'deactivate')
     if (image.status === 'deactivated') return
     if (image.status !== 'active') throw new ForbiddenError(`Not allowed to deactivate image in status '${image.status}'`)
     await this.#store.putImage(transition(image, 'deactivated'))
   }
 
   async reactivate (who: Identity, id: string): Promise<void> {
-    const image = this.modifiable(who, id, 'reactivate')
+    const image = this.authorized(who, id, 'reactivate')
     if (image.status === 'active') return
     if (image.status !== 'deactivated') throw new ForbiddenError(`Not allowed to reactivate image in status '${image.status}'`)
     await this.#store.putImage(transition(image, 'active'))
   }
 
   async addTag (who: Identity, id: string, tag: string): Promise<void> {
-    const image = this.modifiable(who, id)
+    const image = this.authorized(who, id, 'modify_image')
     check('image', tag, this.#schema.properties.tags.items)
     if (image.tags.includes(tag)) return
     const tags = [...image.tags, tag]
@@ -251,7 +252,7 @@ export class ImageService {
   }
 
   async deleteTag (who: Identity, id: string, tag: string): Promise<void> {
-    const image = this.modifiable(who, id)
+    const image = this.authorized(who, id, 'modify_image')
     if (!image.tags.includes(tag)) throw new NotFoundError(`Tag ${tag} not found`)
     await this.#store.putImage({ ...image, tags: image.tags.filter(t => t !== tag), updated_at: now() })
   }

@@ -174,7 +174,8 @@ function timeFilter (key: 'created_at' | 'updated_at', raw: string): Predicate {
 /** Any other key matches an extra property, or a base attribute of that name (a DB column in Glance). */
 function propertyFilter (key: string, value: string): Predicate {
   return (i) => {
-    if (key in i.properties) return i.properties[key] === value
+    if (Object.hasOwn(i.properties, key)) return i.properties[key] === value
+    if (!Object.hasOwn(i, key)) return false
     const base = (i as unknown as Record<string, unknown>)[key]
     return base != null && typeof base !== 'object' && String(base) === value
   }

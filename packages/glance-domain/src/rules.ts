@@ -1,4 +1,7 @@
-/** The operator's Glance settings the domain enforces (glance-api.conf names, glance-api.md §20). */
+/**
+ * The operator's Glance settings the domain enforces (glance-api.conf names, glance-api.md §20).
+ * Their defaults live in one place, the agent's config schema (packages/config/src/schema/glance.ts).
+ */
 export interface GlanceRules {
   limitParamDefault: number
   apiLimitMax: number
@@ -13,18 +16,4 @@ export interface GlanceRules {
   containerFormats: readonly string[]
   enabledImportMethods: readonly string[]
   requireImageFormatMatch: boolean
-}
-
-export const DEFAULT_RULES: GlanceRules = {
-  limitParamDefault: 25,
-  apiLimitMax: 1000,
-  imagePropertyQuota: 128,
-  imageTagQuota: 128,
-  imageMemberQuota: 128,
-  imageSizeCap: 1024 ** 4,
-  userStorageQuota: 0,
-  diskFormats: ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'],
-  containerFormats: ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'],
-  enabledImportMethods: ['glance-direct'],
-  requireImageFormatMatch: true
 }

@@ -4,18 +4,18 @@ import { HIDDEN_PROPERTIES, SCHEMA_EXTRA_PROPERTIES } from './properties.ts'
 /** The flat JSON body of an image (glance-api.md §3.2); links are relative, as Glance sends them. */
 export function imageView (image: ImageRecord): Record<string, unknown> {
   const { properties, ...base } = image
-  const view: Record<string, unknown> = {
+  // fromEntries keeps a property named like an Object.prototype member (`__proto__`) as data.
+  const extra = Object.entries(properties)
+    .filter(([key]) => !HIDDEN_PROPERTIES.has(key))
+    .map(([key, value]) => [key, value ?? (Object.hasOwn(SCHEMA_EXTRA_PROPERTIES, key) ? null : '')])
+  return {
     ...base,
     tags: [...base.tags],
     self: `/v2/images/${image.id}`,
     file: `/v2/images/${image.id}/file`,
-    schema: '/v2/schemas/image'
+    schema: '/v2/schemas/image',
+    ...Object.fromEntries(extra)
   }
-  for (const [key, value] of Object.entries(properties)) {
-    if (HIDDEN_PROPERTIES.has(key)) continue
-    view[key] = value ?? (key in SCHEMA_EXTRA_PROPERTIES ? null : '')
-  }
-  return view
 }
 
 export function memberView (member: MemberRecord): Record<string, unknown> {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import type { Identity, ImageRecord, MemberRecord } from '@peerglance/interface'
+import type { ImageRecord } from '@peerglance/interface'
 import { canTransition, transition } from '../src/status.ts'
-import { canDownload, canModify, canSee } from '../src/policy.ts'
 import { parsePatch } from '../src/patch.ts'
 import { compareBy, parseListQuery } from '../src/list-query.ts'
 import { imageView } from '../src/view.ts'
@@ -16,7 +15,6 @@ function image (over: Partial<ImageRecord> = {}): ImageRecord {
     updated_at: '2026-01-01T00:00:00Z', properties: {}, ...over
   }
 }
-const who = (projectId: string, ...roles: string[]): Identity => ({ projectId, userId: 'u', roles })
 
 describe('status table', () => {
   it('allows exactly the transitions Glance allows', () => {
@@ -31,29 +29,6 @@ describe('status table', () => {
   it('forgets size and hashes when an image goes back to queued', () => {
     const back = transition(image({ status: 'saving', size: 5, checksum: 'c', os_hash_value: 'h' }), 'queued')
     expect(back).toMatchObject({ status: 'queued', size: null, checksum: null, os_hash_value: null })
-  })
-})
-
-describe('policy', () => {
-  const members: MemberRecord[] = [{ image_id: 'i', member_id: 'bob', status: 'pending', created_at: '', updated_at: '' }]
-  it('lets owners and admins see private images, nobody else', () => {
-    expect(canSee(who('alice', 'reader'), image(), [])).toBe(true)
-    expect(canSee(who('bob', 'member'), image(), [])).toBe(false)
-    expect(canSee(who('x', 'admin'), image(), [])).toBe(true)
-  })
-  it('grants members of shared images access in any member status', () => {
-    expect(canSee(who('bob', 'member'), image({ visibility: 'shared' }), members)).toBe(true)
-    expect(canSee(who('bob', 'member'), image({ visibility: 'private' }), members)).toBe(false)
-  })
-  it('lets readers see but not download, and only owners modify', () => {
-    expect(canDownload(who('bob', 'reader'), image({ visibility: 'public' }), [])).toBe(false)
-    expect(canDownload(who('bob', 'member'), image({ visibility: 'public' }), [])).toBe(true)
-    expect(canModify(who('bob', 'member'), image({ visibility: 'public' }))).toBe(false)
-    expect(canModify(who('alice', 'reader'), image())).toBe(false)
-    expect(canModify(who('alice', 'member'), image())).toBe(true)
-  })
-  it('hides deleted images from everyone', () => {
-    expect(canSee(who('x', 'admin'), image({ status: 'deleted' }), [])).toBe(false)
   })
 })
 

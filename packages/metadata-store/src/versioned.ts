@@ -84,14 +84,15 @@ export function versionOf (record: ReplicatedRecord): string {
 
 export function toImage (record: ReplicatedRecord): ImageRecord {
   const value = (name: string): any => record.fields[name]?.v ?? null
-  const properties: Record<string, string | null> = {}
+  const properties: Array<[string, string | null]> = []
   const tags: string[] = []
   for (const [name, field] of Object.entries(record.fields)) {
     if (field.d === true) continue
-    if (name.startsWith(PROPERTY)) properties[name.slice(PROPERTY.length)] = field.v as string | null
+    if (name.startsWith(PROPERTY)) properties.push([name.slice(PROPERTY.length), field.v as string | null])
     else if (name.startsWith(TAG)) tags.push(name.slice(TAG.length))
   }
-  const image = { id: record.key, properties, tags: tags.sort() } as unknown as Record<string, unknown>
+  // fromEntries: a property named `__proto__` stays a property instead of becoming a prototype.
+  const image = { id: record.key, properties: Object.fromEntries(properties), tags: tags.sort() } as unknown as Record<string, unknown>
   for (const key of IMAGE_KEYS) image[key] = value(key)
   image.protected ??= false
   image.os_hidden ??= false

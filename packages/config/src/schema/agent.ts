@@ -6,6 +6,7 @@ import { DataDirConfig } from './data-dir.ts'
 import { GlanceConfig } from './glance.ts'
 import { LogConfig } from './log.ts'
 import { MeshConfig } from './mesh.ts'
+import { PolicyConfig } from './policy.ts'
 import { ShutdownConfig } from './shutdown.ts'
 
 // Property order is the order of config/peerglance.yaml.
@@ -14,6 +15,7 @@ export const AgentConfig = Type.Object({
   api: ApiConfig,
   log: LogConfig,
   auth: AuthConfig,
+  policy: PolicyConfig,
   chunks: ChunksConfig,
   glance: GlanceConfig,
   mesh: MeshConfig,

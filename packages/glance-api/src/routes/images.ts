@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { PATCH_MEDIA_TYPES, imageView, taskView } from '@peerglance/glance-domain'
-import type { GlanceApiComponents } from '../app.ts'
-import { resource } from '../app.ts'
+import type { GlanceApiComponents } from '../components.ts'
+import { resource } from '../resource.ts'
 import { mediaType, readJson } from '../body.ts'
 import { HttpError } from '../errors.ts'
 

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { schemaDocuments } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
-import type { GlanceApiComponents } from '../app.ts'
-import { resource } from '../app.ts'
+import type { GlanceApiComponents } from '../components.ts'
+import { resource } from '../resource.ts'
 
 const MIB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { memberView } from '@peerglance/glance-domain'
-import type { GlanceApiComponents } from '../app.ts'
-import { resource } from '../app.ts'
+import type { GlanceApiComponents } from '../components.ts'
+import { resource } from '../resource.ts'
 import { readJson } from '../body.ts'
 
 type IdParams = { Params: { id: string } }
