@@ -10,7 +10,7 @@
  *            |type |code | id u32 BE | len u32 BE| body (len bytes) |
  *            +-----+-----+-----------+-----------+------------------+
  *
- * - `type` is 1 GET, 2 HAVE or 3 MANIFEST; a response has the type of its request.
+ * - `type` is 1 GET, 2 HAVE, 3 MANIFEST or 4 ANNOUNCE; a response has the type of its request.
  * - `code` is 0 in requests; in responses 0 OK, 1 NOT_FOUND, 2 ERROR (body: a UTF-8 message).
  * - `id` is chosen by the requester and echoed in the response. The server answers the requests
  *   of one stream in the order they came, so a requester may pipeline (`pipelineDepth`, 2 by
@@ -21,10 +21,18 @@
  * - GET: body = the chunk's CID, 36 binary bytes (CIDv1 raw sha2-256). OK body = the chunk. The
  *   requester hashes the body as it arrives and fails the request with ChunkIntegrityError
  *   unless it matches the CID; nothing unverified leaves this module.
- * - HAVE: body = u16 BE key length, the image key (UTF-8, see `imageKey`), then n CIDs of 36
- *   bytes. OK body = one state byte (0 the server has no download of that image going, 1 it is
- *   downloading it, 2 it holds all of it) and a bitfield of n bits, most significant bit first,
- *   bit i set when the server holds CID i.
+ * - HAVE: body = u16 BE key length, the image key (UTF-8, see `imageKey`), the asker's own
+ *   state byte for the image, u32 BE `total` (chunks in the image), u32 BE `from` (index of the
+ *   first CID listed: long lists are split), the asker's bitfield of the listed CIDs, then the n
+ *   listed CIDs of 36 bytes. OK body = one state byte (0 the server has no download of that image
+ *   going, 1 it is downloading it, 2 it holds all of it) and a bitfield of n bits, most
+ *   significant bit first, bit i set when the server holds CID i. Asking is also telling: a
+ *   server downloading the same image learns what the asker holds and that it is downloading.
+ * - ANNOUNCE: one way, never answered: body = u16 BE key length, the key, the sender's state
+ *   byte, u32 BE `total`, then u32 BE indices of chunks it stored since its last ANNOUNCE. A
+ *   downloader sends them to the peers it knows are downloading the same image (docs: swarm.ts).
+ *   They replaced signed gossip, whose signature checks (one per copy received) were the
+ *   largest single cost of the swarm (docs/benchmarks.md, issue 8).
  * - MANIFEST: body = the image id (UTF-8). OK body = the manifest bytes the server has for it; the
  *   requester checks them against the manifest CID it got from the image's metadata.
  *
@@ -42,7 +50,7 @@ import {
 } from './constants.ts'
 import { NotHeldError, NotStartedError, ProtocolError, RequestTimeoutError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, discard, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HEADER_SIZE, setBit
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, discard, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HEADER_SIZE, setBit
 } from './framing.ts'
 import type { BodySink, FrameHeader } from './framing.ts'
 
@@ -66,6 +74,28 @@ export interface HaveAnswer {
   bits: Uint8Array
 }
 
+/** What a peer said of its holdings of one image: in a HAVE request, or in an ANNOUNCE. */
+export interface HaveNote {
+  state: HaveState
+  /** Chunks in the image. */
+  total: number
+  /** HAVE: the asker's bits for indices `from`… (byte-aligned: `from` is a multiple of 8). */
+  from?: number
+  bits?: Uint8Array
+  /** ANNOUNCE: indices stored since the last one. */
+  indices?: number[]
+}
+
+/** The swarm's side of HAVE and ANNOUNCE. */
+export interface HaveHandler {
+  /**
+   * A peer asked what we hold of image `key` and told us what it holds. Returns our state and,
+   * when a download session knows it without looking at the store, our bitfield of the whole image.
+   */
+  asked: (peer: PeerId, key: string, note: HaveNote) => { state: HaveState, bits?: Uint8Array }
+  announced: (peer: PeerId, key: string, note: HaveNote) => void
+}
+
 /** The slice of libp2p the exchange uses. */
 export interface ChunkNetwork {
   handle: (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions) => Promise<void>
@@ -85,8 +115,8 @@ export interface ChunkExchangeComponents {
   blocks: ChunkBlocks
   /** The manifest bytes this agent has for an image, for MANIFEST requests. */
   getManifestBytes: (imageId: string) => Promise<Uint8Array | undefined>
-  /** Whether this agent is downloading the image with this key (the HAVE state byte). */
-  stateOf?: (key: string) => HaveState
+  /** Who holds what: answers HAVE requests and hears ANNOUNCEs (the swarm). */
+  haves?: HaveHandler
   traffic?: ExchangeTraffic
   logger: ComponentLogger
 }
@@ -239,17 +269,29 @@ export class ChunkExchange implements Startable {
     })
   }
 
-  /** Which of `cids` the peer holds, and whether it is downloading the image with `key`. */
-  async have (peer: PeerId, key: string, cids: readonly string[], opts: RequestOptions = {}): Promise<HaveAnswer> {
+  /**
+   * Which of `cids` the peer holds, and whether it is downloading the image with `key`; `mine`
+   * tells it what we hold (`mine.bits` covers the whole image).
+   */
+  async have (peer: PeerId, key: string, cids: readonly string[], mine: { state: HaveState, bits: Uint8Array }, opts: RequestOptions = {}): Promise<HaveAnswer> {
     const bits = new Uint8Array(Math.ceil(cids.length / 8))
     let state: HaveState = HAVE_NONE
+    const keyBytes = new TextEncoder().encode(key)
     for (let from = 0; from < cids.length || from === 0; from += MAX_HAVE_CIDS) {
       const part = cids.slice(from, from + MAX_HAVE_CIDS)
-      const keyBytes = new TextEncoder().encode(key)
-      const body = new Uint8Array(2 + keyBytes.byteLength + part.length * CID_BYTES)
-      new DataView(body.buffer).setUint16(0, keyBytes.byteLength)
+      const bitBytes = Math.ceil(part.length / 8)
+      const head = 2 + keyBytes.byteLength + 9
+      const body = new Uint8Array(head + bitBytes + part.length * CID_BYTES)
+      const view = new DataView(body.buffer)
+      view.setUint16(0, keyBytes.byteLength)
       body.set(keyBytes, 2)
-      part.forEach((cid, i) => { body.set(cidToBytes(cid), 2 + keyBytes.byteLength + i * CID_BYTES) })
+      body[2 + keyBytes.byteLength] = mine.state
+      view.setUint32(2 + keyBytes.byteLength + 1, cids.length)
+      view.setUint32(2 + keyBytes.byteLength + 5, from)
+      body.set(mine.bits.subarray(from / 8, from / 8 + bitBytes), head)
+      // The last byte may carry bits of the next part: they are not this part's.
+      if (part.length % 8 !== 0) body[head + bitBytes - 1] &= 0xff << (8 - part.length % 8)
+      part.forEach((cid, i) => { body.set(cidToBytes(cid), head + bitBytes + i * CID_BYTES) })
       const answer = await this.#request(peer, FRAME_HAVE, body, opts, collector)
       if (answer.byteLength !== 1 + Math.ceil(part.length / 8)) throw new ProtocolError('HAVE answer has the wrong length')
       state = Math.max(state, answer[0] <= HAVE_COMPLETE ? answer[0] : HAVE_NONE) as HaveState
@@ -259,6 +301,24 @@ export class ChunkExchange implements Startable {
       if (cids.length === 0) break
     }
     return { state, bits }
+  }
+
+  /**
+   * Tells a peer what we stored of image `key` since the last time (one way: nothing comes back,
+   * and a failure is only logged).
+   */
+  async announce (peer: PeerId, key: string, note: { state: HaveState, total: number, indices: readonly number[] }, opts: RequestOptions = {}): Promise<void> {
+    if (!this.#running) throw new NotStartedError('the mesh is not running')
+    const keyBytes = new TextEncoder().encode(key)
+    const head = 2 + keyBytes.byteLength + 5
+    const body = new Uint8Array(head + 4 * note.indices.length)
+    const view = new DataView(body.buffer)
+    view.setUint16(0, keyBytes.byteLength)
+    body.set(keyBytes, 2)
+    body[2 + keyBytes.byteLength] = note.state
+    view.setUint32(2 + keyBytes.byteLength + 1, note.total)
+    note.indices.forEach((index, i) => { view.setUint32(head + 4 * i, index) })
+    await this.#link(peer).notify(FRAME_ANNOUNCE, body, opts.signal)
   }
 
   /** The manifest bytes the peer has for an image, unverified; NotHeldError when it has none. */
@@ -278,15 +338,19 @@ export class ChunkExchange implements Startable {
 
   async #request (peer: PeerId, type: number, body: Uint8Array, opts: RequestOptions, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
+    const id = this.#nextId
+    this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1
+    return await this.#link(peer).request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink)
+  }
+
+  #link (peer: PeerId): PeerLink {
     const key = peer.toString()
     let link = this.#links.get(key)
     if (link == null) {
       link = new PeerLink(peer, this.#components, this.#log, this.#streamsPerPeer, this.#depth, this.#maxOutbound)
       this.#links.set(key, link)
     }
-    const id = this.#nextId
-    this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1
-    return await link.request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink)
+    return link
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -297,7 +361,8 @@ export class ChunkExchange implements Startable {
       stream.abort(new NotStartedError('the mesh is not running'))
       return
     }
-    const peer = connection.remotePeer.toString()
+    const remote = connection.remotePeer
+    const peer = remote.toString()
     const log = this.#log
     this.#inbound.add(stream)
     let queued = 0
@@ -307,9 +372,14 @@ export class ChunkExchange implements Startable {
       if (remoteDone && queued === 0 && stream.writeStatus === 'writable') stream.close().catch(noop)
     }
     const reader = new FrameReader(MAX_REQUEST_BODY, header => collect(header.length, body => {
+      // One way: handled at once, and nothing is queued or sent back.
+      if (header.type === FRAME_ANNOUNCE) {
+        this.#announced(remote, body)
+        return
+      }
       if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
       // Start preparing at once (the disk read overlaps the previous send), send in order.
-      const response = this.#answer(peer, header, body)
+      const response = this.#answer(remote, header, body)
       response.catch(noop)
       chain = chain.then(async () => {
         const out = await response
@@ -336,7 +406,7 @@ export class ChunkExchange implements Startable {
     stream.addEventListener('close', () => { this.#inbound.delete(stream) })
   }
 
-  async #answer (peer: string, header: FrameHeader, body: Uint8Array): Promise<Reply> {
+  async #answer (remote: PeerId, header: FrameHeader, body: Uint8Array): Promise<Reply> {
     const reply = (code: number, out?: Uint8Array): Reply => ({ body: out, type: header.type, code, id: header.id })
     try {
       switch (header.type) {
@@ -360,7 +430,7 @@ export class ChunkExchange implements Startable {
         }
         case FRAME_HAVE: {
           this.stats.havesServed++
-          return reply(CODE_OK, await this.#answerHave(body))
+          return reply(CODE_OK, await this.#answerHave(remote, body))
         }
         case FRAME_MANIFEST: {
           const imageId = new TextDecoder().decode(body)
@@ -374,32 +444,50 @@ export class ChunkExchange implements Startable {
       }
     } catch (err) {
       if ((err as Error).name === 'ProtocolError') throw err
-      this.#log.error('answering %s failed - %e', peer, err)
+      this.#log.error('answering %p failed - %e', remote, err)
       return reply(CODE_ERROR, new TextEncoder().encode((err as Error).message.slice(0, MAX_ERROR_BODY)))
     }
   }
 
-  async #answerHave (body: Uint8Array): Promise<Uint8Array> {
-    if (body.byteLength < 2) throw new ProtocolError('HAVE body too short')
-    const keyLength = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint16(0)
-    const rest = body.byteLength - 2 - keyLength
-    if (rest < 0 || rest % CID_BYTES !== 0) throw new ProtocolError('HAVE body is not a key and whole CIDs')
-    const key = new TextDecoder().decode(body.subarray(2, 2 + keyLength))
-    const n = rest / CID_BYTES
-    const out = new Uint8Array(1 + Math.ceil(n / 8))
-    out[0] = this.#components.stateOf?.(key) ?? HAVE_NONE
+  async #answerHave (remote: PeerId, body: Uint8Array): Promise<Uint8Array> {
+    const { key, state, total, at } = readNoteHead(body, 'HAVE')
+    if (body.byteLength < at + 4) throw new ProtocolError('HAVE body too short')
+    const from = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at)
+    // n CIDs and their n bits: 36n + ceil(n/8) bytes.
+    const rest = body.byteLength - at - 4
+    const n = Math.floor(rest * 8 / (8 * CID_BYTES + 1))
+    const bitBytes = Math.ceil(n / 8)
+    if (bitBytes + n * CID_BYTES !== rest || from % 8 !== 0 || from + n > total) throw new ProtocolError('HAVE body is not a key, a bitfield and whole CIDs')
+    const cidsAt = at + 4 + bitBytes
+    const known = this.#components.haves?.asked(remote, key, { state, total, from, bits: body.subarray(at + 4, cidsAt) }) ?? { state: HAVE_NONE }
+    const out = new Uint8Array(1 + bitBytes)
+    out[0] = known.state
     const bits = out.subarray(1)
+    if (known.bits != null && known.bits.byteLength === Math.ceil(total / 8)) {
+      bits.set(known.bits.subarray(from / 8, from / 8 + bitBytes))
+      if (n % 8 !== 0) bits[bitBytes - 1] &= 0xff << (8 - n % 8)
+      return out
+    }
     let next = 0
     const worker = async (): Promise<void> => {
       while (next < n) {
         const i = next++
-        const offset = 2 + keyLength + i * CID_BYTES
+        const offset = cidsAt + i * CID_BYTES
         const cid = cidFromBytes(body.subarray(offset, offset + CID_BYTES))
         if (isChunkCid(cid) && await this.#components.blocks.has(cid)) setBit(bits, i)
       }
     }
     await Promise.all(Array.from({ length: Math.min(HAVE_CONCURRENCY, n) }, worker))
     return out
+  }
+
+  #announced (remote: PeerId, body: Uint8Array): void {
+    const { key, state, total, at } = readNoteHead(body, 'ANNOUNCE')
+    if ((body.byteLength - at) % 4 !== 0) throw new ProtocolError('ANNOUNCE indices are not whole u32s')
+    const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+    const indices: number[] = []
+    for (let offset = at; offset < body.byteLength; offset += 4) indices.push(view.getUint32(offset))
+    this.#components.haves?.announced(remote, key, { state, total, indices })
   }
 
   async #send (stream: Stream, peer: string, out: Reply): Promise<void> {
@@ -503,6 +591,17 @@ class PeerLink {
     }
   }
 
+  /** Sends a one-way frame on the least busy stream (opening one if there is none). */
+  async notify (type: number, body: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#closed != null) throw this.#closed
+    let channel: Channel | undefined
+    for (const c of this.#channels) if (!c.closed && (channel == null || c.pending.length < channel.pending.length)) channel = c
+    channel ??= await this.#open(signal)
+    const data = frame(type, 0, 0, body)
+    if (!channel.stream.send(data)) await channel.stream.onDrain({ signal })
+    this.#components.traffic?.sent(this.#key, data.byteLength)
+  }
+
   /** Lets every waiting request look again: a slot freed, a stream closed, or a dial failed. */
   #wake (): void {
     for (const wake of this.#waiters.splice(0)) wake()
@@ -591,7 +690,20 @@ class PeerLink {
   }
 }
 
-/** The key a download session, its HAVE requests and its gossip go by: sha256 over the CID list. */
+/** The head of HAVE and ANNOUNCE bodies: key, state, total; `at` is where the rest begins. */
+function readNoteHead (body: Uint8Array, what: string): { key: string, state: HaveState, total: number, at: number } {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  if (body.byteLength < 2) throw new ProtocolError(`${what} body too short`)
+  const keyLength = view.getUint16(0)
+  const at = 2 + keyLength + 5
+  if (body.byteLength < at) throw new ProtocolError(`${what} body too short`)
+  const key = new TextDecoder().decode(body.subarray(2, 2 + keyLength))
+  const byte = body[2 + keyLength]
+  const state: HaveState = byte === HAVE_DOWNLOADING || byte === HAVE_COMPLETE ? byte : HAVE_NONE
+  return { key, state, total: view.getUint32(2 + keyLength + 1), at }
+}
+
+/** The key a download session, its HAVE requests and its ANNOUNCEs go by: sha256 over the CID list. */
 export function imageKey (cids: readonly string[]): string {
   const hash = createHash('sha256')
   for (const cid of cids) hash.update(cid).update('\n')

@@ -6,6 +6,8 @@ export const HEADER_SIZE = 10
 export const FRAME_GET = 1
 export const FRAME_HAVE = 2
 export const FRAME_MANIFEST = 3
+/** One way: no response follows (chunk-exchange.ts). */
+export const FRAME_ANNOUNCE = 4
 
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1

@@ -138,7 +138,10 @@ export class Mesh implements Startable {
       network: libp2p,
       blocks: this.#components.chunks,
       getManifestBytes: this.#components.getManifestBytes,
-      stateOf: key => swarm?.stateOf(key) ?? 0,
+      haves: {
+        asked: (peer, key, note) => swarm?.asked(peer, key, note) ?? { state: 0 },
+        announced: (peer, key, note) => { swarm?.announced(peer, key, note) }
+      },
       traffic,
       logger: this.#componentLogger
     }, this.#init)
@@ -146,7 +149,6 @@ export class Mesh implements Startable {
       blocks: this.#components.chunks,
       local: this.#components.local,
       exchange,
-      pubsub: libp2p.services.pubsub,
       peerId: libp2p.peerId,
       events: libp2p,
       connectedPeers: () => libp2p.getPeers(),

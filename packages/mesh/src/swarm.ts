@@ -18,16 +18,17 @@
  * announced nothing for `urgentFallbackMs` (it is stuck or gone), or after `backgroundFallbackMs`
  * of waiting in any case; other chunks when it has been silent for `backgroundFallbackMs`. A slow
  * but live downloader is waited for: every agent is then limited by the seed's upload anyway.
- * Downloaders say they are downloading at session start (gossip, and in HAVE answers) and a
- * session waits `startGraceMs` before it asks seeds for chunks nobody is waiting for, so
- * downloaders that start together learn of each other first.
+ * A session asks every connected peer with a HAVE request when it starts and when a peer
+ * connects; the request says what this agent holds and that it is downloading, and the answer
+ * says the same of the peer. Downloaders thus learn of each other at session start, and a
+ * session waits `startGraceMs` before it asks seeds for chunks nobody is waiting for.
  *
- * Holdings are advertised on the gossip topic `peerglance/have/1` (JSON, signed by gossipsub):
- * `{ v: 1, key, image, n, s, b?, i? }`, where `s` is the sender's state for the image (1
- * downloading, 2 holds it all), `b` a base64 bitfield of the chunks it holds (sent at session
- * start) and `i` the indices it stored since its last message (batched every
- * `announceIntervalMs`). A session also asks every connected peer with a HAVE request when it
- * starts and when a peer connects, so late joiners find seeds that never gossip.
+ * Holdings then travel as ANNOUNCEs on the chunk protocol (chunk-exchange.ts), sent only to the
+ * connected peers known to be downloading the same image: the indices stored since the last one,
+ * batched every `announceIntervalMs`, and the state (1 downloading, 2 holds it all). They are
+ * authenticated by the connection (Noise, the peers' libp2p keys) and cost no signature; signed
+ * gossip, which every agent verified once per copy it received, cost more CPU than the chunks'
+ * cipher and hash together (docs/benchmarks.md, issue 8).
  *
  * Every chunk from a peer is verified against its CID by the exchange while it arrives, and
  * again by `ChunkBlocks.putChunk` before it is stored; a peer that sends bad bytes is not asked
@@ -38,13 +39,12 @@
 import { AbortedError, ChunkUnavailableError, RangeNotSatisfiableError, ShuttingDownError } from '@peerglance/interface'
 import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Startable } from '@peerglance/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
 import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, imageKey } from './chunk-exchange.ts'
-import type { ChunkExchange, HaveState } from './chunk-exchange.ts'
+import type { ChunkExchange, HaveNote, HaveState } from './chunk-exchange.ts'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKGROUND_FALLBACK_MS, DEFAULT_BAD_PEER_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_PER_PEER,
-  DEFAULT_READ_AHEAD, DEFAULT_START_GRACE_MS, DEFAULT_UNAVAILABLE_TIMEOUT_MS, DEFAULT_URGENT_FALLBACK_MS, HAVE_TOPIC
+  DEFAULT_READ_AHEAD, DEFAULT_START_GRACE_MS, DEFAULT_UNAVAILABLE_TIMEOUT_MS, DEFAULT_URGENT_FALLBACK_MS
 } from './constants.ts'
 import { getBit, setBit } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
@@ -58,8 +58,7 @@ export interface SwarmComponents {
    * local images. Optional: without it, every read goes chunk by chunk.
    */
   local?: Pick<ChunkStore, 'read'>
-  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget'>
-  pubsub: GossipSub
+  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget' | 'announce'>
   peerId: PeerId
   events: TypedEventTarget<Libp2pEvents>
   /** Peers with an open connection now. */
@@ -102,16 +101,6 @@ interface Settings {
   badPeerMs: number
   fetchWhole: boolean
   maxIdleSessions: number
-}
-
-interface HaveMessage {
-  v: 1
-  key: string
-  image: string
-  n: number
-  s: HaveState
-  b?: string
-  i?: number[]
 }
 
 /** How long a peer that failed a chunk (timeout, error) is not asked for it again. */
@@ -163,21 +152,18 @@ export class Swarm implements ImageReader, Startable {
       fetchWhole: init.fetchWhole ?? true,
       maxIdleSessions: init.maxIdleSessions ?? 256
     }
-    this.onMessage = this.onMessage.bind(this)
     this.onConnect = this.onConnect.bind(this)
     this.onDisconnect = this.onDisconnect.bind(this)
   }
 
   isStarted (): boolean { return this.#running }
 
-  /** Subscribes to the have topic: call once libp2p (gossipsub) has started. */
+  /** Listens to connection events: call once libp2p has started. */
   async start (): Promise<void> {
     if (this.#running) return
     this.#running = true
     this.#shutdown = new AbortController()
-    const { pubsub, events } = this.#components
-    pubsub.subscribe(HAVE_TOPIC)
-    pubsub.addEventListener('message', this.onMessage)
+    const { events } = this.#components
     events.addEventListener('peer:connect', this.onConnect)
     events.addEventListener('peer:disconnect', this.onDisconnect)
   }
@@ -186,13 +172,9 @@ export class Swarm implements ImageReader, Startable {
     if (!this.#running) return
     this.#running = false
     this.#shutdown.abort()
-    const { pubsub, events } = this.#components
-    pubsub.removeEventListener('message', this.onMessage)
+    const { events } = this.#components
     events.removeEventListener('peer:connect', this.onConnect)
     events.removeEventListener('peer:disconnect', this.onDisconnect)
-    try {
-      pubsub.unsubscribe(HAVE_TOPIC)
-    } catch {}
     const stopping = new ShuttingDownError('The agent is shutting down.')
     await Promise.all([...this.#sessions.values()].map(async session => { await session.close(stopping) }))
     this.#sessions.clear()
@@ -308,11 +290,20 @@ export class Swarm implements ImageReader, Startable {
     return count / n
   }
 
-  /** The HAVE state byte for an image: whether this agent is downloading it. */
-  stateOf (key: string): HaveState {
+  /**
+   * The exchange's HaveHandler: a HAVE request tells the session of that image (if any) what the
+   * asker holds, and gets the session's state and, once it scanned the store, its bitfield.
+   */
+  asked (peer: PeerId, key: string, note: HaveNote): { state: HaveState, bits?: Uint8Array } {
     const session = this.#sessions.get(key)
-    if (session == null) return HAVE_NONE
-    return session.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING
+    if (session == null) return { state: HAVE_NONE }
+    if (!this.isBad(peer.toString())) session.heard(peer, note)
+    return { state: session.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING, bits: session.scanned ? session.localBits : undefined }
+  }
+
+  announced (peer: PeerId, key: string, note: HaveNote): void {
+    if (!this.#running || this.isBad(peer.toString())) return
+    this.#sessions.get(key)?.heard(peer, note)
   }
 
   /** Internal state of every session, for debugging. */
@@ -441,29 +432,15 @@ export class Swarm implements ImageReader, Startable {
     return { promise, shared: false }
   }
 
-  publish (message: HaveMessage): void {
+  /** Sends an ANNOUNCE; a peer that cannot take it hears the state again with our next HAVE. */
+  announce (peer: PeerId, key: string, note: { state: HaveState, total: number, indices: readonly number[] }): void {
     if (!this.#running) return
-    this.#components.pubsub.publish(HAVE_TOPIC, new TextEncoder().encode(JSON.stringify(message))).catch(err => {
-      this.#log('could not publish holdings - %e', err)
+    this.#components.exchange.announce(peer, key, note, { signal: this.#shutdown.signal }).catch(err => {
+      this.#log('could not announce holdings to %p - %e', peer, err)
     })
   }
 
   // --- events -----------------------------------------------------------------------------------
-
-  private onMessage (evt: CustomEvent<Message>): void {
-    const msg = evt.detail
-    if (msg.topic !== HAVE_TOPIC || msg.type !== 'signed') return
-    const peer = msg.from.toString()
-    if (peer === this.self || this.isBad(peer)) return
-    let body: HaveMessage
-    try {
-      body = JSON.parse(new TextDecoder().decode(msg.data)) as HaveMessage
-    } catch {
-      return
-    }
-    if (body?.v !== 1 || typeof body.key !== 'string') return
-    this.#sessions.get(body.key)?.heard(msg.from, body)
-  }
 
   private onConnect (evt: CustomEvent<PeerId>): void {
     for (const session of this.#sessions.values()) session.peerConnected(evt.detail)
@@ -570,6 +547,21 @@ class Session {
 
   get #log (): Logger { return this.swarm.log }
 
+  /** The bitfield of chunks held here (read only; for HAVE answers). */
+  get localBits (): Uint8Array { return this.#local }
+
+  #state (): HaveState {
+    return this.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING
+  }
+
+  /** Tells the connected peers downloading this image what we stored (`indices`) and our state. */
+  #announceTo (indices: readonly number[]): void {
+    const note = { state: this.#state(), total: this.n, indices }
+    for (const [key, peer] of this.#peers) {
+      if (peer.connected && peer.state === HAVE_DOWNLOADING && !this.swarm.isBad(key)) this.swarm.announce(peer.id, this.key, note)
+    }
+  }
+
   /** Scans the local store, then (if anything is missing) announces itself and asks peers. */
   begin (): void {
     this.#started = Date.now()
@@ -603,7 +595,6 @@ class Session {
     this.#lastProgress = Date.now()
     this.#started = Date.now()
     this.#recomputeOwners()
-    this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_DOWNLOADING, b: Buffer.from(this.#local).toString('base64') })
     this.#timer = setInterval(() => { this.#tick() }, TICK_MS)
     this.#timer.unref()
     this.#queryAll()
@@ -697,26 +688,28 @@ class Session {
 
   // --- what peers hold --------------------------------------------------------------------------
 
-  heard (from: PeerId, body: HaveMessage): void {
-    if (body.n !== this.n) return
+  /** What a peer told us of its holdings: in a HAVE request it sent, or in an ANNOUNCE. */
+  heard (from: PeerId, note: HaveNote): void {
+    if (note.total !== this.n || this.#closed != null) return
     const peer = this.#peer(from)
     peer.lastHeard = Date.now()
     const wasDownloader = peer.state === HAVE_DOWNLOADING
-    if (body.s === HAVE_COMPLETE) {
+    if (note.state === HAVE_COMPLETE) {
       peer.bits.fill(0xff)
       peer.state = HAVE_COMPLETE
     } else {
-      peer.state = body.s === HAVE_DOWNLOADING ? HAVE_DOWNLOADING : HAVE_NONE
+      peer.state = note.state === HAVE_DOWNLOADING ? HAVE_DOWNLOADING : HAVE_NONE
     }
     if (peer.state === HAVE_DOWNLOADING) peer.downloader = true
-    if (typeof body.b === 'string') {
-      const bits = Buffer.from(body.b, 'base64')
-      if (bits.byteLength === peer.bits.byteLength) peer.bits.set(bits)
+    if (note.bits != null) {
+      const at = (note.from ?? 0) / 8
+      const length = Math.min(note.bits.byteLength, peer.bits.byteLength - at)
+      for (let b = 0; b < length; b++) peer.bits[at + b] |= note.bits[b]
     }
-    if (Array.isArray(body.i)) {
-      for (const i of body.i) if (Number.isSafeInteger(i) && i >= 0 && i < this.n) setBit(peer.bits, i)
+    if (note.indices != null) {
+      for (const i of note.indices) if (i < this.n) setBit(peer.bits, i)
     }
-    this.#noteAvailable(peer, body.s === HAVE_COMPLETE || typeof body.b === 'string' ? undefined : body.i)
+    this.#noteAvailable(peer, note.state === HAVE_COMPLETE || note.bits != null ? undefined : note.indices)
     // New holdings may make chunks the scans passed over (no holder then) fetchable now.
     this.#ownedScan = 0
     if (wasDownloader !== (peer.state === HAVE_DOWNLOADING)) this.#recomputeOwners()
@@ -766,7 +759,8 @@ class Session {
     const key = id.toString()
     if (this.swarm.isBad(key)) return
     try {
-      const answer = await this.swarm.components.exchange.have(id, this.key, this.manifest.cids, { signal: this.swarm.signal, timeoutMs: 10_000 })
+      const mine = { state: this.#state(), bits: this.#local }
+      const answer = await this.swarm.components.exchange.have(id, this.key, this.manifest.cids, mine, { signal: this.swarm.signal, timeoutMs: 10_000 })
       if (this.#closed != null || this.swarm.isBad(key)) return
       const peer = this.#peer(id)
       peer.lastHeard = Date.now()
@@ -1097,8 +1091,9 @@ class Session {
     this.complete = true
     clearInterval(this.#timer)
     this.#timer = undefined
+    // The last indices go out with the complete state.
+    if (this.#networkStarted) this.#announceTo(this.#announce.splice(0))
     this.#announce.length = 0
-    if (this.#networkStarted) this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_COMPLETE })
     this.#log('image %s complete (%d chunks)', this.imageId, this.n)
   }
 
@@ -1106,7 +1101,7 @@ class Session {
     if (this.complete || this.#announce.length === 0) return
     const indices = this.#announce.splice(0)
     this.#lastAnnounce = Date.now()
-    this.swarm.publish({ v: 1, key: this.key, image: this.imageId, n: this.n, s: HAVE_DOWNLOADING, i: indices })
+    this.#announceTo(indices)
   }
 
   #tick (): void {
