@@ -43,7 +43,7 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
     return503OnClosing: true,
     requestTimeout: init.requestTimeoutMs ?? 0,
     forceCloseConnections: 'idle',
-    rewriteUrl: req => negotiateUrl(req.url ?? '/'),
+    rewriteUrl: req => negotiateUrl(originForm(req.url ?? '/')),
     genReqId: req => {
       const given = req.headers['x-openstack-request-id']
       return typeof given === 'string' && given !== '' ? given : `req-${randomUUID()}`
@@ -96,6 +96,16 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
   memberRoutes(app, components)
   infoRoutes(app, components, init.rules)
   return app
+}
+
+/**
+ * A server must accept a request target in absolute form (`GET http://host/v2/images`, RFC 9112
+ * §3.2.2), as proxies send it; only its path and query matter for routing.
+ */
+function originForm (url: string): string {
+  if (url.startsWith('/') || !URL.canParse(url)) return url
+  const { protocol, pathname, search } = new URL(url)
+  return protocol === 'http:' || protocol === 'https:' ? `${pathname}${search}` : url
 }
 
 function hasBody (request: FastifyRequest): boolean {

@@ -4,6 +4,8 @@ import { HttpError } from './errors.ts'
 
 /** JSON request bodies are small; anything bigger is refused before it is buffered. */
 const MAX_JSON_BYTES = 1024 * 1024
+/** The deepest Glance body (an import with `method` and `stores`) is 3 levels. */
+const MAX_JSON_DEPTH = 32
 
 /** Reads and parses a JSON body with Glance's messages; an absent body is `undefined`. */
 export async function readJson (request: FastifyRequest): Promise<unknown> {
@@ -17,9 +19,13 @@ export async function readJson (request: FastifyRequest): Promise<unknown> {
     parts.push(part)
   }
   if (size === 0) return undefined
+  const text = Buffer.concat(parts).toString('utf8')
+  // Parsing is safe at any depth, but every walk over the value afterwards (validation, copies,
+  // serialisation for the store) recurses: refuse depth no Glance body has before it gets there.
+  if (nestingDepth(text) > MAX_JSON_DEPTH) throw new ValidationError(`JSON body nested more than ${MAX_JSON_DEPTH} levels deep.`)
   let value: unknown
   try {
-    value = JSON.parse(Buffer.concat(parts).toString('utf8'))
+    value = JSON.parse(text)
   } catch {
     throw new ValidationError('Malformed JSON in request body.')
   }
@@ -49,6 +55,27 @@ export function expectedSize (request: FastifyRequest): number | undefined {
   }
   const length = request.headers['content-length']
   return length == null ? undefined : Number(length)
+}
+
+/** The deepest bracket nesting in JSON text, brackets inside strings not counted. */
+function nestingDepth (text: string): number {
+  let depth = 0
+  let max = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash escapes the next character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return max
 }
 
 async function * emptyBody (): AsyncIterable<Uint8Array> {}
