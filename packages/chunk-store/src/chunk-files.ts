@@ -18,8 +18,14 @@ export class ChunkFiles {
   readonly #staging: string
   readonly #pins: Pins
   readonly #lock = new KeyedLock()
-  /** Fan-out directories made (durably) or being made; they are never deleted. */
+  /** Fan-out directories made or being made; they are never deleted. */
   readonly #dirs = new Map<string, Promise<void>>()
+  /**
+   * Fan-out directories whose entry in chunks/ is not known to be durable yet: cached chunks
+   * (putChunk) make them without an fsync of chunks/, which was one journal commit per chunk
+   * while fan-out directories were still new. The next durable put syncs chunks/ once for all.
+   */
+  #unsynced = false
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -47,9 +53,11 @@ export class ChunkFiles {
 
   /**
    * Stores verified bytes under their CID unless a file of that name exists; returns whether this
-   * call created it. The caller fsyncs the directory (see `syncDirs`) before relying on the name.
+   * call created it. The caller fsyncs the directory (see `syncDirs`) before relying on the name;
+   * with `durableName: false` (a cache that may lose the chunk in a crash) a new fan-out
+   * directory is not made durable either.
    */
-  async put (cid: string, bytes: Uint8Array): Promise<boolean> {
+  async put (cid: string, bytes: Uint8Array, opts: { durableName?: boolean } = {}): Promise<boolean> {
     return await this.#lock.run(cid, async () => {
       const file = this.path(cid)
       if (await exists(file)) return false
@@ -65,7 +73,7 @@ export class ChunkFiles {
         } finally {
           await handle.close()
         }
-        await this.#publish(tmp, cid)
+        await this.#publish(tmp, cid, opts.durableName ?? true)
       } catch (err) {
         await rm(tmp, { force: true })
         throw err
@@ -74,22 +82,28 @@ export class ChunkFiles {
     })
   }
 
-  async #publish (tmp: string, cid: string): Promise<void> {
+  async #publish (tmp: string, cid: string, durable: boolean): Promise<void> {
     const dir = this.#dirOf(cid)
     // Fan-out directories are made on first use (making all 1024 up front took ~0.5 s here), and
-    // every rename into a new one waits until its entry in chunks/ is durable.
+    // a durable rename into a new one waits until its entry in chunks/ is durable.
     let made = this.#dirs.get(dir)
     if (made == null) {
-      made = this.#makeDir(dir)
+      made = this.#makeDir(dir, durable)
       this.#dirs.set(dir, made)
       made.catch(() => { this.#dirs.delete(dir) })
     }
     await made
+    if (durable && this.#unsynced) {
+      this.#unsynced = false
+      await syncDir(this.#chunks)
+    }
     await rename(tmp, join(dir, cid))
   }
 
-  async #makeDir (dir: string): Promise<void> {
-    if (await mkdir(dir, { recursive: true }) != null) await syncDir(this.#chunks)
+  async #makeDir (dir: string, durable: boolean): Promise<void> {
+    if (await mkdir(dir, { recursive: true }) == null) return
+    if (durable) await syncDir(this.#chunks)
+    else this.#unsynced = true
   }
 
   /** Deletes the chunk file unless the chunk is pinned; returns whether a file was deleted. */

@@ -1,5 +1,5 @@
 import { AbortedError, ChunkIntegrityError, ShuttingDownError } from '@peerglance/interface'
-import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Manifest, Startable } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
 import { cidOf, isChunkCid } from './cid-of.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
@@ -107,16 +107,16 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   }
 
   /**
-   * Keeps a chunk a peer sent: hashes the bytes (whoever checked them before), then writes them
-   * like an upload's chunks do (staging, fdatasync, rename, under the CID's lock). Storing a chunk
-   * that is already here is a no-op. The fan-out directory is not fsynced: a crash may forget a
-   * cached chunk, which is then fetched again, but never leaves a name on partial bytes.
+   * Keeps a chunk a peer sent: hashes the bytes (unless `verified`: the caller just did), then
+   * writes them like an upload's chunks do (staging, fdatasync, rename, under the CID's lock).
+   * Storing a chunk that is already here is a no-op. Directories are not fsynced: a crash may
+   * forget a cached chunk, which is then fetched again, but never leaves a name on partial bytes.
    */
-  async putChunk (cid: string, bytes: Uint8Array, opts: AbortOptions = {}): Promise<void> {
+  async putChunk (cid: string, bytes: Uint8Array, opts: PutChunkOptions = {}): Promise<void> {
     if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk write was aborted.', { cause: opts.signal.reason })
-    if (!isChunkCid(cid) || cidOf(bytes) !== cid) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
-    const put = this.#files.put(cid, bytes)
+    if (!isChunkCid(cid) || (opts.verified !== true && cidOf(bytes) !== cid)) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
+    const put = this.#files.put(cid, bytes, { durableName: false })
     // stop() waits for writes in flight, as it does for ingests.
     const settled = put.then(noop, noop)
     this.#ingests.add(settled)

@@ -35,6 +35,24 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(await stagingEntries(dir)).toEqual([])
   })
 
+  it('takes the caller\'s word for the hash only when told it verified the bytes, and never a malformed name', async () => {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidOf(bytes)
+    await store.putChunk(cid, bytes, { verified: true })
+    expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+    await expect(store.putChunk('../../etc/passwd', bytes, { verified: true })).rejects.toMatchObject({ name: 'ChunkIntegrityError' })
+    expect(await storedCids(dir)).toEqual([cid])
+  })
+
+  it('an upload into a fan-out directory a cached chunk made first stores and reads back', async () => {
+    const cached = randomBytes(CHUNK)
+    await store.putChunk(cidOf(cached), cached)
+    const bytes = randomBytes(3 * CHUNK)
+    const result = await store.ingest(pieces(bytes, 1000), { maxBytes: bytes.length })
+    expect((await concat(store.read(manifestOf(result), 0, bytes.length - 1))).equals(bytes)).toBe(true)
+    expect((await storedCids(dir)).sort()).toEqual([cidOf(cached), ...result.cids].sort())
+  })
+
   it('readChunk of an absent or malformed name fails with ChunkUnavailableError', async () => {
     await expect(store.readChunk(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
     await expect(store.readChunk('../x')).rejects.toMatchObject({ name: 'ChunkUnavailableError' })

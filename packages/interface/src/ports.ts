@@ -67,7 +67,15 @@ export interface ChunkBlocks {
   /** The chunk's bytes; ChunkUnavailableError when it is not here. */
   readChunk (cid: string, opts?: AbortOptions): Promise<Uint8Array>
   /** Stores bytes under their CID after checking they hash to it (ChunkIntegrityError otherwise). */
-  putChunk (cid: string, bytes: Uint8Array, opts?: AbortOptions): Promise<void>
+  putChunk (cid: string, bytes: Uint8Array, opts?: PutChunkOptions): Promise<void>
+}
+
+export interface PutChunkOptions extends AbortOptions {
+  /**
+   * The caller hashed these very bytes to `cid` itself, in this process (the mesh does, as they
+   * arrive from a peer), so the store does not hash them a second time.
+   */
+  verified?: boolean
 }
 
 /**

@@ -30,8 +30,8 @@
  * gossip, which every agent verified once per copy it received, cost more CPU than the chunks'
  * cipher and hash together (docs/benchmarks.md, issue 8).
  *
- * Every chunk from a peer is verified against its CID by the exchange while it arrives, and
- * again by `ChunkBlocks.putChunk` before it is stored; a peer that sends bad bytes is not asked
+ * Every chunk from a peer is verified against its CID by the exchange while it arrives (once:
+ * `putChunk` is told so and does not hash it again); a peer that sends bad bytes is not asked
  * again for `badPeerMs`. Timeouts and errors exclude the peer for that chunk for a while and the
  * chunk is fetched elsewhere. Readers waiting for a chunk no reachable peer holds fail with
  * ChunkUnavailableError after `unavailableTimeoutMs`; no reader ever gets unverified bytes.
@@ -1013,11 +1013,11 @@ class Session {
   }
 
   async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
-    // Readers get the verified bytes now; the store verifies again before keeping them.
+    // Readers get the verified bytes now.
     for (const waiter of this.#waiters.get(index)?.splice(0) ?? []) waiter.resolve(bytes)
     this.#waiters.delete(index)
     try {
-      await this.swarm.components.blocks.putChunk(cid, bytes, { signal: this.swarm.signal })
+      await this.swarm.components.blocks.putChunk(cid, bytes, { signal: this.swarm.signal, verified: true })
       // Every index with this CID is now local (images repeat chunks of zeros).
       this.#markLocal(index, true)
       for (let i = 0; i < this.n; i++) if (i !== index && this.manifest.cids[i] === cid && !getBit(this.#local, i)) this.#markLocal(i, true)
