@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the client and benchmark tests run besides Node: the Debian OpenStack clients
-# (openstack, glance), qemu-img (to make qcow2 test images) and nginx (the benchmarks' baseline).
+# (openstack, glance), qemu-img (to make qcow2 test images), nginx (the benchmarks' baseline) and
+# iproute2 (the partition test's network namespaces).
 # Idempotent and quick: it does nothing when every command is already there.
 set -euo pipefail
 
@@ -10,11 +11,12 @@ declare -A PACKAGE_OF=(
   [glance]=python3-glanceclient
   [qemu-img]=qemu-utils
   [nginx]=nginx-light
+  [ip]=iproute2
 )
 
 missing_commands=()
 missing_packages=()
-for cmd in openstack glance qemu-img nginx; do
+for cmd in openstack glance qemu-img nginx ip; do
   # nginx lives in /usr/sbin, which is not on every user's PATH.
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [[ -x "/usr/sbin/$cmd" ]]; then
     missing_commands+=("$cmd")
@@ -36,7 +38,7 @@ fi
 echo "install-test-deps: installing ${missing_packages[*]}" >&2
 apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  python3-openstackclient python3-glanceclient qemu-utils nginx-light
+  python3-openstackclient python3-glanceclient qemu-utils nginx-light iproute2
 
 for cmd in "${missing_commands[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [[ -x "/usr/sbin/$cmd" ]]; then

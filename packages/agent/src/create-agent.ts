@@ -108,7 +108,8 @@ export class Agent {
       registry: this.registry,
       images: () => this.metadata.images(),
       manifest: async imageId => await this.metadata.getManifest(imageId),
-      mesh: this.mesh
+      mesh: this.mesh,
+      stateRoot: () => this.#sync?.stateRoot
     })
   }
 

@@ -15,6 +15,8 @@ export interface OpsComponents {
   images: () => Iterable<ImageRecord>
   manifest: (imageId: string) => Promise<Manifest | undefined>
   mesh?: MeshView
+  /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
+  stateRoot?: () => string | undefined
 }
 
 /**
@@ -37,6 +39,7 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       peerId: c.mesh?.peerId ?? null,
       multiaddrs: c.mesh?.multiaddrs ?? [],
       peers: c.mesh?.connectedPeers() ?? [],
+      stateRoot: c.stateRoot?.() ?? null,
       images
     }
   })

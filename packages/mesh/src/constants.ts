@@ -63,9 +63,31 @@ export const DEFAULT_START_GRACE_MS = 100
 /** A peer that sent bytes that do not match their CID is not asked again for this long. */
 export const DEFAULT_BAD_PEER_MS = 24 * 60 * 60 * 1000
 
-/** Redial of a bootstrap peer that went away: first wait, and the cap of the doubling waits. */
+/**
+ * Redial of a peer whose dial failed (gone, or cut off): first wait, and the cap of the doubling
+ * waits. The cap bounds how long after a partition heals an agent may still wait to redial.
+ */
 export const DEFAULT_REDIAL_MIN_MS = 250
-export const DEFAULT_REDIAL_MAX_MS = 10_000
+export const DEFAULT_REDIAL_MAX_MS = 4_000
+
+/**
+ * Peer set (peer-exchange.ts): an agent dials random known agents until it holds this many
+ * connections, and closes inbound ones above the maximum. gossipsub's mesh takes D = 6 of them
+ * per topic (4 to 12); the rest get gossip (IHAVE) and anti-entropy.
+ */
+export const DEFAULT_PEER_TARGET = 6
+export const DEFAULT_MAX_PEERS = 16
+
+/** An agent with enough peers still dials one random other this often, so the overlay stays mixed. */
+export const DEFAULT_ROTATE_INTERVAL_MS = 60_000
+
+/**
+ * Liveness: every connection is pinged this often (libp2p's connection monitor) and closed when a
+ * ping gets no answer within the timeout, so a connection that died silently (a cut cable, a
+ * partition, a frozen host) is noticed within about the sum, and the peer redialled.
+ */
+export const DEFAULT_PING_INTERVAL_MS = 5_000
+export const DEFAULT_PING_TIMEOUT_MS = 5_000
 
 /** How often an agent repeats its addresses on the peers topic. */
 export const DEFAULT_PEER_ANNOUNCE_INTERVAL_MS = 30_000

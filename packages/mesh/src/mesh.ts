@@ -13,6 +13,7 @@ import { MeshMetrics } from './metrics.ts'
 import { createMeshNode } from './node.ts'
 import type { MeshLibp2p, MeshNodeInit } from './node.ts'
 import { Swarm } from './swarm.ts'
+import { shuffle } from './shuffle.ts'
 import type { SwarmInit } from './swarm.ts'
 
 export interface MeshComponents {
@@ -245,14 +246,4 @@ export class Mesh implements Startable {
     this.#lifecycle = run.catch(() => {})
     await run
   }
-}
-
-function shuffle<T> (items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
-    const t = items[i]
-    items[i] = items[j]
-    items[j] = t
-  }
-  return items
 }

@@ -4,18 +4,21 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { ChangeOrigin, Replica, ReplicatedRecord, Startable } from '@peerglance/interface'
+import { StateDigest, slotOf } from './state-digest.ts'
 
 /** Every change to an image or a membership, as the full versioned record. */
 export const METADATA_TOPIC = 'peerglance/images/1'
 /**
- * Anti-entropy, for agents that joined late or were cut off. The requester sends a digest (key →
- * version of every record it has); the responder sends the records whose version differs, then
- * names the keys it wants; the requester sends those. Frames are varint-length-prefixed
- * envelopes `{ b: body JSON, m: HMAC-SHA256(mesh key, b) }`.
+ * Anti-entropy, for agents that joined late, were cut off or missed gossip. The requester sends
+ * its root (state-digest.ts); when the responder's is the same it answers `done` and that is all.
+ * Otherwise it answers with its root, the requester sends its digest (key → fingerprint of every
+ * record it has), the responder sends the records whose fingerprint differs, then names the keys
+ * it wants; the requester sends those. Frames are varint-length-prefixed envelopes
+ * `{ b: body JSON, m: HMAC-SHA256(mesh key, b) }`.
  */
-export const METADATA_SYNC_PROTOCOL = '/peerglance/meta-sync/1.0.0'
+export const METADATA_SYNC_PROTOCOL = '/peerglance/meta-sync/2.0.0'
 
-const DEFAULT_SYNC_INTERVAL_MS = 30_000
+const DEFAULT_SYNC_INTERVAL_MS = 2_000
 const SYNC_TIMEOUT_MS = 60_000
 /** Records per frame, so a late joiner's catch-up streams instead of arriving as one message. */
 const RECORDS_PER_FRAME = 256
@@ -36,19 +39,25 @@ export interface MetadataSyncComponents {
 export interface MetadataSyncInit {
   /** The mesh's shared secret: gossip and sync frames not authenticated with it are dropped. */
   key?: string
-  /** How often to reconcile with one random peer, besides on every new connection. */
+  /**
+   * How often to reconcile with the next connected peer in turn, besides on every new connection
+   * and whenever gossip missed a peer: with d peers, each connection is checked every d/2 intervals
+   * on average (both ends take turns), at the cost of one round trip when nothing differs.
+   */
   syncIntervalMs?: number
 }
 
 type Frame =
+  | { root: string }
   | { digest: Array<[string, string]> }
   | { records: ReplicatedRecord[] }
   | { done: true, want?: string[] }
 
 /**
  * Replicates metadata between agents: local changes are published on a gossipsub topic as they
- * happen, and every new peer (and one random peer periodically) is reconciled by digest, so an
- * agent that missed gossip catches up without waiting for new changes.
+ * happen, and peers are reconciled by digest when they connect, when a publish did not reach
+ * them, and in turn every `syncIntervalMs`, so an agent that missed gossip catches up without
+ * waiting for new changes.
  */
 export class MetadataSync implements Startable {
   readonly [Symbol.toStringTag] = '@peerglance/metadata-sync'
@@ -59,6 +68,9 @@ export class MetadataSync implements Startable {
   readonly #syncing = new Set<string>()
   /** Peers to reconcile with again once the sync running with them ends (it began too early). */
   readonly #again = new Set<string>()
+  #digest: StateDigest | undefined
+  /** Where the round-robin over connected peers stands (a peer id; the next one in order is next). */
+  #turn = ''
   #unsubscribe: (() => void) | undefined
   #timer: NodeJS.Timeout | undefined
   #flush: Promise<void> | undefined
@@ -83,8 +95,9 @@ export class MetadataSync implements Startable {
     pubsub.addEventListener('message', this.onGossip)
     await libp2p.handle(METADATA_SYNC_PROTOCOL, this.serve, { maxInboundStreams: 8 })
     libp2p.addEventListener('peer:identify', this.onIdentify)
+    this.#digest = new StateDigest(replica)
     this.#unsubscribe = replica.onChange((record, origin) => { this.#changed(record, origin) })
-    this.#timer = setInterval(() => { void this.#syncRandomPeer() }, this.#interval)
+    this.#timer = setInterval(() => { this.#syncNextPeer() }, this.#interval)
     this.#timer.unref()
     // The mesh dials its bootstrap peers before this service exists: those connections were
     // identified without us, and the peers heard no subscription from us yet.
@@ -96,6 +109,7 @@ export class MetadataSync implements Startable {
     this.#running = false
     clearInterval(this.#timer)
     this.#unsubscribe?.()
+    this.#digest = undefined
     await this.#flush
     const { libp2p } = this.#c
     libp2p.removeEventListener('peer:identify', this.onIdentify)
@@ -115,7 +129,14 @@ export class MetadataSync implements Startable {
       const stream = await this.#c.libp2p.dialProtocol(peer, METADATA_SYNC_PROTOCOL, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES, maxBufferSize: MAX_FRAME_BYTES })
       const { replica } = this.#c
-      await lp.write(this.#seal({ digest: [...replica.records()].map(r => [slot(r), replica.versionOf(r)]) }), { signal })
+      const digest = this.#stateDigest
+      await lp.write(this.#seal({ root: digest.root }), { signal })
+      const answer = this.#read(await lp.read({ signal }))
+      if ('done' in answer) {
+        await stream.close({ signal })
+        return
+      }
+      await lp.write(this.#seal({ digest: [...digest.entries()] }), { signal })
       let merged = 0
       for (;;) {
         const frame = this.#read(await lp.read({ signal }))
@@ -156,19 +177,24 @@ export class MetadataSync implements Startable {
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES, maxBufferSize: MAX_FRAME_BYTES })
       const { replica } = this.#c
+      const digest = this.#stateDigest
+      const hello = this.#read(await lp.read({ signal }))
+      if (!('root' in hello)) throw new Error('expected a root')
+      if (hello.root === digest.root) {
+        await lp.write(this.#seal({ done: true }), { signal })
+        await stream.close({ signal })
+        return
+      }
+      await lp.write(this.#seal({ root: digest.root }), { signal })
       const first = this.#read(await lp.read({ signal }))
       if (!('digest' in first)) throw new Error('expected a digest')
       const theirs = new Map(first.digest)
       const send: ReplicatedRecord[] = []
       for (const record of replica.records()) {
-        const version = theirs.get(slot(record))
-        if (version !== replica.versionOf(record)) send.push(record)
+        if (theirs.get(slotOf(record)) !== digest.fingerprint(slotOf(record))) send.push(record)
       }
-      const want = [...theirs].filter(([key, version]) => {
-        const ours = this.#get(key)
-        // Different, not just newer: each side may hold the latest write of a different field.
-        return ours == null || replica.versionOf(ours) !== version
-      }).map(([key]) => key)
+      // Different, not just newer: each side may hold the latest write of a different field.
+      const want = [...theirs].filter(([key, fingerprint]) => digest.fingerprint(key) !== fingerprint).map(([key]) => key)
       for (const batch of chunked(send)) await lp.write(this.#seal({ records: batch }), { signal })
       await lp.write(this.#seal({ done: true, want }), { signal })
       for (;;) {
@@ -199,8 +225,9 @@ export class MetadataSync implements Startable {
 
   /** Local changes are published on the next tick, so a burst of writes becomes one message. */
   #changed (record: ReplicatedRecord, origin: ChangeOrigin): void {
+    this.#digest?.update(record)
     if (origin !== 'local' || !this.#running) return
-    this.#pending.set(slot(record), record)
+    this.#pending.set(slotOf(record), record)
     this.#flush ??= new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
       const records = [...this.#pending.keys()].map(key => this.#get(key)).filter(r => r != null)
       this.#pending.clear()
@@ -226,18 +253,28 @@ export class MetadataSync implements Startable {
     for (const peer of libp2p.getPeers()) if (!reached.has(peer.toString())) this.#request(peer)
   }
 
-  async #syncRandomPeer (): Promise<void> {
-    const peers = this.#c.libp2p.services.pubsub.getSubscribers(METADATA_TOPIC)
+  /** Every connected agent in turn (by peer id order), one per interval. */
+  #syncNextPeer (): void {
+    const peers = this.#c.libp2p.services.pubsub.getSubscribers(METADATA_TOPIC).sort((x, y) => x.toString().localeCompare(y.toString()))
     if (peers.length === 0) return
-    const peer = peers[Math.floor(Math.random() * peers.length)]
-    await this.syncWith(peer).catch(err => {
-      this.#c.logger.debug({ err, peer: peer.toString() }, 'periodic sync failed')
-    })
+    const next = peers.find(p => p.toString() > this.#turn) ?? peers[0]
+    this.#turn = next.toString()
+    this.#request(next)
+  }
+
+  /** The digest kept since start; a sync served before start (never, in the agent) builds one. */
+  get #stateDigest (): StateDigest {
+    this.#digest ??= new StateDigest(this.#c.replica)
+    return this.#digest
+  }
+
+  /** The root of this agent's state digest: equal on two agents exactly when they hold the same records. */
+  get stateRoot (): string {
+    return this.#stateDigest.root
   }
 
   #get (slotKey: string): ReplicatedRecord | undefined {
-    const at = slotKey.indexOf('!')
-    return this.#c.replica.get(slotKey.slice(0, at) as ReplicatedRecord['kind'], slotKey.slice(at + 1))
+    return this.#stateDigest.get(slotKey)
   }
 
   #lookup (keys: string[]): ReplicatedRecord[] {
@@ -268,10 +305,6 @@ export class MetadataSync implements Startable {
     if (frame == null) throw new Error('unauthenticated or malformed sync frame')
     return frame
   }
-}
-
-function slot (record: ReplicatedRecord): string {
-  return `${record.kind}!${record.key}`
 }
 
 function mac (key: string, body: string): string {

@@ -11,15 +11,13 @@ import { yamux } from '@libp2p/yamux'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
-import { DEFAULT_LISTEN } from './constants.ts'
+import { DEFAULT_LISTEN, DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS } from './constants.ts'
 import { Membership, MembershipError, memberNoise, mintCredential } from './membership.ts'
 import type { Credential, MembershipInit } from './membership.ts'
 import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { peerExchange } from './peer-exchange.ts'
 import type { PeerExchange, PeerExchangeComponents } from './peer-exchange.ts'
-import { redial } from './redial.ts'
-import type { Redial, RedialComponents } from './redial.ts'
 
 export interface MeshNodeInit {
   /** Holds `peer.key`; required unless `privateKey` is given. */
@@ -30,15 +28,21 @@ export interface MeshNodeInit {
   listen?: string[]
   /** Multiaddrs to advertise instead of the listen addresses (NAT, containers). */
   announce?: string[]
-  /** Peers (multiaddrs with `/p2p/<id>`) dialled at start and redialled while disconnected. */
+  /** Peers (multiaddrs with `/p2p/<id>`) dialled at start and whenever the agent is short of peers. */
   bootstrap?: string[]
   /** Find peers on the local network by mDNS (off by default). */
   mdns?: boolean
-  /** First and largest wait between redials of a bootstrap peer. */
+  /** First and largest wait before a peer whose dial failed is dialled again. */
   redialMinMs?: number
   redialMaxMs?: number
   /** How often each agent repeats its addresses to the others (peer-exchange.ts). */
   peerAnnounceIntervalMs?: number
+  /** Connections an agent dials until it holds, and the most it keeps (peer-exchange.ts). */
+  peerTarget?: number
+  maxPeers?: number
+  /** How often every connection is pinged, and how long a ping may take before the connection is closed. */
+  pingIntervalMs?: number
+  pingTimeoutMs?: number
   /** Connections libp2p keeps at most. */
   maxConnections?: number
   /**
@@ -64,7 +68,6 @@ export type MeshServices = {
   identify: Identify
   ping: Ping
   pubsub: GossipSub
-  redial: Redial
   peerExchange: PeerExchange
   // libp2p's ServiceMap wants an index signature; the lead's metadata sync adds no service here.
   [name: string]: unknown
@@ -108,6 +111,11 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
       inboundConnectionThreshold: init.inboundConnectionThreshold ?? 100,
       maxIncomingPendingConnections: 64
     },
+    connectionMonitor: {
+      pingInterval: init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+      // Not adaptive below this: a loaded host answers late, not never.
+      pingTimeout: { minTimeout: init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS, maxTimeout: 4 * (init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS) }
+    },
     services: {
       identify: identify(),
       ping: ping(),
@@ -116,11 +124,25 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
         globalSignaturePolicy: 'StrictSign',
         // An agent alone, or the first of a mesh, still publishes; nobody hears it, nobody minds.
         allowPublishToZeroTopicPeers: true,
-        // Small meshes: send our own messages to every subscriber, not only the mesh peers.
-        floodPublish: true
+        // Our own messages go to every connected subscriber (at most maxPeers, so bounded at any
+        // mesh size), not only the D mesh peers: one hop fewer, and metadata sync reconciles at
+        // once with any connected peer a publish did not reach (metadata-sync.ts).
+        floodPublish: true,
+        // gossipsub's defaults, said here because the peer set is sized for them (constants.ts):
+        // each agent forwards to 6 (4..12) peers per topic and gossips IHAVE to 6 more.
+        D: 6,
+        Dlo: 4,
+        Dhi: 12,
+        Dlazy: 6
       }),
-      redial: redial({ peers: init.bootstrap ?? [], minDelayMs: init.redialMinMs, maxDelayMs: init.redialMaxMs }) as (components: any) => Redial,
-      peerExchange: peerExchange({ intervalMs: init.peerAnnounceIntervalMs }) as (components: any) => PeerExchange
+      peerExchange: peerExchange({
+        bootstrap: init.bootstrap,
+        intervalMs: init.peerAnnounceIntervalMs,
+        target: init.peerTarget,
+        maxPeers: init.maxPeers,
+        minDelayMs: init.redialMinMs,
+        maxDelayMs: init.redialMaxMs
+      }) as (components: any) => PeerExchange
     }
   })
 }
@@ -153,4 +175,4 @@ function isLoopback (addr: string): boolean {
   return /^\/ip4\/127\.\d+\.\d+\.\d+\//.test(addr) || addr.startsWith('/ip6/::1/')
 }
 
-export type { RedialComponents, PeerExchangeComponents }
+export type { PeerExchangeComponents }

@@ -1,14 +1,27 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
-import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, Connection, IdentifyResult, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, PEERS_TOPIC } from './constants.ts'
-import { peerIdOf } from './redial.ts'
+import {
+  DEFAULT_MAX_PEERS, DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, DEFAULT_PEER_TARGET, DEFAULT_REDIAL_MAX_MS, DEFAULT_REDIAL_MIN_MS,
+  DEFAULT_ROTATE_INTERVAL_MS, PEERS_TOPIC
+} from './constants.ts'
+import { shuffle } from './shuffle.ts'
 
 export interface PeerExchangeInit {
+  /** Multiaddrs ending in `/p2p/<peer id>`, dialled at start and whenever the agent is short of peers. */
+  bootstrap?: string[]
+  /** How often each agent repeats its addresses on the peers topic. */
   intervalMs?: number
-  /** Do not dial announced peers once this many are connected. */
+  /** Peers the agent dials until it holds this many connections. */
+  target?: number
+  /** Connections above this many are closed, newest inbound first chosen at random. */
   maxPeers?: number
+  /** First and largest wait before a peer whose dial failed is tried again (doubling, jittered). */
+  minDelayMs?: number
+  maxDelayMs?: number
+  /** How often an agent that has enough peers still dials one random other (keeps the overlay mixed). */
+  rotateIntervalMs?: number
 }
 
 export interface PeerExchangeComponents {
@@ -17,7 +30,7 @@ export interface PeerExchangeComponents {
   events: TypedEventTarget<Libp2pEvents>
   addressManager: { getAddresses: () => Multiaddr[] }
   connectionManager: {
-    openConnection: (peer: PeerId, options?: { signal?: AbortSignal }) => Promise<Connection>
+    openConnection: (peer: PeerId | Multiaddr, options?: { signal?: AbortSignal }) => Promise<Connection>
     getConnections: (peerId?: PeerId) => Connection[]
   }
   logger: ComponentLogger
@@ -27,33 +40,93 @@ export interface PeerExchangeComponents {
 
 interface Announcement { addrs: string[] }
 
+interface Candidate {
+  peer: PeerId | undefined
+  addrs: Multiaddr[]
+  bootstrap: boolean
+  failures: number
+  /** Not dialled before this time (ms since epoch). */
+  nextTry: number
+  /** Last time it announced itself or connected (bootstrap peers never expire). */
+  seen: number
+  dialing: boolean
+}
+
+/** Maintenance runs this often; it only counts connections unless the agent is short of peers. */
+const TICK_MS = 1_000
+/** Dials in flight at once. */
+const PARALLEL_DIALS = 4
+const DIAL_TIMEOUT_MS = 5_000
+/** Announcements a burst of joining neighbours causes: at most one per this long. */
+const MIN_ANNOUNCE_GAP_MS = 5_000
+/** A peer that has neither announced itself nor been connected for this long is forgotten. */
+const FORGET_AFTER_MS = 10 * 60_000
+
+/** The `/p2p/<id>` part of a multiaddr, if it has one. */
+export function peerIdOf (addr: Multiaddr): string | undefined {
+  return addr.getComponents().findLast(c => c.name === 'p2p')?.value
+}
+
 /**
- * Dials the peers discovery finds (mDNS, when enabled), and lets agents that only know a common
- * bootstrap peer find each other: each agent publishes its
- * own listen addresses on `peerglance/peers/1` (signed, so the sender is the peer they belong to)
- * at start, whenever a peer joins the topic, and every `intervalMs`; an agent that hears of a
- * peer it is not connected to dials it. Chunk exchange needs direct connections, gossip does not.
+ * Keeps the agent in a bounded, random set of peers, whatever one address it was given:
+ * - learns of agents from its bootstrap list, from their signed announcements on
+ *   `peerglance/peers/1` (each agent publishes its own listen addresses at start, when a
+ *   neighbour joins (at most every 5 s) and every `intervalMs`), from identify on inbound
+ *   connections, and from discovery (mDNS);
+ * - while it holds fewer than `target` connections, dials random known agents (a failed one is
+ *   retried after a doubling, jittered wait from `minDelayMs` to `maxDelayMs`), so a peer lost
+ *   to a partition or a restart is redialled as soon as it answers;
+ * - above `maxPeers` connections, closes random inbound ones, so the bootstrap agent every other
+ *   one dialled first does not stay the hub of a star;
+ * - every `rotateIntervalMs` dials one random agent it is not connected to even when it has
+ *   enough, so two sides of a healed partition that each filled their peer sets reconnect.
+ * Chunk exchange and sync need direct connections; gossip reaches the rest through gossipsub's mesh.
  */
 export class PeerExchange implements Startable {
   readonly [Symbol.toStringTag] = '@peerglance/peer-exchange'
   readonly #components: PeerExchangeComponents
   readonly #interval: number
+  readonly #target: number
   readonly #maxPeers: number
+  readonly #minDelay: number
+  readonly #maxDelay: number
+  readonly #rotateInterval: number
   readonly #log: Logger
+  /** By peer id (or by address for a bootstrap entry whose id is unknown: never, they carry /p2p). */
+  readonly #candidates = new Map<string, Candidate>()
   #running = false
   #timer: NodeJS.Timeout | undefined
+  #announceTimer: NodeJS.Timeout | undefined
   #soon: NodeJS.Timeout | undefined
+  #lastAnnounce = 0
+  #lastRotate = Date.now()
   #shutdown = new AbortController()
-  readonly #dialing = new Set<string>()
 
   constructor (components: PeerExchangeComponents, init: PeerExchangeInit = {}) {
     this.#components = components
     this.#interval = init.intervalMs ?? DEFAULT_PEER_ANNOUNCE_INTERVAL_MS
-    this.#maxPeers = init.maxPeers ?? 64
+    this.#target = init.target ?? DEFAULT_PEER_TARGET
+    this.#maxPeers = Math.max(this.#target, init.maxPeers ?? DEFAULT_MAX_PEERS)
+    this.#minDelay = init.minDelayMs ?? DEFAULT_REDIAL_MIN_MS
+    this.#maxDelay = init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS
+    this.#rotateInterval = init.rotateIntervalMs ?? DEFAULT_ROTATE_INTERVAL_MS
     this.#log = components.logger.forComponent('peerglance:peer-exchange')
+    const self = components.peerId.toString()
+    for (const text of init.bootstrap ?? []) {
+      const addr = multiaddr(text)
+      const peer = peerIdOf(addr)
+      if (peer == null) throw new Error(`bootstrap address ${text} has no /p2p/<peer id>`)
+      // Every agent may be given the same list, its own address included.
+      if (peer === self) continue
+      const known = this.#candidates.get(peer)
+      if (known != null) known.addrs.push(addr)
+      else this.#candidates.set(peer, { peer: undefined, addrs: [addr], bootstrap: true, failures: 0, nextTry: 0, seen: Infinity, dialing: false })
+    }
     this.onMessage = this.onMessage.bind(this)
     this.onSubscriptionChange = this.onSubscriptionChange.bind(this)
     this.onDiscovery = this.onDiscovery.bind(this)
+    this.onIdentify = this.onIdentify.bind(this)
+    this.onDisconnect = this.onDisconnect.bind(this)
   }
 
   isStarted (): boolean { return this.#running }
@@ -64,16 +137,21 @@ export class PeerExchange implements Startable {
     this.#shutdown = new AbortController()
     // libp2p reports peers that discovery (mDNS) finds but does not dial them; we do.
     this.#components.events.addEventListener('peer:discovery', this.onDiscovery)
+    this.#components.events.addEventListener('peer:identify', this.onIdentify)
+    this.#components.events.addEventListener('peer:disconnect', this.onDisconnect)
   }
 
-  /** Services start together; gossipsub accepts subscriptions only once it has started. */
+  /** Services start together; gossipsub accepts subscriptions only once it has started, and we dial only once listening. */
   afterStart (): void {
     const pubsub = this.#components.pubsub
     pubsub.subscribe(PEERS_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.#timer = setInterval(() => { this.#announceSoon() }, this.#interval)
+    this.#announceTimer = setInterval(() => { this.#announceSoon(true) }, this.#interval)
+    this.#announceTimer.unref()
+    this.#timer = setInterval(() => { this.#maintain() }, TICK_MS)
     this.#timer.unref()
+    this.#maintain()
   }
 
   async stop (): Promise<void> {
@@ -81,8 +159,13 @@ export class PeerExchange implements Startable {
     this.#running = false
     this.#shutdown.abort()
     clearInterval(this.#timer)
+    clearInterval(this.#announceTimer)
     clearTimeout(this.#soon)
-    this.#components.events.removeEventListener('peer:discovery', this.onDiscovery)
+    this.#soon = undefined
+    const events = this.#components.events
+    events.removeEventListener('peer:discovery', this.onDiscovery)
+    events.removeEventListener('peer:identify', this.onIdentify)
+    events.removeEventListener('peer:disconnect', this.onDisconnect)
     const pubsub = this.#components.pubsub
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -91,23 +174,118 @@ export class PeerExchange implements Startable {
     } catch {}
   }
 
+  /** Distinct peers with an open connection. */
+  #connected (): Set<string> {
+    const peers = new Set<string>()
+    for (const c of this.#components.connectionManager.getConnections()) if (c.status === 'open') peers.add(c.remotePeer.toString())
+    return peers
+  }
+
+  #maintain (): void {
+    if (!this.#running) return
+    const now = Date.now()
+    const connected = this.#connected()
+    for (const [key, c] of this.#candidates) {
+      if (connected.has(key)) c.seen = now
+      else if (!c.dialing && now - c.seen > FORGET_AFTER_MS) this.#candidates.delete(key)
+    }
+    if (connected.size > this.#maxPeers) this.#prune(connected)
+    let wanted = this.#target - connected.size
+    if (wanted <= 0 && now - this.#lastRotate >= this.#rotateInterval * (0.75 + Math.random() / 2)) {
+      this.#lastRotate = now
+      wanted = 1
+    }
+    const dialing = [...this.#candidates.values()].filter(c => c.dialing).length
+    wanted = Math.min(wanted, PARALLEL_DIALS - dialing)
+    if (wanted <= 0) return
+    const eligible = [...this.#candidates].filter(([key, c]) => !connected.has(key) && !c.dialing && c.nextTry <= now)
+    // Alone (a new agent, or one cut off), its bootstrap peers come first.
+    const order = connected.size === 0 ? [...shuffle(eligible.filter(([, c]) => c.bootstrap)), ...shuffle(eligible.filter(([, c]) => !c.bootstrap))] : shuffle(eligible)
+    for (const [, candidate] of order.slice(0, wanted)) void this.#dial(candidate)
+  }
+
+  #prune (connected: Set<string>): void {
+    const excess = connected.size - this.#maxPeers
+    const inbound = shuffle(this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && c.direction === 'inbound'))
+    const closing = new Set<string>()
+    for (const connection of inbound) {
+      if (closing.size >= excess) break
+      const key = connection.remotePeer.toString()
+      if (closing.has(key)) continue
+      closing.add(key)
+      this.#log('closing connection to %p: %d peers, at most %d wanted', connection.remotePeer, connected.size, this.#maxPeers)
+      for (const c of this.#components.connectionManager.getConnections(connection.remotePeer)) void c.close().catch(() => {})
+    }
+  }
+
+  async #dial (candidate: Candidate): Promise<void> {
+    candidate.dialing = true
+    try {
+      const signal = AbortSignal.any([this.#shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+      if (candidate.peer != null) {
+        await this.#components.peerStore.merge(candidate.peer, { multiaddrs: candidate.addrs.map(a => peerIdOf(a) != null ? a.decapsulateCode(421) : a) })
+        await this.#components.connectionManager.openConnection(candidate.peer, { signal })
+      } else {
+        await this.#components.connectionManager.openConnection(candidate.addrs[0], { signal })
+      }
+      candidate.failures = 0
+      candidate.nextTry = 0
+    } catch (err) {
+      candidate.failures++
+      const delay = Math.min(this.#maxDelay, this.#minDelay * 2 ** (candidate.failures - 1)) * (0.75 + Math.random() / 2)
+      candidate.nextTry = Date.now() + delay
+      this.#log('dial of %s failed, next in ~%d ms - %e', candidate.addrs[0]?.toString(), Math.round(delay), err)
+    } finally {
+      candidate.dialing = false
+    }
+  }
+
+  #learn (peer: PeerId, addrs: Multiaddr[]): void {
+    const key = peer.toString()
+    if (peer.equals(this.#components.peerId) || addrs.length === 0) return
+    const known = this.#candidates.get(key)
+    if (known != null) {
+      known.peer = peer
+      if (!known.bootstrap) known.addrs = addrs
+      known.seen = Math.max(known.seen, Date.now())
+      return
+    }
+    this.#candidates.set(key, { peer, addrs, bootstrap: false, failures: 0, nextTry: 0, seen: Date.now(), dialing: false })
+    if (this.#connected().size < this.#target) this.#maintain()
+  }
+
+  private onDisconnect (evt: CustomEvent<PeerId>): void {
+    const candidate = this.#candidates.get(evt.detail.toString())
+    // Reconnect soon, not at once: a peer that closed us for having too many should not be redialled in a loop.
+    if (candidate != null) candidate.nextTry = Math.max(candidate.nextTry, Date.now() + this.#minDelay * (0.75 + Math.random() / 2))
+  }
+
+  private onIdentify (evt: CustomEvent<IdentifyResult>): void {
+    const { peerId, listenAddrs, protocols } = evt.detail
+    // Only agents: a peer that does not gossip is no candidate.
+    if (!protocols.some(p => p.startsWith('/meshsub/'))) return
+    this.#learn(peerId, listenAddrs.filter(a => !isUnspecified(a)))
+  }
+
   private onSubscriptionChange (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void {
-    if (evt.detail.subscriptions.some(s => s.topic === PEERS_TOPIC && s.subscribe)) this.#announceSoon()
+    if (evt.detail.subscriptions.some(s => s.topic === PEERS_TOPIC && s.subscribe)) this.#announceSoon(false)
   }
 
   /** Coalesces the announcements a burst of joins would cause. */
-  #announceSoon (): void {
+  #announceSoon (periodic: boolean): void {
     if (!this.#running || this.#soon != null) return
+    const wait = periodic ? 50 : Math.max(50, this.#lastAnnounce + MIN_ANNOUNCE_GAP_MS - Date.now())
     this.#soon = setTimeout(() => {
       this.#soon = undefined
       void this.#announce()
-    }, 50)
+    }, wait)
     this.#soon.unref()
   }
 
   async #announce (): Promise<void> {
     const addrs = this.#components.addressManager.getAddresses().map(a => a.toString())
     if (addrs.length === 0) return
+    this.#lastAnnounce = Date.now()
     const body: Announcement = { addrs }
     try {
       await this.#components.pubsub.publish(PEERS_TOPIC, new TextEncoder().encode(JSON.stringify(body)))
@@ -118,8 +296,7 @@ export class PeerExchange implements Startable {
 
   private onDiscovery (evt: CustomEvent<PeerInfo>): void {
     const { id, multiaddrs } = evt.detail
-    if (id.equals(this.#components.peerId) || multiaddrs.length === 0) return
-    void this.#maybeDial(id, multiaddrs)
+    this.#learn(id, multiaddrs)
   }
 
   private onMessage (evt: CustomEvent<Message>): void {
@@ -136,26 +313,13 @@ export class PeerExchange implements Startable {
     } catch {
       return
     }
-    if (addrs.length === 0) return
-    void this.#maybeDial(from, addrs)
+    this.#learn(from, addrs)
   }
+}
 
-  async #maybeDial (peer: PeerId, addrs: Multiaddr[]): Promise<void> {
-    const key = peer.toString()
-    const connections = this.#components.connectionManager.getConnections()
-    if (this.#dialing.has(key) || connections.some(c => c.remotePeer.equals(peer))) return
-    if (new Set(connections.map(c => c.remotePeer.toString())).size >= this.#maxPeers) return
-    this.#dialing.add(key)
-    try {
-      await this.#components.peerStore.merge(peer, { multiaddrs: addrs.map(a => peerIdOf(a) != null ? a.decapsulateCode(421) : a) })
-      await this.#components.connectionManager.openConnection(peer, { signal: AbortSignal.any([this.#shutdown.signal, AbortSignal.timeout(10_000)]) })
-      this.#log('connected to announced peer %p', peer)
-    } catch (err) {
-      this.#log('dial of announced peer %p failed - %e', peer, err)
-    } finally {
-      this.#dialing.delete(key)
-    }
-  }
+function isUnspecified (addr: Multiaddr): boolean {
+  const host = addr.getComponents()[0]?.value
+  return host === '0.0.0.0' || host === '::'
 }
 
 export function peerExchange (init: PeerExchangeInit = {}): (components: PeerExchangeComponents) => PeerExchange {

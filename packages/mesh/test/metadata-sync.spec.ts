@@ -132,6 +132,30 @@ describe('metadata sync', () => {
     expect(merged?.min_ram).toBe(1)
   })
 
+  it('reconciles copies whose latest write is the same but that differ in an older one', async () => {
+    const [a, b, c] = [await node(), await node(), await node()]
+    await a.store.putImage(image('i'))
+    await connect(a, b)
+    await connect(a, c)
+    await until(() => b.store.getImage('i') != null && c.store.getImage('i') != null)
+    for (const n of [b, c]) await a.libp2p.hangUp(n.libp2p.peerId)
+    // Apart: B writes one field, then A (later, so its clock is the record's latest) another.
+    await b.store.putImage(image('i', { min_ram: 4 }))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    await a.store.putImage(image('i', { name: 'from-a' }))
+    // C carries A's write to B: B now holds both writes, A only its own; their latest clocks are equal.
+    await connect(c, a)
+    await until(() => c.store.getImage('i')?.name === 'from-a')
+    await a.libp2p.hangUp(c.libp2p.peerId)
+    await connect(c, b)
+    await until(() => b.store.getImage('i')?.name === 'from-a' && c.store.getImage('i')?.min_ram === 4)
+    expect(a.sync.stateRoot).not.toBe(b.sync.stateRoot)
+    await connect(a, b)
+    await until(() => a.store.getImage('i')?.min_ram === 4, 2000)
+    expect(a.store.get('image', 'i')).toEqual(b.store.get('image', 'i'))
+    expect(a.sync.stateRoot).toBe(b.sync.stateRoot)
+  })
+
   it('keeps both tags when two agents tag the same image at once', async () => {
     const [a, b] = [await node(), await node()]
     await a.store.putImage(image('tagged'))

@@ -44,6 +44,8 @@ export interface AgentStatusDocument {
   peerId: string
   multiaddrs: string[]
   peers: string[]
+  /** The root of the agent's replicated state: equal on two agents exactly when they hold the same records. */
+  stateRoot: string | null
   images: Array<{ id: string, name: string | null, status: string, size: number | null, chunks: number | null, localShare: number | null }>
 }
 
