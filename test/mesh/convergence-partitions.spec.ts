@@ -10,7 +10,7 @@
 // replays a run's choices (the seed is logged); timing still varies.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -105,6 +105,8 @@ describe(`partitions with concurrent writes and a SIGKILLed agent heal to identi
   const net = new Net()
   const nodes: Node[] = []
   let root = ''
+  /** Agents off loopback refuse to start without a mesh key. */
+  let config = ''
 
   async function start (i: number, args: string[]): Promise<void> {
     const dataDir = nodes[i]?.dataDir ?? join(root, `agent-${i}`)
@@ -113,7 +115,7 @@ describe(`partitions with concurrent writes and a SIGKILLed agent heal to identi
       dataDir,
       prefix: ['ip', 'netns', 'exec', net.agentNs(i)],
       apiListen: `${net.apiHost(i)}:9292`,
-      args: ['--p2p-listen', `/ip4/${net.dataIp(i)}/tcp/4001`, ...args],
+      args: ['--config', config, '--p2p-listen', `/ip4/${net.dataIp(i)}/tcp/4001`, ...args],
       timeoutMs: 30_000
     })
     nodes[i] = { agent, api: glance(agent.url), dataDir, args }
@@ -122,6 +124,8 @@ describe(`partitions with concurrent writes and a SIGKILLed agent heal to identi
   beforeAll(async () => {
     console.log(`partition test: seed ${SEED} (PARTITION_SEED=${SEED} replays its choices), namespaces converge-${net.id}-*`)
     root = await tmpDir('peerglance-partitions-')
+    config = join(root, 'peerglance.yaml')
+    await writeFile(config, `mesh:\n  key: ${randomBytes(32).toString('hex')}\n`)
     try {
       await net.create()
       await start(0, [])
