@@ -9,9 +9,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   'glance-domain': ['interface'],
   'metadata-store': ['interface'],
   'chunk-store': ['interface'],
+  'image-cache': ['interface'],
   mesh: ['interface'],
   'glance-api': ['interface', 'glance-domain'],
-  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'glance-api', 'mesh'],
+  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'image-cache', 'glance-api', 'mesh'],
   testing: ['agent', 'config', 'interface', 'chunk-store']
 }
 

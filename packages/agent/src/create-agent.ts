@@ -8,10 +8,12 @@ import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
 import { GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
+import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
 import { Mesh, MetadataSync } from '@peerglance/mesh'
 import type { ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
+import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
 import { opsRoutes } from './ops-routes.ts'
 
@@ -34,6 +36,7 @@ export class Agent {
   readonly data: ImageDataService
   readonly api: FastifyInstance
   readonly mesh: Mesh
+  readonly cache: LruImageCache
   readonly registry = new Registry()
   #sync: MetadataSync | undefined
   readonly #manifestFetches = new Map<string, Promise<Manifest | undefined>>()
@@ -69,6 +72,26 @@ export class Agent {
       unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
       manifestTimeoutMs: config.mesh.fetchTimeoutMs
     })
+    this.cache = new LruImageCache({
+      holdings: localHoldings({
+        metadata: this.metadata,
+        chunks: this.chunks,
+        mesh: this.mesh,
+        manifest: async imageId => await this.metadata.getManifest(imageId) ?? await this.#fetchManifest(imageId),
+        dataDir: config.dataDir
+      }),
+      logger: this.log.child({ component: 'image-cache' })
+    }, {
+      statePath: join(config.dataDir, 'cache.json'),
+      maxBytes: parseByteSize(config.cache.maxBytes) || null,
+      maxDiskPercent: config.cache.maxDiskPercent,
+      highWatermark: config.cache.highWatermark,
+      lowWatermark: Math.min(config.cache.lowWatermark, config.cache.highWatermark),
+      minReplicas: config.cache.minReplicas,
+      reserveBytes: parseByteSize(config.cache.reserveBytes),
+      sweepIntervalMs: config.cache.sweepIntervalMs,
+      prefetchTags: [...config.cache.prefetchTags]
+    })
     const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
     let data: ImageDataService | undefined
     this.images = new ImageService({
@@ -85,12 +108,20 @@ export class Agent {
       images: this.images,
       metadata: this.metadata,
       chunks: this.chunks,
-      reader: countBytes(this.mesh.reader, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
-      manifests: { fetch: async imageId => await this.#fetchManifest(imageId) }
+      reader: observed(this.mesh.reader, this.cache, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
+      manifests: { fetch: async imageId => await this.#fetchManifest(imageId) },
+      room: this.cache
     }, { host: this.metadata.replicaId })
-    // An image deleted on another agent: stop any background download of it here.
     this.metadata.onChange((record, origin) => {
-      if (origin === 'remote' && record.kind === 'image' && record.fields.status?.v === 'deleted') void this.#forget(record.key)
+      if (record.kind !== 'image') return
+      const image = this.metadata.getImage(record.key)
+      if (image == null || image.status === 'deleted') {
+        this.cache.forget(record.key)
+        // An image deleted on another agent: stop any background download of it here.
+        if (origin === 'remote') void this.#forget(record.key)
+        return
+      }
+      this.cache.imageChanged(image)
     })
     this.metadata.onOrphans(cids => {
       void this.chunks.collect(cids, async cid => await this.metadata.isReferenced(cid)).catch(err => {
@@ -106,6 +137,7 @@ export class Agent {
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs })
     opsRoutes(this.api, {
       registry: this.registry,
+      pins: this.cache,
       images: () => this.metadata.images(),
       manifest: async imageId => await this.metadata.getManifest(imageId),
       mesh: this.mesh,
@@ -160,6 +192,8 @@ export class Agent {
       if (recovered > 0 || collected > 0) this.log.warn({ recovered, collected }, 'recovered interrupted uploads')
       await this.mesh.start()
       started.push(this.mesh)
+      await this.cache.start()
+      started.push(this.cache)
       this.#sync = new MetadataSync({ libp2p: this.mesh.libp2p, replica: this.metadata, logger: this.log.child({ component: 'metadata-sync' }) }, {
         key: this.config.mesh.key,
         syncIntervalMs: this.config.mesh.syncIntervalMs
@@ -194,6 +228,7 @@ export class Agent {
     this.api.server.closeAllConnections()
     await closing
     await this.#sync?.stop()
+    await this.cache.stop()
     await this.mesh.stop()
     await this.metadata.stop()
     this.#status = 'stopped'
@@ -201,13 +236,22 @@ export class Agent {
   }
 }
 
-/** Counts the bytes a reader hands to API clients. */
-function countBytes (reader: ImageReader, counter: Counter): ImageReader {
+/**
+ * Counts the bytes a reader hands to API clients, and tells the cache which images are being read
+ * (not evicted meanwhile; least recently read goes first) and which were read whole here.
+ */
+function observed (reader: ImageReader, cache: Pick<LruImageCache, 'reading' | 'complete'>, counter: Counter): ImageReader {
   return {
     async * read (imageId, manifest, start, end, opts) {
-      for await (const part of reader.read(imageId, manifest, start, end, opts)) {
-        counter.inc(part.byteLength)
-        yield part
+      const done = cache.reading(imageId)
+      try {
+        for await (const part of reader.read(imageId, manifest, start, end, opts)) {
+          counter.inc(part.byteLength)
+          yield part
+        }
+        if (start === 0 && end === manifest.size - 1) cache.complete(imageId)
+      } finally {
+        done()
       }
     }
   }

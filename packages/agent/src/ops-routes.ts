@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
+import { ImageNotFoundError } from '@peerglance/interface'
 import type { ImageRecord, Manifest } from '@peerglance/interface'
 
 /** What the status document says about the mesh; absent when the agent runs alone. */
@@ -12,6 +13,7 @@ export interface MeshView {
 
 export interface OpsComponents {
   registry: Registry
+  pins: { pin: (imageId: string, pinned: boolean) => void, isPinned: (imageId: string) => boolean }
   images: () => Iterable<ImageRecord>
   manifest: (imageId: string) => Promise<Manifest | undefined>
   mesh?: MeshView
@@ -33,7 +35,7 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       // Without the manifest here this agent has never read the image, so it holds none of it.
       let localShare: number | null = image.size == null ? null : 0
       if (manifest != null) localShare = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
-      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare })
+      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare, pinned: c.pins.isPinned(image.id) })
     }
     return {
       peerId: c.mesh?.peerId ?? null,
@@ -43,6 +45,20 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       images
     }
   })
+
+  // Pinned images are never evicted from this agent's cache.
+  for (const [method, pinned] of [['PUT', true], ['DELETE', false]] as const) {
+    app.route<{ Params: { imageId: string } }>({
+      method,
+      url: '/peerglance/v1/pins/:imageId',
+      handler: async (request, reply) => {
+        const { imageId } = request.params
+        if (![...c.images()].some(i => i.id === imageId && i.status !== 'deleted')) throw new ImageNotFoundError(`No image found with ID ${imageId}`)
+        c.pins.pin(imageId, pinned)
+        return await reply.code(204).send()
+      }
+    })
+  }
 
   app.get('/metrics', async (_request, reply) => {
     return await reply.type(c.registry.contentType).send(await c.registry.metrics())

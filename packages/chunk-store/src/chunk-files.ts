@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { access, mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises'
+import { access, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isChunkCid } from './cid-of.ts'
 import { CHUNKS_DIR, STAGING_DIR } from './constants.ts'
@@ -26,6 +26,8 @@ export class ChunkFiles {
    * while fan-out directories were still new. The next durable put syncs chunks/ once for all.
    */
   #unsynced = false
+  /** Bytes of the chunk files under `chunks/`: counted once by `prepare`, then kept up to date. */
+  bytes = 0
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -40,6 +42,8 @@ export class ChunkFiles {
     const leftovers = await readdir(this.#staging)
     await Promise.all(leftovers.map(async name => { await rm(join(this.#staging, name), { recursive: true, force: true }) }))
     if (await mkdir(this.#chunks, { recursive: true }) != null) await syncDir(this.#root)
+    this.bytes = 0
+    for await (const cid of this.list()) this.bytes += await sizeOf(this.path(cid))
     return leftovers.length
   }
 
@@ -74,6 +78,7 @@ export class ChunkFiles {
           await handle.close()
         }
         await this.#publish(tmp, cid, opts.durableName ?? true)
+        this.bytes += bytes.length
       } catch (err) {
         await rm(tmp, { force: true })
         throw err
@@ -111,8 +116,11 @@ export class ChunkFiles {
     if (!isChunkCid(cid)) return false
     return await this.#lock.run(cid, async () => {
       if (this.#pins.has(cid)) return false
+      const file = this.path(cid)
       try {
-        await unlink(this.path(cid))
+        const size = await sizeOf(file)
+        await unlink(file)
+        this.bytes -= size
         return true
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
@@ -151,6 +159,10 @@ export class ChunkFiles {
 // it (as IPFS flatfs does with next-to-last/2): 1024 evenly filled directories.
 function fanOut (cid: string): string {
   return cid.slice(-3, -1)
+}
+
+async function sizeOf (path: string): Promise<number> {
+  return (await stat(path)).size
 }
 
 async function exists (path: string): Promise<boolean> {

@@ -75,6 +75,11 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     return await this.#files.has(cid)
   }
 
+  /** Bytes of chunk files on disk, as of the last write or delete (counted when the store starts). */
+  get bytesStored (): number {
+    return this.#files.bytes
+  }
+
   async ingest (source: AsyncIterable<Uint8Array>, opts: IngestOptions): Promise<IngestResult> {
     if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
     const ingest = new Ingest({

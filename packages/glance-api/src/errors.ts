@@ -16,6 +16,7 @@ const STATUS_BY_NAME: Record<string, number> = {
   ValidationError: 400,
   LimitExceededError: 413,
   ImageTooLargeError: 413,
+  StorageFullError: 413,
   UnsupportedMediaTypeError: 415,
   InvalidImageDataError: 415,
   RangeNotSatisfiableError: 416,

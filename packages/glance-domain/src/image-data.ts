@@ -3,7 +3,7 @@ import {
   ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageNotFoundError, ImageTooLargeError, InvalidStatusTransitionError,
   NotFoundError, ValidationError
 } from '@peerglance/interface'
-import type { AbortOptions, ChunkStore, Identity, ImageReader, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, Identity, ImageCache, ImageReader, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
 import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
 import type { ImageService } from './image-service.ts'
 import { HAS_SERVABLE_DATA, transition } from './status.ts'
@@ -45,6 +45,7 @@ export class ImageDataService {
   /** The chunk store alone, for data this agent just wrote (no need to ask the mesh). */
   readonly #localReader: ImageReader
   readonly #manifests: ManifestSource | undefined
+  readonly #room: Pick<ImageCache, 'reserve' | 'room'> | undefined
 
   /**
    * `reader` serves downloads (the chunk store alone, or peers behind it); `manifests` finds the
@@ -52,7 +53,7 @@ export class ImageDataService {
    */
   readonly #host: string
 
-  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource }, init: { host?: string } = {}) {
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource, room?: Pick<ImageCache, 'reserve' | 'room'> }, init: { host?: string } = {}) {
     this.#host = init.host ?? 'local'
     this.#images = components.images
     this.#metadata = components.metadata
@@ -60,6 +61,7 @@ export class ImageDataService {
     this.#localReader = { read: (_id, manifest, start, end, opts) => this.#chunks.read(manifest, start, end, opts) }
     this.#reader = components.reader ?? this.#localReader
     this.#manifests = components.manifests
+    this.#room = components.room
   }
 
   async upload (who: Identity, id: string, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
@@ -78,12 +80,16 @@ export class ImageDataService {
   }
 
   async #write (who: Identity, image: ImageRecord, during: 'saving' | 'uploading', source: AsyncIterable<Uint8Array>, opts: UploadOptions): Promise<ImageRecord> {
+    // Before anything changes: an upload this agent's disk or cache cap cannot hold is refused up
+    // front (StorageFullError, 413), not after filling the disk. Without a size, it stops at the room.
+    if (this.#room != null && opts.expectedSize != null) await this.#room.reserve(opts.expectedSize)
+    const room = this.#room == null ? Infinity : await this.#room.room()
     // The status flips synchronously (the store's view is updated before the write resolves),
     // so a second upload racing this one sees `saving` and gets 409.
     await this.#metadata.putImage(this.#claim(transition(image, during)))
     let ingested: IngestResult | undefined
     try {
-      ingested = await this.#chunks.ingest(source, { maxBytes: this.#maxBytes(image), expectedSize: opts.expectedSize, signal: opts.signal })
+      ingested = await this.#chunks.ingest(source, { maxBytes: Math.min(this.#maxBytes(image), room), expectedSize: opts.expectedSize, signal: opts.signal })
       // The ingest kept the head; the tail is read from the chunks just written, all local.
       const virtualSize = during === 'saving' ? await this.#inspect(image, ingested, this.#localReader, ingested.head) : null
       const current = this.#metadata.getImage(image.id)

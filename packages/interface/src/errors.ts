@@ -39,6 +39,8 @@ export class ConflictError extends define('ConflictError') {}
 export class ValidationError extends define('ValidationError') {}
 export class LimitExceededError extends define('LimitExceededError') {}
 export class ImageTooLargeError extends define('ImageTooLargeError') {}
+/** This agent's disk or cache cap cannot hold the data (Glance's StorageFull: 413). */
+export class StorageFullError extends define('StorageFullError') {}
 export class UnsupportedMediaTypeError extends define('UnsupportedMediaTypeError') {}
 export class InvalidImageDataError extends define('InvalidImageDataError') {}
 export class RangeNotSatisfiableError extends define('RangeNotSatisfiableError') {}

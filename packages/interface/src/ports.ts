@@ -121,3 +121,43 @@ export interface Replica {
   /** Called after each local or merged change; returns an unsubscribe function. */
   onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void
 }
+
+/** An image this agent keeps as a cache entry: what Glance's `GET /v2/cache` lists. */
+export interface CachedImage {
+  imageId: string
+  /** Downloads served from this agent. */
+  hits: number
+  /** Epoch milliseconds of the last download, or of caching when never read. */
+  lastAccessed: number
+  /** Epoch milliseconds when the copy here became complete. */
+  lastModified: number
+  size: number
+}
+
+export type CacheClearTarget = 'cache' | 'queue' | 'all'
+
+/**
+ * The agent's image cache: the images it holds for its hypervisor, which Glance's cache API
+ * (`/v2/cache`) lists and manages, and the room uploads may use. Evicting never drops the last
+ * copies the mesh has of an image.
+ */
+export interface ImageCache {
+  list (): Promise<{ cached: CachedImage[], queued: string[] }>
+  /** Fetches the whole image in the background (Glance's prefetch queue). */
+  queue (imageId: string): void
+  /** Drops the cache entry and the image's bytes here, unless they are among the mesh's last copies. */
+  remove (imageId: string): Promise<void>
+  clear (target: CacheClearTarget): Promise<void>
+  /** Makes room for an upload of this many bytes, evicting if need be; StorageFullError when it cannot. */
+  reserve (bytes: number): Promise<void>
+  /** Bytes an upload may write without evicting: the cap and the free disk, whichever is less. */
+  room (): Promise<number>
+}
+
+/** The slice of a pino logger components log through (a pino child fits as is). */
+export interface Logger {
+  debug: (obj: object, msg?: string) => void
+  info: (obj: object, msg?: string) => void
+  warn: (obj: object, msg?: string) => void
+  error: (obj: object, msg?: string) => void
+}

@@ -3,9 +3,10 @@ import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Star
 import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import type { Registry } from 'prom-client'
-import { ChunkExchange } from './chunk-exchange.ts'
+import { ChunkExchange, imageKey } from './chunk-exchange.ts'
 import type { ChunkExchangeInit } from './chunk-exchange.ts'
 import { equalBytes, sha256, sha256DigestOf } from './cid.ts'
+import { getBit } from './framing.ts'
 import { NotStartedError } from './errors.ts'
 import { pinoComponentLogger } from './logger.ts'
 import type { PinoLike } from './logger.ts'
@@ -15,6 +16,9 @@ import type { MeshLibp2p, MeshNodeInit } from './node.ts'
 import { Swarm } from './swarm.ts'
 import { shuffle } from './shuffle.ts'
 import type { SwarmInit } from './swarm.ts'
+
+/** Peers asked at once whether they hold a whole image. */
+const COPY_CHECKS_AT_ONCE = 8
 
 export interface MeshComponents {
   /** The local chunk store: serves peers and keeps what they send (FsChunkStore). */
@@ -186,6 +190,36 @@ export class Mesh implements Startable {
   async forgetImage (imageId: string): Promise<void> {
     if (this.#status !== 'started') return
     await this.#swarm?.abandon(imageId)
+  }
+
+  /**
+   * How many connected peers hold a complete copy of the image, asked a few at a time until
+   * `enough` said yes. A peer counts only if it claims every chunk (HAVE) and then sends one chunk
+   * picked at random that hashes right, so a peer that lies about what it holds is caught most of
+   * the time. A lower bound on the mesh's copies: peers this agent is not connected to are not asked.
+   */
+  async completeCopies (manifest: Manifest, opts: { enough: number, timeoutMs?: number }): Promise<number> {
+    const exchange = this.exchange
+    const n = manifest.cids.length
+    if (n === 0) return 0
+    const key = imageKey(manifest.cids)
+    const signal = AbortSignal.timeout(opts.timeoutMs ?? 5000)
+    const holds = async (peer: PeerId): Promise<boolean> => {
+      try {
+        const { bits } = await exchange.have(peer, key, manifest.cids, { signal })
+        for (let i = 0; i < n; i++) if (!getBit(bits, i)) return false
+        await exchange.get(peer, manifest.cids[Math.floor(Math.random() * n)], { signal })
+        return true
+      } catch {
+        return false
+      }
+    }
+    const peers = this.libp2p.getPeers()
+    let count = 0
+    for (let i = 0; i < peers.length && count < opts.enough; i += COPY_CHECKS_AT_ONCE) {
+      count += (await Promise.all(peers.slice(i, i + COPY_CHECKS_AT_ONCE).map(holds))).filter(Boolean).length
+    }
+    return count
   }
 
   /** The share (0..1) of an image's chunks this agent holds. */

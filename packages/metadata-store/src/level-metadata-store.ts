@@ -164,6 +164,14 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
     return true
   }
 
+  /**
+   * Forgets this agent's copy of the image (cache eviction): its manifest and chunk references go,
+   * the replicated record stays. Chunks no other manifest here names are reported as orphans.
+   */
+  async manifestDropped (imageId: string): Promise<void> {
+    this.#emitOrphans(await this.#persist(await this.#manifestOps(imageId, undefined), true))
+  }
+
   async isReferenced (cid: string): Promise<boolean> {
     // '"' sorts right after '!', so this range is exactly the keys starting with `<cid>!`.
     const keys = await this.#refs.keys({ gte: `${cid}!`, lt: `${cid}"`, limit: 1 }).all()

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { ApiConfig } from './api.ts'
 import { AuthConfig } from './auth.ts'
+import { CacheConfig } from './cache.ts'
 import { ChunksConfig } from './chunks.ts'
 import { DataDirConfig } from './data-dir.ts'
 import { GlanceConfig } from './glance.ts'
@@ -17,6 +18,7 @@ export const AgentConfig = Type.Object({
   auth: AuthConfig,
   policy: PolicyConfig,
   chunks: ChunksConfig,
+  cache: CacheConfig,
   glance: GlanceConfig,
   mesh: MeshConfig,
   shutdown: ShutdownConfig

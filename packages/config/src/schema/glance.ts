@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { BYTE_SIZE_PATTERN, isByteSize } from '../byte-size.ts'
+import { ByteSize } from './byte-size.ts'
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download', 'copy-image', 'glance-download'] as const
 
@@ -35,17 +35,11 @@ export const GlanceConfig = Type.Object({
     default: 1099511627776,
     description: 'Largest image, in bytes, that upload or stage accepts; larger data gets 413. Default 1 TiB (glance image_size_cap).'
   }),
-  userStorageQuota: Type.Refine(
-    Type.String({
-      pattern: BYTE_SIZE_PATTERN,
-      errorMessage: 'must be a whole number with an optional unit B, KB, MB, GB or TB, e.g. 10GB',
-      default: '0',
-      description: 'Total image data a project may store, as a number with an optional unit B, KB, MB, GB or TB (powers of 1024), e.g. 10GB; 0 means unlimited. Quote it in YAML (glance user_storage_quota).'
-    }),
-    // The pattern reports syntax errors; this only catches sizes a JS number cannot count.
-    (value) => !new RegExp(BYTE_SIZE_PATTERN).test(value) || isByteSize(value),
-    () => `is more than ${Number.MAX_SAFE_INTEGER} bytes`
-  ),
+  userStorageQuota: ByteSize({
+    default: '0',
+    example: '10GB',
+    description: 'Total image data a project may store, as a number with an optional unit B, KB, MB, GB or TB (powers of 1024), e.g. 10GB; 0 means unlimited. Quote it in YAML (glance user_storage_quota).'
+  }),
   diskFormats: Type.Array(Type.String({ minLength: 1 }), {
     default: ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'],
     description: 'Values accepted for an image\'s disk_format (glance [image_format] disk_formats).'

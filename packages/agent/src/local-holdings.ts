@@ -1,0 +1,50 @@
+import { statfs } from 'node:fs/promises'
+import type { FsChunkStore } from '@peerglance/chunk-store'
+import type { Holdings } from '@peerglance/image-cache'
+import type { Manifest } from '@peerglance/interface'
+import type { LevelMetadataStore } from '@peerglance/metadata-store'
+import type { Mesh } from '@peerglance/mesh'
+
+export interface LocalHoldingsComponents {
+  metadata: LevelMetadataStore
+  chunks: FsChunkStore
+  mesh: Mesh
+  /** The image's manifest, fetched from peers when this agent has never held it. */
+  manifest: (imageId: string) => Promise<Manifest | undefined>
+  /** Where the chunk files live, for the file system's free space. */
+  dataDir: string
+}
+
+/** The image cache's view of this agent: its manifests, its chunk files, its disk and the mesh. */
+export function localHoldings (c: LocalHoldingsComponents): Holdings {
+  return {
+    async held () {
+      const out = []
+      for (const image of c.metadata.images()) {
+        if (image.size == null || image.status === 'deleted') continue
+        const manifest = await c.metadata.getManifest(image.id)
+        if (manifest == null) continue
+        out.push({ imageId: image.id, size: image.size, bytes: Math.round(image.size * await c.mesh.localShare(manifest)) })
+      }
+      return out
+    },
+    async replicas (imageId, enough) {
+      const manifest = await c.metadata.getManifest(imageId)
+      return manifest == null ? 0 : await c.mesh.completeCopies(manifest, { enough })
+    },
+    async fetch (imageId, signal) {
+      const manifest = await c.manifest(imageId)
+      if (manifest == null || manifest.size === 0) return
+      // Reading the whole image through the mesh keeps every chunk it fetches.
+      for await (const _ of c.mesh.reader.read(imageId, manifest, 0, manifest.size - 1, { signal })) { /* kept by the swarm */ }
+    },
+    async drop (imageId) {
+      await c.mesh.forgetImage(imageId)
+      await c.metadata.manifestDropped(imageId)
+    },
+    async usage () {
+      const fs = await statfs(c.dataDir)
+      return { used: c.chunks.bytesStored, free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize }
+    }
+  }
+}
