@@ -3,7 +3,8 @@ import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Star
 import { defaultLogger } from '@libp2p/logger'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import type { Registry } from 'prom-client'
-import { ChunkExchange, imageKey } from './chunk-exchange.ts'
+import { ChunkExchange, HAVE_NONE, imageKey } from './chunk-exchange.ts'
+import type { HaveState } from './chunk-exchange.ts'
 import type { ChunkExchangeInit } from './chunk-exchange.ts'
 import { equalBytes, sha256, sha256DigestOf } from './cid.ts'
 import { getBit } from './framing.ts'
@@ -204,9 +205,11 @@ export class Mesh implements Startable {
     if (n === 0) return 0
     const key = imageKey(manifest.cids)
     const signal = AbortSignal.timeout(opts.timeoutMs ?? 5000)
+    // We ask because we may drop our copy: tell them we hold nothing, so nobody counts on it.
+    const mine = { state: HAVE_NONE as HaveState, bits: new Uint8Array(Math.ceil(n / 8)) }
     const holds = async (peer: PeerId): Promise<boolean> => {
       try {
-        const { bits } = await exchange.have(peer, key, manifest.cids, { signal })
+        const { bits } = await exchange.have(peer, key, manifest.cids, mine, { signal })
         for (let i = 0; i < n; i++) if (!getBit(bits, i)) return false
         await exchange.get(peer, manifest.cids[Math.floor(Math.random() * n)], { signal })
         return true
