@@ -6,7 +6,7 @@ import { FsChunkStore } from '@peerglance/chunk-store'
 import { parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
@@ -132,6 +132,7 @@ export class Agent {
       images: this.images,
       data: this.data,
       members: new MemberService({ images: this.images, metadata: this.metadata }),
+      cache: new CacheService({ images: this.images, metadata: this.metadata, cache: this.cache }),
       authenticator: noAuth(config.auth.noauth),
       logger: this.log.child({ component: 'glance-api' })
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs })

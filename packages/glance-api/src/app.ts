@@ -11,6 +11,7 @@ import { imageRoutes } from './routes/images.ts'
 import { imageDataRoutes } from './routes/image-data.ts'
 import { memberRoutes } from './routes/members.ts'
 import { infoRoutes } from './routes/info.ts'
+import { cacheRoutes } from './routes/cache.ts'
 
 export type { GlanceApiComponents } from './components.ts'
 
@@ -95,6 +96,7 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
   imageDataRoutes(app, components)
   memberRoutes(app, components)
   infoRoutes(app, components, init.rules)
+  cacheRoutes(app, components)
   return app
 }
 

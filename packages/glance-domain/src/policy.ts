@@ -53,12 +53,17 @@ export const GLANCE_RULES = {
   delete_member: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
   get_member: { check: ADMIN_OR_READER_OF_OWNER_OR_MEMBER, legacy: LEGACY },
   get_members: { check: ADMIN_OR_READER_OF_OWNER_OR_MEMBER, legacy: LEGACY },
-  modify_member: { check: `${ADMIN} or (role:member and ${IMAGE_MEMBER})`, legacy: LEGACY }
+  modify_member: { check: `${ADMIN} or (role:member and ${IMAGE_MEMBER})`, legacy: LEGACY },
+  cache_image: { check: ADMIN },
+  cache_list: { check: ADMIN },
+  cache_delete: { check: ADMIN }
 } as const satisfies Record<string, RuleDefault>
 
 export type RuleName = keyof typeof GLANCE_RULES
 /** Rules checked against an existing image. */
-export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images'>
+export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule>
+/** The image cache API's rules (glance/policies/cache.py), checked without an image. */
+export type CacheRule = 'cache_image' | 'cache_list' | 'cache_delete'
 
 /** Actions that, in legacy mode, also need the caller to own the image (check_is_image_mutable). */
 const OWNER_ONLY_IN_LEGACY: ReadonlySet<ImageRule> = new Set(['modify_image', 'delete_image', 'upload_image', 'deactivate', 'reactivate'])
