@@ -3,22 +3,31 @@ import { PolicySyntaxError } from '@peerglance/glance-domain'
 import type { Agent } from './create-agent.ts'
 import { CommandError } from './cli/io.ts'
 import type { CommandIo } from './cli/io.ts'
+import { evictCommand, pinCommand, prefetchCommand } from './cli/cache-commands.ts'
 import { seedCommand } from './cli/seed.ts'
 import { statusCommand } from './cli/status.ts'
 
 const USAGE = `Usage: peerglance COMMAND [options]
 
 Commands:
-  agent   run the agent (the Glance API and the mesh) on this host
-  seed    upload an image file through the local agent, with progress
-  status  show the local agent's peers and images
+  agent     run the agent (the Glance API and the mesh) on this host
+  seed      upload an image file through the local agent, with progress
+  status    show the local agent's peers and images
+  prefetch  have the local agent fetch an image now, with progress
+  pin       keep an image on the local agent whatever its cache needs
+  unpin     undo pin
+  evict     drop an image from the local agent's cache
 
 peerglance COMMAND --help tells more.`
 
 /** Operator commands: clients of an agent's API, each returning its exit code. */
 const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
   seed: seedCommand,
-  status: statusCommand
+  status: statusCommand,
+  prefetch: prefetchCommand,
+  pin: pinCommand(true),
+  unpin: pinCommand(false),
+  evict: evictCommand
 }
 
 async function operatorCommand (command: (argv: string[], io: CommandIo) => Promise<number>, argv: string[]): Promise<number> {
