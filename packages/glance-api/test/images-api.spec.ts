@@ -469,7 +469,10 @@ describe('HTTP conventions', () => {
 
   it('serves the info documents', async () => {
     expect((await api.call('GET', '/v2/info/import')).json['import-methods'].value).toEqual(['glance-direct'])
-    expect((await api.call('GET', '/v2/info/stores')).json.stores[0]).toMatchObject({ id: 'peerglance', default: 'true' })
+    // A single-store Glance has no store list (tempest then waits for `active`, not for `stores`).
+    const stores = await api.call('GET', '/v2/info/stores')
+    expect(stores.status).toBe(404)
+    expect(stores.json.message).toContain('Multi backend is not supported at this site.')
     expect((await api.call('GET', '/v2/info/usage')).json.usage.image_count_total.usage).toBeGreaterThan(0)
   })
 })

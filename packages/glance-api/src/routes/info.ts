@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { NotFoundError } from '@peerglance/interface'
 import { schemaDocuments } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import type { GlanceApiComponents } from '../components.ts'
@@ -12,9 +13,10 @@ export function infoRoutes (app: FastifyInstance, { images }: GlanceApiComponent
     GET: async () => ({ 'import-methods': { description: 'Import methods available.', type: 'array', value: rules.enabledImportMethods } })
   })
 
-  // One store, named after us: every agent keeps its own chunk cache.
+  // Each agent is a single-store Glance (its chunk store), so it answers as one: clients then wait
+  // for `active` instead of for a `stores` list that only multi-store images carry.
   resource(app, '/v2/info/stores', {
-    GET: async () => ({ stores: [{ id: 'peerglance', description: 'Content-addressed chunk store, shared with peer agents', default: 'true' }] })
+    GET: async () => { throw new NotFoundError('Multi backend is not supported at this site.') }
   })
 
   // The shape Glance gives with keystone limits on; -1 marks limits this agent does not enforce.
