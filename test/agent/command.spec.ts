@@ -46,6 +46,19 @@ describe('the peerglance command', () => {
     expect(r.stderr).toContain('frobnicate')
   })
 
+  it('refuses a policy rule that does not parse and a policy file it cannot read, with exit code 2', async () => {
+    const dir = await tmpDir(); dirs.push(dir)
+    const policy = join(dir, 'policy.yaml')
+    await writeFile(policy, 'publicize_image: "role:admin or"\n')
+    const config = join(dir, 'config.yaml')
+    await writeFile(config, `policy:\n  file: ${policy}\n`)
+    let r = await fails(['agent', '--config', config, '--data-dir', join(dir, 'data')])
+    expect(r).toMatchObject({ code: 2, stderr: 'peerglance: policy rule "publicize_image": cannot parse rule "role:admin or": unexpected end\n' })
+    await writeFile(config, `policy:\n  file: ${join(dir, 'missing.yaml')}\n`)
+    r = await fails(['agent', '--config', config, '--data-dir', join(dir, 'data')])
+    expect(r).toMatchObject({ code: 2, stderr: `peerglance: cannot read policy file ${join(dir, 'missing.yaml')}: no such file\n` })
+  })
+
   it('prints its usage with --help', async () => {
     const { stdout } = await run(process.execPath, [BIN, 'agent', '--help'], { timeout: 20_000 })
     for (const flag of ['--config', '--data-dir', '--api-listen', '--log-level']) expect(stdout).toContain(flag)
