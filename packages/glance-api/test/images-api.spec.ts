@@ -462,9 +462,11 @@ describe('HTTP conventions', () => {
     expect(image.properties.stores).toBeUndefined()
     expect(image.properties.disk_format.enum).toContain('qcow2')
     expect(image.additionalProperties).toEqual({ type: 'string' })
-    for (const name of ['images', 'member', 'members', 'task', 'tasks', 'metadefs/namespace', 'metadefs/resource_type']) {
+    for (const name of ['images', 'member', 'members', 'task', 'tasks', 'metadefs/namespace', 'metadefs/tags']) {
       expect((await api.call('GET', `/v2/schemas/${name}`)).json.name).toBe(name.replace('metadefs/', ''))
     }
+    expect((await api.call('GET', '/v2/schemas/metadefs/resource_type')).json.name).toBe('resource_type_association')
+    expect((await api.call('GET', '/v2/schemas/metadefs/resource_types')).json.name).toBe('resource_type_associations')
   })
 
   it('serves the info documents', async () => {

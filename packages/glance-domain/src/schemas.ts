@@ -107,6 +107,9 @@ const TASK_PROPERTIES = {
 /** Metadefs are out of scope, but glanceclient's CLI fetches two of these schemas on first run. */
 const METADEFS = ['namespace', 'namespaces', 'resource_type', 'resource_types', 'property', 'properties', 'object', 'objects', 'tag', 'tags']
 
+/** Glance names these two documents after what they describe (glance/api/v2/metadef_resource_types.py). */
+const METADEF_NAMES: Record<string, string> = { resource_type: 'resource_type_association', resource_types: 'resource_type_associations' }
+
 /** Every document under `/v2/schemas/`, by path. */
 export function schemaDocuments (formats: SchemaFormats): Map<string, Record<string, unknown>> {
   const docs = new Map<string, Record<string, unknown>>([
@@ -118,7 +121,7 @@ export function schemaDocuments (formats: SchemaFormats): Map<string, Record<str
     ['tasks', { name: 'tasks', properties: { tasks: { type: 'array', items: { name: 'task', properties: TASK_PROPERTIES } }, schema: { type: 'string' }, first: { type: 'string' }, next: { type: 'string' } }, links: [{ rel: 'first', href: '{first}' }, { rel: 'next', href: '{next}' }, { rel: 'describedby', href: '{schema}' }] }]
   ])
   for (const name of METADEFS) {
-    docs.set(`metadefs/${name}`, { name, properties: {}, additionalProperties: true })
+    docs.set(`metadefs/${name}`, { name: METADEF_NAMES[name] ?? name, properties: {}, additionalProperties: true })
   }
   return docs
 }
