@@ -50,9 +50,10 @@ import {
 } from './constants.ts'
 import { NotHeldError, NotStartedError, ProtocolError, RequestTimeoutError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, discard, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HEADER_SIZE, setBit
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, discard, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HAVE_COMPLETE,
+  HAVE_DOWNLOADING, HAVE_NONE, HEADER_SIZE, setBit
 } from './framing.ts'
-import type { BodySink, FrameHeader } from './framing.ts'
+import type { BodySink, FrameHeader, HaveState } from './framing.ts'
 
 /** Request bodies: a HAVE for 100k chunks (100 GiB at 1 MiB) is 3.6 MB. */
 const MAX_REQUEST_BODY = 4 * 1024 * 1024
@@ -63,10 +64,6 @@ const HAVE_CONCURRENCY = 16
 /** Bodies of NOT_FOUND and ERROR responses. */
 const MAX_ERROR_BODY = 4096
 
-export const HAVE_NONE = 0
-export const HAVE_DOWNLOADING = 1
-export const HAVE_COMPLETE = 2
-export type HaveState = typeof HAVE_NONE | typeof HAVE_DOWNLOADING | typeof HAVE_COMPLETE
 
 export interface HaveAnswer {
   state: HaveState

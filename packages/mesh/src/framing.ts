@@ -9,6 +9,12 @@ export const FRAME_MANIFEST = 3
 /** One way: no response follows (chunk-exchange.ts). */
 export const FRAME_ANNOUNCE = 4
 
+/** The state byte of HAVE answers and ANNOUNCEs: what the sender does with an image. */
+export const HAVE_NONE = 0
+export const HAVE_DOWNLOADING = 1
+export const HAVE_COMPLETE = 2
+export type HaveState = typeof HAVE_NONE | typeof HAVE_DOWNLOADING | typeof HAVE_COMPLETE
+
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1
 export const CODE_ERROR = 2

@@ -1,0 +1,267 @@
+/**
+ * The swarm's scheduling policy: which chunk a download session fetches next and from which
+ * peer, as plain functions of what the session knows (`Holdings`, `Wants`) and the clock. No
+ * I/O, no timers: the session (session.ts) calls them, and so does the simulator
+ * (scripts/bench/simulate.ts), on a modelled network.
+ *
+ * Order, per pick (`pickNext`):
+ * 1. Chunks within `readAhead` of a reader's position, the one a reader blocks on first.
+ * 2. Chunks another downloader announced, rarest of a sample, random tie-break, so downloaders
+ *    feed each other.
+ * 3. Chunks this agent is responsible for (`ownerOf`), in image order, from any holder.
+ * 4. Chunks whose responsible downloader has been silent for `backgroundFallbackMs`.
+ *
+ * Seeding: a chunk only seeds hold is fetched from a seed by ONE downloader, the one that ranks
+ * first for it by rendezvous hashing over the current downloaders (`ownerOf`); the others wait
+ * for it to announce the chunk and fetch it from that downloader. A chunk a reader waits for
+ * falls back to a seed once its owner has been silent for `urgentFallbackMs`, or once it has
+ * been wanted for `backgroundFallbackMs`. Sources (`chooseSource`): downloaders and complete
+ * agents before seeds, the least busy first; a busy downloader is waited for rather than a seed
+ * asked, because a seed's upload is the scarce one.
+ */
+import { getBit, HAVE_COMPLETE, HAVE_DOWNLOADING } from './framing.ts'
+import type { HaveState } from './framing.ts'
+
+/** Why a chunk was fetched (the scheduling step), for counters. */
+export type FetchReason = 'urgent' | 'urgent-mine' | 'urgent-owner-quiet' | 'urgent-waited' | 'announced' | 'mine' | 'owner-quiet'
+
+export interface Pick {
+  index: number
+  peer: string
+  reason: FetchReason
+}
+
+/** What a session knows of one peer's holdings of its image. */
+export interface PeerHolding {
+  bits: Uint8Array
+  /** 1: downloading this image now; 2: holds all of it; 0: holds some, not downloading. */
+  state: HaveState
+  /** It said it was downloading this image at some time in this session. */
+  downloader: boolean
+  connected: boolean
+  /** When it last told us anything about this image. */
+  lastHeard: number
+}
+
+export interface PolicySettings {
+  readAhead: number
+  startGraceMs: number
+  urgentFallbackMs: number
+  backgroundFallbackMs: number
+  maxInFlightPerPeer: number
+  fetchWhole: boolean
+}
+
+/** Who holds what, as one session sees it. */
+export interface Holdings {
+  readonly self: string
+  readonly n: number
+  readonly peers: ReadonlyMap<string, PeerHolding>
+  /** Chunk index → peer → until when that peer is not asked for that chunk (it failed it). */
+  readonly failed: ReadonlyMap<number, ReadonlyMap<string, number>>
+  /** The downloaders sharing out first fetches from seeds, sorted, self included (`downloadersOf`). */
+  readonly downloaders: readonly string[]
+  /** `rendezvousHash(key, peer)`, cached by the caller. */
+  readonly hashOf: (peer: string) => number
+  readonly isBad: (peer: string) => boolean
+  /** Fetches in flight to the peer, over all sessions. */
+  readonly load: (peer: string) => number
+}
+
+/** What a session wants, and where its scans stand; `pickNext` moves the scans and the sets. */
+export interface Wants {
+  /** When the session started asking the network. */
+  started: number
+  /** Not held here and not in flight. */
+  readonly wanted: (index: number) => boolean
+  readonly isLocal: (index: number) => boolean
+  /** Chunks readers are blocked on. */
+  readonly waiting: Iterable<number>
+  readonly cursors: Iterable<{ readonly position: number, readonly last: number }>
+  readonly hasReaders: boolean
+  /** When each wanted chunk first came within a reader's window. */
+  readonly urgentSince: Map<number, number>
+  /** Indices announced by downloaders and not yet held here. */
+  readonly available: Set<number>
+  ownedScan: number
+  fallbackScan: number
+}
+
+/** Candidates compared for rarity per pick among announced chunks. */
+export const RARITY_SAMPLE = 16
+
+/** A peer may be asked for chunk `index`: connected, holds it, not bad, has not just failed it. */
+export function usable (h: Holdings, key: string, peer: PeerHolding, index: number, now: number): boolean {
+  if (!peer.connected || !getBit(peer.bits, index) || h.isBad(key)) return false
+  const until = h.failed.get(index)?.get(key)
+  return until == null || until <= now
+}
+
+/** How many usable peers hold the chunk. */
+export function holderCount (h: Holdings, index: number, now: number): number {
+  let count = 0
+  for (const [key, peer] of h.peers) if (usable(h, key, peer, index, now)) count++
+  return count
+}
+
+/**
+ * The least busy usable holder of a chunk: a downloader or complete agent if any has it and has
+ * room, else a seed when `seedsAllowed`. Ties are broken at random.
+ */
+export function chooseSource (h: Holdings, index: number, seedsAllowed: boolean, perPeer: number, now: number, random: () => number = Math.random): string | undefined {
+  let best: string | undefined
+  let bestTier = 3
+  let bestLoad = Infinity
+  let bestTie = 0
+  let busyDownloader = false
+  for (const [key, peer] of h.peers) {
+    if (!usable(h, key, peer, index, now)) continue
+    const tier = peer.downloader || peer.state === HAVE_COMPLETE ? 0 : 1
+    const load = h.load(key)
+    if (load >= perPeer) {
+      if (tier === 0) busyDownloader = true
+      continue
+    }
+    if (tier === 1 && !seedsAllowed) continue
+    const tie = random()
+    if (tier < bestTier || (tier === bestTier && (load < bestLoad || (load === bestLoad && tie < bestTie)))) {
+      best = key
+      bestTier = tier
+      bestLoad = load
+      bestTie = tie
+    }
+  }
+  // A downloader that holds it but is busy is worth the wait: a seed's upload is the scarce one.
+  if (bestTier === 1 && busyDownloader) return undefined
+  return best
+}
+
+/** The downloaders that share out first fetches from seeds: connected peers downloading now, and us; sorted. */
+export function downloadersOf (self: string, peers: ReadonlyMap<string, PeerHolding>, isBad: (peer: string) => boolean): string[] {
+  const list = [self]
+  for (const [key, peer] of peers) {
+    if (peer.state === HAVE_DOWNLOADING && peer.connected && !isBad(key)) list.push(key)
+  }
+  return list.sort()
+}
+
+/** Rendezvous hashing: the downloader with the highest score for the chunk fetches it from a seed. */
+export function ownerOf (h: Holdings, index: number): string {
+  if (h.downloaders.length <= 1) return h.self
+  let best = -1
+  let owner = ''
+  for (const peer of h.downloaders) {
+    const score = mix(h.hashOf(peer) ^ Math.imul(index + 1, 0x9e3779b1))
+    if (score > best || (score === best && peer < owner)) {
+      best = score
+      owner = peer
+    }
+  }
+  return owner
+}
+
+/** How long the chunk's owner has said nothing (0 when it is us; Infinity when unknown). */
+export function ownerSilence (h: Holdings, index: number, now: number): number {
+  const owner = ownerOf(h, index)
+  if (owner === h.self) return 0
+  const peer = h.peers.get(owner)
+  return peer == null ? Infinity : now - peer.lastHeard
+}
+
+/** The next fetch to start, or undefined when nothing can start now. */
+export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number, random: () => number = Math.random): Pick | undefined {
+  const graceOver = now - w.started >= s.startGraceMs
+  const choose = (index: number, seeds: boolean): string | undefined => chooseSource(h, index, seeds, s.maxInFlightPerPeer, now, random)
+  // 1. What readers need next, closest first; the chunk a reader blocks on first of all.
+  const urgent: number[] = []
+  for (const index of w.waiting) if (w.wanted(index)) urgent.push(index)
+  for (const cursor of w.cursors) {
+    const until = Math.min(cursor.last, cursor.position + s.readAhead)
+    for (let i = cursor.position; i <= until; i++) if (w.wanted(i)) urgent.push(i)
+  }
+  for (const index of urgent) {
+    let since = w.urgentSince.get(index)
+    if (since == null) w.urgentSince.set(index, since = now)
+    // From a seed: when it is ours to fetch, when its owner went quiet, or when waited too long.
+    // (Before this was a pure function with a test, "ours" was missing: a reader blocked on a
+    // chunk of its own share waited for step 3's scan to reach it.)
+    const mine = ownerOf(h, index) === h.self
+    const silence = mine ? 0 : ownerSilence(h, index, now)
+    const quiet = silence >= s.urgentFallbackMs
+    const seeds = graceOver && (mine || quiet || now - since >= s.backgroundFallbackMs)
+    const peer = choose(index, seeds)
+    if (peer != null) return { index, peer, reason: mine ? 'urgent-mine' : quiet ? 'urgent-owner-quiet' : seeds ? 'urgent-waited' : 'urgent' }
+  }
+  if (!s.fetchWhole && !w.hasReaders) return undefined
+  // 2. Chunks other downloaders announced: rarest of a sample.
+  let best: (Pick & { rarity: number, tie: number }) | undefined
+  let sampled = 0
+  for (const index of w.available) {
+    if (!w.wanted(index)) {
+      if (w.isLocal(index)) w.available.delete(index)
+      continue
+    }
+    const peer = choose(index, false)
+    if (peer == null) continue
+    const rarity = holderCount(h, index, now)
+    const tie = random()
+    if (best == null || rarity < best.rarity || (rarity === best.rarity && tie < best.tie)) best = { index, peer, rarity, tie, reason: 'announced' }
+    if (++sampled >= RARITY_SAMPLE) break
+  }
+  if (best != null) {
+    w.available.delete(best.index)
+    return { index: best.index, peer: best.peer, reason: best.reason }
+  }
+  if (!graceOver) return undefined
+  // 3. Chunks this agent is responsible for, in image order, from any holder.
+  for (; w.ownedScan < h.n; w.ownedScan++) {
+    const index = w.ownedScan
+    if (!w.wanted(index) || ownerOf(h, index) !== h.self) continue
+    const peer = choose(index, true)
+    if (peer == null) {
+      // Nobody holds it yet, or every holder is busy: try again next time from here.
+      if (holderCount(h, index, now) > 0) break
+      continue
+    }
+    return { index, peer, reason: 'mine' }
+  }
+  // 4. Chunks whose owner has gone quiet: from any holder.
+  const quiet = new Set<string>()
+  for (const owner of h.downloaders) {
+    if (owner === h.self) continue
+    const peer = h.peers.get(owner)
+    if (peer == null || now - peer.lastHeard >= s.backgroundFallbackMs) quiet.add(owner)
+  }
+  if (quiet.size > 0) {
+    for (let scanned = 0; scanned < h.n; scanned++) {
+      const index = w.fallbackScan
+      w.fallbackScan = (w.fallbackScan + 1) % h.n
+      if (!w.wanted(index) || !quiet.has(ownerOf(h, index))) continue
+      const peer = choose(index, true)
+      if (peer != null) return { index, peer, reason: 'owner-quiet' }
+      if (holderCount(h, index, now) > 0) break
+    }
+  }
+  return undefined
+}
+
+/** The per-peer half of a rendezvous score (FNV-1a of the image key and the peer id). */
+export function rendezvousHash (key: string, peer: string): number {
+  const text = `${key}/${peer}`
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+
+/** murmur3's finalizer: spreads the bits of a 32-bit value. */
+function mix (x: number): number {
+  x ^= x >>> 16
+  x = Math.imul(x, 0x85ebca6b)
+  x ^= x >>> 13
+  x = Math.imul(x, 0xc2b2ae35)
+  x ^= x >>> 16
+  return x >>> 0
+}

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest'
+import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from '../src/framing.ts'
+import type { HaveState } from '../src/framing.ts'
+import { chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, rendezvousHash } from '../src/scheduling.ts'
+import type { Holdings, PeerHolding, PolicySettings, Wants } from '../src/scheduling.ts'
+
+const N = 64
+const NOW = 1_000_000
+const SETTINGS: PolicySettings = { readAhead: 4, startGraceMs: 100, urgentFallbackMs: 5_000, backgroundFallbackMs: 15_000, maxInFlightPerPeer: 2, fetchWhole: true }
+
+function holding (state: HaveState, held: Iterable<number> | 'all', extra: Partial<PeerHolding> = {}): PeerHolding {
+  const bits = new Uint8Array(Math.ceil(N / 8))
+  if (held === 'all') bits.fill(0xff)
+  else for (const i of held) setBit(bits, i)
+  return { bits, state, downloader: state === HAVE_DOWNLOADING, connected: true, lastHeard: NOW, ...extra }
+}
+
+function holdingsOf (peers: Record<string, PeerHolding>, opts: { self?: string, load?: Record<string, number>, bad?: string[], failed?: Map<number, Map<string, number>> } = {}): Holdings {
+  const self = opts.self ?? 'me'
+  const map = new Map(Object.entries(peers))
+  const isBad = (peer: string): boolean => opts.bad?.includes(peer) ?? false
+  return {
+    self,
+    n: N,
+    peers: map,
+    failed: opts.failed ?? new Map(),
+    downloaders: downloadersOf(self, map, isBad),
+    hashOf: peer => rendezvousHash('image', peer),
+    isBad,
+    load: peer => opts.load?.[peer] ?? 0
+  }
+}
+
+function wantsOf (opts: Partial<Wants> & { local?: Set<number>, inflight?: Set<number> } = {}): Wants {
+  const local = opts.local ?? new Set<number>()
+  const inflight = opts.inflight ?? new Set<number>()
+  return {
+    started: opts.started ?? NOW - 1_000,
+    wanted: i => i >= 0 && i < N && !local.has(i) && !inflight.has(i),
+    isLocal: i => local.has(i),
+    waiting: opts.waiting ?? [],
+    cursors: opts.cursors ?? [],
+    hasReaders: opts.hasReaders ?? false,
+    urgentSince: opts.urgentSince ?? new Map(),
+    available: opts.available ?? new Set(),
+    ownedScan: opts.ownedScan ?? 0,
+    fallbackScan: opts.fallbackScan ?? 0
+  }
+}
+
+/** Always the same tie-break, so a test never depends on chance. */
+const first = (): number => 0.5
+
+describe('scheduling policy', () => {
+  it('asks a downloader or complete agent before a seed, and the least busy of them', () => {
+    const h = holdingsOf({
+      seed: holding(HAVE_NONE, 'all'),
+      busy: holding(HAVE_DOWNLOADING, [3], { lastHeard: NOW }),
+      idle: holding(HAVE_COMPLETE, 'all')
+    }, { load: { busy: 1, idle: 0 } })
+    expect(chooseSource(h, 3, true, 2, NOW, first)).toBe('idle')
+    // Only seeds hold chunk 5 besides the complete agent; without the complete one, the seed only when allowed.
+    const seedsOnly = holdingsOf({ seed: holding(HAVE_NONE, 'all') })
+    expect(chooseSource(seedsOnly, 5, false, 2, NOW, first)).toBeUndefined()
+    expect(chooseSource(seedsOnly, 5, true, 2, NOW, first)).toBe('seed')
+  })
+
+  it('waits for a busy downloader rather than asking a seed', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all'), peer: holding(HAVE_DOWNLOADING, [7]) }, { load: { peer: 2 } })
+    expect(chooseSource(h, 7, true, 2, NOW, first)).toBeUndefined()
+    expect(chooseSource(h, 8, true, 2, NOW, first)).toBe('seed')
+  })
+
+  it('never asks a disconnected or bad peer, nor one that just failed the chunk', () => {
+    const failed = new Map([[1, new Map([['a', NOW + 10]])]])
+    const h = holdingsOf({
+      a: holding(HAVE_COMPLETE, 'all'),
+      b: holding(HAVE_COMPLETE, 'all', { connected: false }),
+      c: holding(HAVE_COMPLETE, 'all')
+    }, { bad: ['c'], failed })
+    expect(chooseSource(h, 1, true, 2, NOW, first)).toBeUndefined()
+    expect(holderCount(h, 1, NOW)).toBe(0)
+    expect(chooseSource(h, 2, true, 2, NOW, first)).toBe('a')
+    // The exclusion ends.
+    expect(chooseSource(h, 1, true, 2, NOW + 10, first)).toBe('a')
+  })
+
+  it('shares the chunks only seeds hold among the downloaders, each to exactly one, evenly', () => {
+    const ids = ['me', 'd1', 'd2', 'd3']
+    const counts = new Map(ids.map(id => [id, 0]))
+    const views = ids.map(self => holdingsOf(Object.fromEntries(ids.filter(id => id !== self).map(id => [id, holding(HAVE_DOWNLOADING, [])])), { self }))
+    for (let i = 0; i < 4000; i++) {
+      const owners = views.map(h => ownerOf(h, i))
+      // Every downloader computes the same owner for a chunk.
+      expect(new Set(owners).size).toBe(1)
+      counts.set(owners[0], counts.get(owners[0])! + 1)
+    }
+    for (const count of counts.values()) expect(count).toBeGreaterThan(850)
+  })
+
+  it('an owner that stops downloading, or goes, hands its share to the rest', () => {
+    const h = holdingsOf({ d1: holding(HAVE_DOWNLOADING, [], { lastHeard: NOW - 3_000 }), gone: holding(HAVE_DOWNLOADING, [], { connected: false }), done: holding(HAVE_COMPLETE, 'all') })
+    expect(h.downloaders).toEqual(['d1', 'me'])
+    let index = 0
+    while (ownerOf(h, index) !== 'd1') index++
+    expect(ownerSilence(h, index, NOW)).toBe(3_000)
+    const alone = holdingsOf({ done: holding(HAVE_COMPLETE, 'all'), gone: holding(HAVE_DOWNLOADING, [], { connected: false }) })
+    expect(ownerOf(alone, index)).toBe('me')
+    expect(ownerSilence(alone, index, NOW)).toBe(0)
+  })
+
+  it('fetches what a reader waits for first, then what downloaders announced, then its own share from seeds', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [40, 41]) })
+    let mine = 0
+    while (ownerOf(h, mine) !== 'me') mine++
+    const w = wantsOf({ waiting: [mine], cursors: [{ position: mine, last: mine + 10 }], hasReaders: true, available: new Set([40, 41]) })
+    expect(pickNext(h, w, SETTINGS, NOW, first)).toMatchObject({ index: mine, peer: 'seed', reason: 'urgent-mine' })
+    const afterReader = wantsOf({ available: new Set([40, 41]) })
+    const announced = pickNext(h, afterReader, SETTINGS, NOW, first)
+    expect(announced).toMatchObject({ peer: 'd1', reason: 'announced' })
+    expect([40, 41]).toContain(announced?.index)
+    expect(afterReader.available.has(announced!.index)).toBe(false)
+    const own = pickNext(h, wantsOf(), SETTINGS, NOW, first)
+    expect(own).toMatchObject({ peer: 'seed', reason: 'mine' })
+    expect(ownerOf(h, own!.index)).toBe('me')
+  })
+
+  it('asks seeds for nothing nobody waits for during the start grace', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all') })
+    expect(pickNext(h, wantsOf({ started: NOW - 50 }), SETTINGS, NOW, first)).toBeUndefined()
+    expect(pickNext(h, wantsOf({ started: NOW - 100 }), SETTINGS, NOW, first)).toMatchObject({ reason: 'mine' })
+  })
+
+  it('a waiting reader falls back to a seed once the chunk\'s owner has been silent long enough', () => {
+    const quiet = NOW - SETTINGS.urgentFallbackMs
+    const peers = { seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [], { lastHeard: NOW }) }
+    const h = holdingsOf(peers)
+    // A chunk d1 owns.
+    let index = 0
+    while (ownerOf(h, index) !== 'd1') index++
+    const waiting = (): Wants => wantsOf({ waiting: [index], hasReaders: true })
+    expect(pickNext(h, waiting(), SETTINGS, NOW, first)?.index).not.toBe(index)
+    const silent = holdingsOf({ ...peers, d1: holding(HAVE_DOWNLOADING, [], { lastHeard: quiet }) })
+    expect(pickNext(silent, waiting(), SETTINGS, NOW, first)).toMatchObject({ index, peer: 'seed', reason: 'urgent-owner-quiet' })
+  })
+
+  it('with fetchWhole off, fetches nothing once no reader is left', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all') })
+    expect(pickNext(h, wantsOf(), { ...SETTINGS, fetchWhole: false }, NOW, first)).toBeUndefined()
+  })
+})
