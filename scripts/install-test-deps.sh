@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client and benchmark tests run besides Node: the Debian OpenStack clients
 # (openstack, glance), qemu-img (to make qcow2 test images), nginx (the benchmarks' baseline) and
-# iproute2 (the partition test's network namespaces).
+# iproute2 (the partition test's network namespaces) and chromium (the dashboard's browser test,
+# driven by playwright-core).
 # Idempotent and quick: it does nothing when every command is already there.
 set -euo pipefail
 
@@ -12,11 +13,12 @@ declare -A PACKAGE_OF=(
   [qemu-img]=qemu-utils
   [nginx]=nginx-light
   [ip]=iproute2
+  [chromium]=chromium
 )
 
 missing_commands=()
 missing_packages=()
-for cmd in openstack glance qemu-img nginx ip; do
+for cmd in openstack glance qemu-img nginx ip chromium; do
   # nginx lives in /usr/sbin, which is not on every user's PATH.
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [[ -x "/usr/sbin/$cmd" ]]; then
     missing_commands+=("$cmd")
@@ -38,7 +40,7 @@ fi
 echo "install-test-deps: installing ${missing_packages[*]}" >&2
 apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  python3-openstackclient python3-glanceclient qemu-utils nginx-light iproute2
+  "${missing_packages[@]}"
 
 for cmd in "${missing_commands[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && ! [[ -x "/usr/sbin/$cmd" ]]; then

@@ -9,8 +9,9 @@ import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
 import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
+import type { Holdings } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
-import { Mesh, MetadataSync } from '@peerglance/mesh'
+import { HoldingsExchange, Mesh, MetadataSync } from '@peerglance/mesh'
 import type { ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
@@ -39,6 +40,8 @@ export class Agent {
   readonly cache: LruImageCache
   readonly registry = new Registry()
   #sync: MetadataSync | undefined
+  #holdings: HoldingsExchange | undefined
+  readonly #localHoldings: Holdings
   readonly #manifestFetches = new Map<string, Promise<Manifest | undefined>>()
   #status: AgentStatus = 'stopped'
   #url: string | undefined
@@ -72,14 +75,15 @@ export class Agent {
       unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
       manifestTimeoutMs: config.mesh.fetchTimeoutMs
     })
+    this.#localHoldings = localHoldings({
+      metadata: this.metadata,
+      chunks: this.chunks,
+      mesh: this.mesh,
+      manifest: async imageId => await this.metadata.getManifest(imageId) ?? await this.#fetchManifest(imageId),
+      dataDir: config.dataDir
+    })
     this.cache = new LruImageCache({
-      holdings: localHoldings({
-        metadata: this.metadata,
-        chunks: this.chunks,
-        mesh: this.mesh,
-        manifest: async imageId => await this.metadata.getManifest(imageId) ?? await this.#fetchManifest(imageId),
-        dataDir: config.dataDir
-      }),
+      holdings: this.#localHoldings,
       logger: this.log.child({ component: 'image-cache' })
     }, {
       statePath: join(config.dataDir, 'cache.json'),
@@ -138,11 +142,12 @@ export class Agent {
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs })
     opsRoutes(this.api, {
       registry: this.registry,
-      pins: this.cache,
+      cache: this.cache,
       images: () => this.metadata.images(),
       manifest: async imageId => await this.metadata.getManifest(imageId),
       mesh: this.mesh,
-      stateRoot: () => this.#sync?.stateRoot
+      stateRoot: () => this.#sync?.stateRoot,
+      peerHoldings: async () => await this.#holdings?.askAll() ?? []
     })
   }
 
@@ -201,6 +206,9 @@ export class Agent {
       })
       await this.#sync.start()
       started.push(this.#sync)
+      this.#holdings = new HoldingsExchange(this.mesh.libp2p, async () => (await this.#localHoldings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
+      await this.#holdings.start()
+      started.push(this.#holdings)
       const { host, port } = parseListen(this.config.api.listen)
       this.#url = await this.api.listen({ host, port })
       this.#status = 'started'
@@ -228,6 +236,7 @@ export class Agent {
     clearTimeout(timer)
     this.api.server.closeAllConnections()
     await closing
+    await this.#holdings?.stop()
     await this.#sync?.stop()
     await this.cache.stop()
     await this.mesh.stop()

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises'
 import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
 import { ImageNotFoundError } from '@peerglance/interface'
 import type { ImageRecord, Manifest } from '@peerglance/interface'
@@ -13,10 +15,17 @@ export interface MeshView {
 
 export interface OpsComponents {
   registry: Registry
-  pins: { pin: (imageId: string, pinned: boolean) => void, isPinned: (imageId: string) => boolean }
+  cache: {
+    pin: (imageId: string, pinned: boolean) => void
+    isPinned: (imageId: string) => boolean
+    usage: () => Promise<{ used: number, max: number, free: number }>
+    readonly stats: { evictions: number, evictedBytes: number }
+  }
   images: () => Iterable<ImageRecord>
   manifest: (imageId: string) => Promise<Manifest | undefined>
   mesh?: MeshView
+  /** What each connected peer says it holds (image id → share), for the coverage view. */
+  peerHoldings: () => Promise<Array<{ peer: string, images?: Record<string, number>, error?: string }>>
   /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
   stateRoot?: () => string | undefined
 }
@@ -26,6 +35,8 @@ export interface OpsComponents {
  * `/metrics`. Unauthenticated, like Glance's `/healthcheck`: keep the API on loopback or firewall it.
  */
 export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
+  registerCacheMetrics(c.registry, c.cache)
+
   app.get('/peerglance/v1/status', async () => {
     const images = []
     for (const image of c.images()) {
@@ -35,13 +46,14 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       // Without the manifest here this agent has never read the image, so it holds none of it.
       let localShare: number | null = image.size == null ? null : 0
       if (manifest != null) localShare = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
-      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare, pinned: c.pins.isPinned(image.id) })
+      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare, pinned: c.cache.isPinned(image.id) })
     }
     return {
       peerId: c.mesh?.peerId ?? null,
       multiaddrs: c.mesh?.multiaddrs ?? [],
       peers: c.mesh?.connectedPeers() ?? [],
       stateRoot: c.stateRoot?.() ?? null,
+      cache: await cacheView(c.cache),
       images
     }
   })
@@ -54,13 +66,59 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       handler: async (request, reply) => {
         const { imageId } = request.params
         if (![...c.images()].some(i => i.id === imageId && i.status !== 'deleted')) throw new ImageNotFoundError(`No image found with ID ${imageId}`)
-        c.pins.pin(imageId, pinned)
+        c.cache.pin(imageId, pinned)
         return await reply.code(204).send()
       }
     })
   }
 
+  // A live view of the above for operators: one static page that polls status, coverage and metrics.
+  let page: Promise<string> | undefined
+  app.get('/peerglance/v1/dashboard', async (_request, reply) => {
+    page ??= readFile(new URL('./dashboard.html', import.meta.url), 'utf8')
+    return await reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'").send(await page)
+  })
+
+  // Each image's share on this agent and on every connected peer (as the peers say).
+  app.get('/peerglance/v1/coverage', async () => {
+    const here: Record<string, number> = {}
+    for (const image of c.images()) {
+      if (image.status === 'deleted' || image.size == null) continue
+      const manifest = await c.manifest(image.id)
+      if (manifest != null) here[image.id] = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
+    }
+    return { agents: [{ peer: c.mesh?.peerId ?? null, self: true, images: here }, ...await c.peerHoldings()] }
+  })
+
   app.get('/metrics', async (_request, reply) => {
     return await reply.type(c.registry.contentType).send(await c.registry.metrics())
+  })
+}
+
+async function cacheView (cache: OpsComponents['cache']): Promise<Record<string, number>> {
+  const { used, max, free } = await cache.usage()
+  return { usedBytes: used, maxBytes: max, freeBytes: free, evictions: cache.stats.evictions, evictedBytes: cache.stats.evictedBytes }
+}
+
+function registerCacheMetrics (registry: Registry, cache: OpsComponents['cache']): void {
+  const registers = [registry]
+  new Gauge({
+    name: 'peerglance_cache_bytes',
+    help: 'Bytes of image chunks this agent holds',
+    registers,
+    async collect () { this.set((await cache.usage()).used) }
+  })
+  new Gauge({
+    name: 'peerglance_cache_max_bytes',
+    help: 'Bytes of image chunks this agent may hold (cache.maxBytes, or its share of the disk)',
+    registers,
+    async collect () { this.set((await cache.usage()).max) }
+  })
+  new Counter({
+    name: 'peerglance_cache_evictions_total',
+    help: 'Images evicted from this agent\'s cache',
+    registers,
+    // The cache keeps the running total (it knows no prom-client); the counter reports it.
+    collect () { this.reset(); this.inc(cache.stats.evictions) }
   })
 }

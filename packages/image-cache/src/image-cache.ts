@@ -68,6 +68,8 @@ export class LruImageCache implements ImageCache, Startable {
   #sweeping: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
   #running = false
+  /** Running totals, for metrics and the status document. */
+  readonly stats = { evictions: 0, evictedBytes: 0 }
 
   constructor (components: ImageCacheComponents, init: ImageCacheInit) {
     this.#c = components
@@ -178,7 +180,10 @@ export class LruImageCache implements ImageCache, Startable {
       e.listed = false
       this.#state.changed()
     }
-    if (await this.#mayEvict(imageId)) await this.#evict(imageId, 'removed from the cache')
+    if (await this.#mayEvict(imageId)) {
+      const held = (await this.#c.holdings.held()).find(h => h.imageId === imageId)
+      await this.#evict(imageId, held?.bytes ?? 0, 'removed from the cache')
+    }
   }
 
   async clear (target: CacheClearTarget): Promise<void> {
@@ -188,6 +193,12 @@ export class LruImageCache implements ImageCache, Startable {
     }
     if (target === 'queue') return
     for (const [imageId, e] of this.#state.entries) if (e.listed) await this.remove(imageId)
+  }
+
+  /** Bytes of image data here, the cap they are held to, and the disk's free bytes. */
+  async usage (): Promise<{ used: number, max: number, free: number }> {
+    const { used, free, total } = await this.#c.holdings.usage()
+    return { used, max: this.#max(total), free }
   }
 
   async room (): Promise<number> {
@@ -229,7 +240,7 @@ export class LruImageCache implements ImageCache, Startable {
     for (const c of evictionOrder(candidates)) {
       if (freed >= needed) break
       if (c.bytes === 0 || !await this.#mayEvict(c.imageId)) continue
-      await this.#evict(c.imageId, reason)
+      await this.#evict(c.imageId, c.bytes, reason)
       freed += c.bytes
     }
     return freed
@@ -241,15 +252,17 @@ export class LruImageCache implements ImageCache, Startable {
     return await this.#c.holdings.replicas(imageId, minReplicas) >= minReplicas
   }
 
-  async #evict (imageId: string, reason: string): Promise<void> {
+  async #evict (imageId: string, bytes: number, reason: string): Promise<void> {
     await this.#c.holdings.drop(imageId)
+    this.stats.evictions++
+    this.stats.evictedBytes += bytes
     const e = this.#state.entries.get(imageId)
     if (e != null) {
       e.listed = false
       e.lastModified = 0
       this.#state.changed()
     }
-    this.#c.logger.info({ imageId, reason }, 'evicted image')
+    this.#c.logger.info({ imageId, bytes, reason }, 'evicted image')
   }
 
   #max (total: number): number {

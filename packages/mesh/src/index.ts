@@ -21,3 +21,5 @@ export { MetadataSync, METADATA_TOPIC, METADATA_SYNC_PROTOCOL } from './metadata
 export type { MetadataSyncComponents, MetadataSyncInit, MetadataSyncLogger } from './metadata-sync.ts'
 export { Membership, MembershipError, mintCredential, credentialMessage, MEMBERSHIP_ENCRYPTER } from './membership.ts'
 export type { Credential, MembershipInit } from './membership.ts'
+export { HoldingsExchange, HOLDINGS_PROTOCOL } from './holdings-exchange.ts'
+export type { PeerHoldings } from './holdings-exchange.ts'
