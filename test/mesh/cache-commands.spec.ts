@@ -28,6 +28,12 @@ describe('peerglance prefetch, pin, unpin and evict', () => {
     expect(fetched.code).toBe(0)
     expect(JSON.parse(fetched.stdout)).toMatchObject({ id, localShare: 1 })
     expect(await localShare(b.url, id)).toBe(1)
+    // status: the image here and on the one peer (the seed), and the cache's use.
+    const status = await peerglance(b.url, 'status')
+    expect(status.stdout).toMatch(new RegExp(`${id}\\s+active\\s+3\\.00 MiB\\s+100 %\\s+100 %\\s+cmd\\n`))
+    expect(status.stdout).toMatch(/^cache {3}3\.00 MiB of /m)
+    const doc = JSON.parse((await peerglance(b.url, 'status', '--json')).stdout) as { coverage: Array<{ self?: boolean, images: Record<string, number> }> }
+    expect(doc.coverage.map(a => a.images[id])).toEqual([1, 1])
 
     expect((await peerglance(b.url, 'pin', id)).stdout).toBe(`image ${id} pinned\n`)
     expect((await agentStatus(b.url)).images.find(i => i.id === id)).toMatchObject({ pinned: true })

@@ -11,6 +11,8 @@ export interface MeshView {
   readonly multiaddrs: string[]
   connectedPeers: () => string[]
   localShare: (manifest: Manifest) => Promise<number>
+  /** Images being fetched from peers now: chunks held of all. */
+  transfers: () => Array<{ imageId: string, held: number, chunks: number }>
 }
 
 export interface OpsComponents {
@@ -54,6 +56,7 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       peers: c.mesh?.connectedPeers() ?? [],
       stateRoot: c.stateRoot?.() ?? null,
       cache: await cacheView(c.cache),
+      transfers: c.mesh?.transfers() ?? [],
       images
     }
   })

@@ -225,6 +225,12 @@ export class Mesh implements Startable {
     return count
   }
 
+  /** Images being fetched from peers now, with the chunks held so far. */
+  transfers (): Array<{ imageId: string, held: number, chunks: number }> {
+    if (this.#status !== 'started') return []
+    return this.swarm.sessions().filter(s => !s.complete).map(({ imageId, held, chunks }) => ({ imageId, held, chunks }))
+  }
+
   /** The share (0..1) of an image's chunks this agent holds. */
   async localShare (manifest: Manifest): Promise<number> {
     return await this.swarm.localShare(manifest)

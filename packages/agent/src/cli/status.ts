@@ -6,8 +6,9 @@ import { formatBytes } from './progress.ts'
 
 export const STATUS_USAGE = `Usage: peerglance status [--url URL] [--json]
 
-Shows the local agent: its peer id and addresses, the peers it is connected to, and each image with
-the share of its chunks this agent holds.
+Shows the local agent: its peer id and addresses, the peers it is connected to, its cache use, the
+images it is fetching now, and each image with the share of its chunks held on this agent and on
+each connected peer (as the peers report it).
 
 Options:
   --url URL   the agent's API (default: ${DEFAULT_URL}; or OS_IMAGE_URL)
@@ -18,8 +19,12 @@ interface Status {
   peerId: string | null
   multiaddrs: string[]
   peers: string[]
-  images: Array<{ id: string, name: string | null, status: string, size: number | null, localShare: number | null }>
+  cache?: { usedBytes: number, maxBytes: number, freeBytes: number, evictions: number }
+  transfers?: Array<{ imageId: string, held: number, chunks: number }>
+  images: Array<{ id: string, name: string | null, status: string, size: number | null, localShare: number | null, pinned?: boolean }>
 }
+
+interface Coverage { agents: Array<{ peer: string | null, self?: boolean, images?: Record<string, number>, error?: string }> }
 
 export async function statusCommand (argv: string[], io: CommandIo): Promise<number> {
   let values
@@ -30,22 +35,33 @@ export async function statusCommand (argv: string[], io: CommandIo): Promise<num
   }
   if (values.help === true) { io.stdout.write(`${STATUS_USAGE}\n`); return 0 }
   const client = new ApiClient({ url: values.url ?? io.env.OS_IMAGE_URL ?? DEFAULT_URL, token: io.env.OS_AUTH_TOKEN })
-  const status = await client.json<Status>('GET', '/peerglance/v1/status')
+  const [status, coverage] = await Promise.all([
+    client.json<Status>('GET', '/peerglance/v1/status'),
+    client.json<Coverage>('GET', '/peerglance/v1/coverage')
+  ])
   if (values.json === true) {
-    io.stdout.write(`${JSON.stringify(status, null, 2)}\n`)
+    io.stdout.write(`${JSON.stringify({ ...status, coverage: coverage.agents }, null, 2)}\n`)
     return 0
   }
+  const peers = coverage.agents.filter(a => a.self !== true)
   const lines = [
     `agent   ${client.url}`,
     `peer id ${status.peerId ?? '(no mesh)'}`,
     ...status.multiaddrs.map(a => `        ${a}`),
     `peers   ${status.peers.length}`,
-    ...status.peers.map(p => `        ${p}`),
+    ...peers.map((p, n) => `        P${n + 1} ${p.peer ?? ''}${p.error != null ? ` (did not answer: ${p.error})` : ''}`),
+    ...status.cache == null ? [] : [`cache   ${formatBytes(status.cache.usedBytes)} of ${formatBytes(status.cache.maxBytes)}, ${formatBytes(status.cache.freeBytes)} free on disk, ${status.cache.evictions} evictions`],
+    ...(status.transfers ?? []).map(t => `fetching ${t.imageId}: ${t.held} of ${t.chunks} chunks`),
     `images  ${status.images.length}`
   ]
+  const share = (v: number | null | undefined): string => v == null ? '-' : `${Math.floor(v * 100)} %`
   if (status.images.length > 0) {
-    const rows = status.images.map(i => [i.id, i.status, i.size == null ? '-' : formatBytes(i.size), i.localShare == null ? '-' : `${Math.round(i.localShare * 100)} %`, i.name ?? ''])
-    const head = ['ID', 'STATUS', 'SIZE', 'HERE', 'NAME']
+    const rows = status.images.map(i => [
+      i.id, i.pinned === true ? `${i.status}, pinned` : i.status, i.size == null ? '-' : formatBytes(i.size), share(i.localShare),
+      ...peers.map(p => p.images == null ? '?' : share(p.images[i.id] ?? (i.size == null ? null : 0))),
+      i.name ?? ''
+    ])
+    const head = ['ID', 'STATUS', 'SIZE', 'HERE', ...peers.map((_, n) => `P${n + 1}`), 'NAME']
     const widths = head.map((h, c) => Math.max(h.length, ...rows.map(r => r[c]!.length)))
     for (const row of [head, ...rows]) lines.push(`  ${row.map((cell, c) => c === row.length - 1 ? cell : cell.padEnd(widths[c]!)).join('  ')}`)
   }
