@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest'
 import { startAgent } from '@peerglance/testing'
 
+describe('GET /peerglance/v1/ready', () => {
+  it('answers 200 naming every part ready once the agent has started', async () => {
+    await using agent = await startAgent()
+    const res = await fetch(`${agent.url}/peerglance/v1/ready`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ stores: true, mesh: true })
+  })
+})
+
 describe('GET /metrics', () => {
   it('names every metric peerglance_<subsystem>_<what>, once prefixed', async () => {
     await using agent = await startAgent()

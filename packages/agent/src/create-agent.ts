@@ -143,6 +143,8 @@ export class Agent {
     opsRoutes(this.api, {
       registry: this.registry,
       cache: this.cache,
+      // Started means the stores opened and recovered, the mesh listens and the sync runs, in that order.
+      readiness: () => ({ stores: this.#status === 'started', mesh: this.mesh.status === 'started' }),
       images: () => this.metadata.images(),
       manifest: async imageId => await this.metadata.getManifest(imageId),
       mesh: this.mesh,

@@ -26,6 +26,8 @@ export interface OpsComponents {
   images: () => Iterable<ImageRecord>
   manifest: (imageId: string) => Promise<Manifest | undefined>
   mesh?: MeshView
+  /** Whether each part the API depends on is running (readiness, apart from /healthcheck's liveness). */
+  readiness: () => Record<string, boolean>
   /** What each connected peer says it holds (image id → share), for the coverage view. */
   peerHoldings: () => Promise<Array<{ peer: string, images?: Record<string, number>, error?: string }>>
   /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
@@ -74,6 +76,13 @@ export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
       }
     })
   }
+
+  // Readiness for supervisors and load balancers: 200 once the stores are open and the mesh runs,
+  // 503 naming what is not; Glance's /healthcheck says only that the process answers.
+  app.get('/peerglance/v1/ready', async (_request, reply) => {
+    const parts = c.readiness()
+    return await reply.code(Object.values(parts).every(Boolean) ? 200 : 503).send(parts)
+  })
 
   // A live view of the above for operators: one static page that polls status, coverage and metrics.
   let page: Promise<string> | undefined

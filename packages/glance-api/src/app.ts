@@ -76,7 +76,9 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
       request.log.error({ err }, 'request failed')
       if (status === 500) return sendError(request, reply, 500, 'The server has either erred or is incapable of performing the requested operation.')
     } else {
-      request.log.info({ errName: err.name, status, reason: err.message }, 'request refused')
+      // A 404 is mostly a client probing (`openstack image show NAME` tries the name as an id
+      // first): debug, so the info log stays about what happened to images.
+      request.log[status === 404 ? 'debug' : 'info']({ errName: err.name, status, reason: err.message }, 'request refused')
     }
     return sendError(request, reply, status, err.message)
   })

@@ -163,6 +163,9 @@ export class Mesh implements Startable {
     }, this.#init)
     this.#exchange = exchange
     this.#swarm = swarm
+    // Operators want to see the mesh form and break up in the info log; libp2p's own log is far chattier.
+    libp2p.addEventListener('peer:connect', event => { this.#components.logger?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer connected') })
+    libp2p.addEventListener('peer:disconnect', event => { this.#components.logger?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer disconnected') })
     await libp2p.start()
     await exchange.start()
     await swarm.start()
