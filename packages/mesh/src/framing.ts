@@ -15,6 +15,9 @@ export const HAVE_DOWNLOADING = 1
 export const HAVE_COMPLETE = 2
 export type HaveState = typeof HAVE_NONE | typeof HAVE_DOWNLOADING | typeof HAVE_COMPLETE
 
+/** Bodies of NOT_FOUND and ERROR responses are at most this long. */
+export const MAX_ERROR_BODY = 4096
+
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1
 export const CODE_ERROR = 2
@@ -143,4 +146,52 @@ export function getBit (bits: Uint8Array, i: number): boolean {
 
 export function setBit (bits: Uint8Array, i: number): void {
   bits[i >> 3] |= 0x80 >> (i & 7)
+}
+
+// HAVE and ANNOUNCE bodies (chunk-exchange.ts describes them).
+
+/** A HAVE request for `cids` (36-byte CIDs), the part of an image of `total` chunks starting at index `from`. */
+export function encodeHaveRequest (key: string, mine: { state: HaveState, bits: Uint8Array }, total: number, from: number, cids: readonly Uint8Array[]): Uint8Array {
+  const keyBytes = new TextEncoder().encode(key)
+  const bitBytes = Math.ceil(cids.length / 8)
+  const head = 2 + keyBytes.byteLength + 9
+  const cidBytes = cids[0]?.byteLength ?? 0
+  const body = new Uint8Array(head + bitBytes + cids.length * cidBytes)
+  const view = new DataView(body.buffer)
+  view.setUint16(0, keyBytes.byteLength)
+  body.set(keyBytes, 2)
+  body[2 + keyBytes.byteLength] = mine.state
+  view.setUint32(2 + keyBytes.byteLength + 1, total)
+  view.setUint32(2 + keyBytes.byteLength + 5, from)
+  body.set(mine.bits.subarray(from / 8, from / 8 + bitBytes), head)
+  // The last byte may carry bits of the next part: they are not this part's.
+  if (cids.length % 8 !== 0) body[head + bitBytes - 1] &= 0xff << (8 - cids.length % 8)
+  cids.forEach((cid, i) => { body.set(cid, head + bitBytes + i * cidBytes) })
+  return body
+}
+
+export function encodeAnnounce (key: string, note: { state: HaveState, total: number, indices: readonly number[] }): Uint8Array {
+  const keyBytes = new TextEncoder().encode(key)
+  const head = 2 + keyBytes.byteLength + 5
+  const body = new Uint8Array(head + 4 * note.indices.length)
+  const view = new DataView(body.buffer)
+  view.setUint16(0, keyBytes.byteLength)
+  body.set(keyBytes, 2)
+  body[2 + keyBytes.byteLength] = note.state
+  view.setUint32(2 + keyBytes.byteLength + 1, note.total)
+  note.indices.forEach((index, i) => { view.setUint32(head + 4 * i, index) })
+  return body
+}
+
+/** The head of HAVE and ANNOUNCE bodies: key, state, total; `at` is where the rest begins. */
+export function readNoteHead (body: Uint8Array, what: string): { key: string, state: HaveState, total: number, at: number } {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  if (body.byteLength < 2) throw new FrameError(`${what} body too short`)
+  const keyLength = view.getUint16(0)
+  const at = 2 + keyLength + 5
+  if (body.byteLength < at) throw new FrameError(`${what} body too short`)
+  const key = new TextDecoder().decode(body.subarray(2, 2 + keyLength))
+  const byte = body[2 + keyLength]
+  const state: HaveState = byte === HAVE_DOWNLOADING || byte === HAVE_COMPLETE ? byte : HAVE_NONE
+  return { key, state, total: view.getUint32(2 + keyLength + 1), at }
 }

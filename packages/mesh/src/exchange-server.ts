@@ -1,0 +1,238 @@
+/**
+ * The answering side of the chunk exchange (chunk-exchange.ts has the protocol): requests on a
+ * stream are answered in order, each prepared as soon as it arrives (a disk read overlaps the
+ * previous send); ANNOUNCEs go straight to the swarm. Chunks come from the local store.
+ */
+import type { ChunkBlocks } from '@peerglance/interface'
+import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
+import { CID_BYTES, cidFromBytes, isChunkCid } from './cid.ts'
+import { MAX_QUEUED_REQUESTS } from './constants.ts'
+import { NotStartedError, ProtocolError } from './errors.ts'
+import {
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HAVE_NONE,
+  MAX_ERROR_BODY, readNoteHead, setBit
+} from './framing.ts'
+import type { FrameHeader, HaveState } from './framing.ts'
+import type { ExchangeTraffic } from './exchange-client.ts'
+
+/** Request bodies: a HAVE for 100k chunks (100 GiB at 1 MiB) is 3.6 MB. */
+const MAX_REQUEST_BODY = 4 * 1024 * 1024
+/** Files checked at once while answering a HAVE. */
+const HAVE_CONCURRENCY = 16
+
+/** What a peer said of its holdings of one image: in a HAVE request, or in an ANNOUNCE. */
+export interface HaveNote {
+  state: HaveState
+  /** Chunks in the image. */
+  total: number
+  /** HAVE: the asker's bits for indices `from`… (byte-aligned: `from` is a multiple of 8). */
+  from?: number
+  bits?: Uint8Array
+  /** ANNOUNCE: indices stored since the last one. */
+  indices?: number[]
+}
+
+/** The swarm's side of HAVE and ANNOUNCE. */
+export interface HaveHandler {
+  /**
+   * A peer asked what we hold of image `key` and told us what it holds. Returns our state and,
+   * when a download session knows it without looking at the store, our bitfield of the whole image.
+   */
+  asked: (peer: PeerId, key: string, note: HaveNote) => { state: HaveState, bits?: Uint8Array }
+  announced: (peer: PeerId, key: string, note: HaveNote) => void
+}
+
+/** The slice of libp2p the exchange uses. */
+
+/** What the server side did, for tests and logs. */
+export interface ExchangeStats {
+  getsServed: number
+  chunksNotFound: number
+  bytesServed: number
+  havesServed: number
+  manifestsServed: number
+}
+
+
+export interface ServerComponents {
+  /** What chunks are read from. */
+  blocks: ChunkBlocks
+  /** The manifest bytes this agent has for an image, for MANIFEST requests. */
+  getManifestBytes: (imageId: string) => Promise<Uint8Array | undefined>
+  /** Who holds what: answers HAVE requests and hears ANNOUNCEs (the swarm). */
+  haves?: HaveHandler
+  traffic?: ExchangeTraffic
+}
+
+interface Reply {
+  type: number
+  code: number
+  id: number
+  body?: Uint8Array
+}
+
+
+function noop (): void {}
+
+export class ExchangeServer {
+  readonly stats: ExchangeStats = { getsServed: 0, chunksNotFound: 0, bytesServed: 0, havesServed: 0, manifestsServed: 0 }
+  readonly #components: ServerComponents
+  readonly #log: Logger
+  readonly #isRunning: () => boolean
+  readonly #inbound = new Set<Stream>()
+
+  constructor (components: ServerComponents, log: Logger, isRunning: () => boolean) {
+    this.#components = components
+    this.#log = log
+    this.#isRunning = isRunning
+    this.serve = this.serve.bind(this)
+  }
+
+  /** Ends every inbound stream (the exchange stops). */
+  abortAll (err: Error): void {
+    for (const stream of this.#inbound) stream.abort(err)
+    this.#inbound.clear()
+  }
+
+  serve (stream: Stream, connection: Connection): void {
+    if (!this.#isRunning()) {
+      stream.abort(new NotStartedError('the mesh is not running'))
+      return
+    }
+    const remote = connection.remotePeer
+    const peer = remote.toString()
+    const log = this.#log
+    this.#inbound.add(stream)
+    let queued = 0
+    let chain: Promise<void> = Promise.resolve()
+    let remoteDone = false
+    const maybeClose = (): void => {
+      if (remoteDone && queued === 0 && stream.writeStatus === 'writable') stream.close().catch(noop)
+    }
+    const reader = new FrameReader(MAX_REQUEST_BODY, header => collect(header.length, body => {
+      // One way: handled at once, and nothing is queued or sent back.
+      if (header.type === FRAME_ANNOUNCE) {
+        this.#announced(remote, body)
+        return
+      }
+      if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
+      // Start preparing at once (the disk read overlaps the previous send), send in order.
+      const response = this.#answer(remote, header, body)
+      response.catch(noop)
+      chain = chain.then(async () => {
+        const out = await response
+        await this.#send(stream, peer, out)
+      }).catch(err => {
+        log('stream from %s failed - %e', peer, err)
+        stream.abort(err as Error)
+      }).finally(() => {
+        queued--
+        maybeClose()
+      })
+    }))
+    stream.addEventListener('message', evt => {
+      try {
+        reader.push(evt.data)
+      } catch (err) {
+        stream.abort(err as Error)
+      }
+    })
+    stream.addEventListener('remoteCloseWrite', () => {
+      remoteDone = true
+      maybeClose()
+    })
+    stream.addEventListener('close', () => { this.#inbound.delete(stream) })
+  }
+
+  async #answer (remote: PeerId, header: FrameHeader, body: Uint8Array): Promise<Reply> {
+    const reply = (code: number, out?: Uint8Array): Reply => ({ body: out, type: header.type, code, id: header.id })
+    try {
+      switch (header.type) {
+        case FRAME_GET: {
+          if (body.byteLength !== CID_BYTES) throw new ProtocolError('GET needs one 36-byte CID')
+          const cid = cidFromBytes(body)
+          if (!isChunkCid(cid)) throw new ProtocolError('GET names no chunk CID')
+          let bytes: Uint8Array
+          try {
+            bytes = await this.#components.blocks.readChunk(cid)
+          } catch (err) {
+            if ((err as Error).name === 'ChunkUnavailableError') {
+              this.stats.chunksNotFound++
+              return reply(CODE_NOT_FOUND)
+            }
+            throw err
+          }
+          this.stats.getsServed++
+          this.stats.bytesServed += bytes.byteLength
+          return reply(CODE_OK, bytes)
+        }
+        case FRAME_HAVE: {
+          this.stats.havesServed++
+          return reply(CODE_OK, await this.#answerHave(remote, body))
+        }
+        case FRAME_MANIFEST: {
+          const imageId = new TextDecoder().decode(body)
+          const bytes = await this.#components.getManifestBytes(imageId)
+          if (bytes == null) return reply(CODE_NOT_FOUND)
+          this.stats.manifestsServed++
+          return reply(CODE_OK, bytes)
+        }
+        default:
+          throw new ProtocolError(`unknown request type ${header.type}`)
+      }
+    } catch (err) {
+      if ((err as Error).name === 'ProtocolError' || (err as Error).name === 'FrameError') throw err
+      this.#log.error('answering %p failed - %e', remote, err)
+      return reply(CODE_ERROR, new TextEncoder().encode((err as Error).message.slice(0, MAX_ERROR_BODY)))
+    }
+  }
+
+  async #answerHave (remote: PeerId, body: Uint8Array): Promise<Uint8Array> {
+    const { key, state, total, at } = readNoteHead(body, 'HAVE')
+    if (body.byteLength < at + 4) throw new ProtocolError('HAVE body too short')
+    const from = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at)
+    // n CIDs and their n bits: 36n + ceil(n/8) bytes.
+    const rest = body.byteLength - at - 4
+    const n = Math.floor(rest * 8 / (8 * CID_BYTES + 1))
+    const bitBytes = Math.ceil(n / 8)
+    if (bitBytes + n * CID_BYTES !== rest || from % 8 !== 0 || from + n > total) throw new ProtocolError('HAVE body is not a key, a bitfield and whole CIDs')
+    const cidsAt = at + 4 + bitBytes
+    const known = this.#components.haves?.asked(remote, key, { state, total, from, bits: body.subarray(at + 4, cidsAt) }) ?? { state: HAVE_NONE }
+    const out = new Uint8Array(1 + bitBytes)
+    out[0] = known.state
+    const bits = out.subarray(1)
+    if (known.bits != null && known.bits.byteLength === Math.ceil(total / 8)) {
+      bits.set(known.bits.subarray(from / 8, from / 8 + bitBytes))
+      if (n % 8 !== 0) bits[bitBytes - 1] &= 0xff << (8 - n % 8)
+      return out
+    }
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < n) {
+        const i = next++
+        const offset = cidsAt + i * CID_BYTES
+        const cid = cidFromBytes(body.subarray(offset, offset + CID_BYTES))
+        if (isChunkCid(cid) && await this.#components.blocks.has(cid)) setBit(bits, i)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(HAVE_CONCURRENCY, n) }, worker))
+    return out
+  }
+
+  #announced (remote: PeerId, body: Uint8Array): void {
+    const { key, state, total, at } = readNoteHead(body, 'ANNOUNCE')
+    if ((body.byteLength - at) % 4 !== 0) throw new ProtocolError('ANNOUNCE indices are not whole u32s')
+    const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+    const indices: number[] = []
+    for (let offset = at; offset < body.byteLength; offset += 4) indices.push(view.getUint32(offset))
+    this.#components.haves?.announced(remote, key, { state, total, indices })
+  }
+
+  async #send (stream: Stream, peer: string, out: Reply): Promise<void> {
+    if (stream.writeStatus !== 'writable') return
+    const data = frame(out.type, out.code, out.id, out.body)
+    const length = data.byteLength
+    if (!stream.send(data)) await stream.onDrain()
+    this.#components.traffic?.sent(peer, length)
+  }
+}
