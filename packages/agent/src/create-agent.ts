@@ -6,12 +6,12 @@ import { FsChunkStore } from '@peerglance/chunk-store'
 import { parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService, replicationRules } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import type { Holdings } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
-import { HoldingsExchange, Mesh, MetadataSync } from '@peerglance/mesh'
+import { HoldingsExchange, Mesh, MetadataSync, PeerRecordSigner } from '@peerglance/mesh'
 import type { ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
@@ -31,6 +31,7 @@ export type AgentStatus = 'stopped' | 'starting' | 'started' | 'stopping'
 export class Agent {
   readonly config: AgentConfig
   readonly log: Logger
+  readonly signer: PeerRecordSigner
   readonly metadata: LevelMetadataStore
   readonly chunks: FsChunkStore
   readonly images: ImageService
@@ -49,7 +50,9 @@ export class Agent {
   constructor (config: AgentConfig, overrides: AgentOverrides = {}) {
     this.config = config
     this.log = overrides.logger ?? createLogger(config.log)
-    this.metadata = new LevelMetadataStore({ path: join(config.dataDir, 'metadata') })
+    const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
+    this.signer = new PeerRecordSigner({ dataDir: config.dataDir, revoked: config.mesh.revokedPeers })
+    this.metadata = new LevelMetadataStore({ path: join(config.dataDir, 'metadata'), signer: this.signer, rules: replicationRules(rules) })
     this.chunks = new FsChunkStore({
       dir: join(config.dataDir, 'chunks'),
       chunkSize: config.chunks.chunkSize,
@@ -96,7 +99,6 @@ export class Agent {
       sweepIntervalMs: config.cache.sweepIntervalMs,
       prefetchTags: [...config.cache.prefetchTags]
     })
-    const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
     let data: ImageDataService | undefined
     this.images = new ImageService({
       metadata: this.metadata,
@@ -115,7 +117,7 @@ export class Agent {
       reader: observed(this.mesh.reader, this.cache, new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers: [this.registry] })),
       manifests: { fetch: async imageId => await this.#fetchManifest(imageId) },
       room: this.cache
-    }, { host: this.metadata.replicaId })
+    }, { host: () => this.metadata.replicaId })
     this.metadata.onChange((record, origin) => {
       if (record.kind !== 'image') return
       const image = this.metadata.getImage(record.key)
@@ -126,6 +128,12 @@ export class Agent {
         return
       }
       this.cache.imageChanged(image)
+    })
+    const rejected = new Counter({ name: 'peerglance_records_rejected_total', help: 'Records from peers refused before merging, by reason (signature, invalid, write-once, clock)', labelNames: ['reason'], registers: [this.registry] })
+    const rejectLog = this.log.child({ component: 'replication' })
+    this.metadata.onRejected(r => {
+      rejected.inc({ reason: r.reason })
+      rejectLog.warn({ kind: r.kind, key: r.key, reason: r.reason, detail: r.detail, peer: r.from }, 'refused a record from a peer')
     })
     this.metadata.onOrphans(cids => {
       void this.chunks.collect(cids, async cid => await this.metadata.isReferenced(cid)).catch(err => {
@@ -191,6 +199,7 @@ export class Agent {
     const started: Array<{ stop: () => Promise<void> }> = []
     try {
       await mkdir(this.config.dataDir, { recursive: true })
+      await this.signer.start()
       await this.metadata.start()
       started.push(this.metadata)
       await this.chunks.start()

@@ -51,10 +51,12 @@ export class ImageDataService {
    * `reader` serves downloads (the chunk store alone, or peers behind it); `manifests` finds the
    * manifest of an image whose data this agent has never held.
    */
-  readonly #host: string
+  readonly #hostOf: () => string
 
-  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource, room?: Pick<ImageCache, 'reserve' | 'room'> }, init: { host?: string } = {}) {
-    this.#host = init.host ?? 'local'
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource, room?: Pick<ImageCache, 'reserve' | 'room'> }, init: { host?: string | (() => string) } = {}) {
+    // A function, because an agent's id is known only once its stores have started.
+    const host = init.host ?? 'local'
+    this.#hostOf = typeof host === 'function' ? host : () => host
     this.#images = components.images
     this.#metadata = components.metadata
     this.#chunks = components.chunks
@@ -139,7 +141,7 @@ export class ImageDataService {
   }
 
   #claim (image: ImageRecord): ImageRecord {
-    return { ...image, properties: { ...image.properties, [WORKER_PROPERTY]: this.#host } }
+    return { ...image, properties: { ...image.properties, [WORKER_PROPERTY]: this.#hostOf() } }
   }
 
   async #forget (cids: readonly string[]): Promise<void> {
@@ -249,7 +251,7 @@ export class ImageDataService {
   async recover (): Promise<number> {
     let reset = 0
     for (const image of [...this.#metadata.images()]) {
-      if (image.properties[WORKER_PROPERTY] !== this.#host) continue
+      if (image.properties[WORKER_PROPERTY] !== this.#hostOf()) continue
       const interrupted = image.status === 'saving' || image.status === 'importing' ||
         (image.status === 'uploading' && (await this.#metadata.getManifest(image.id))?.staged !== true)
       if (!interrupted) continue

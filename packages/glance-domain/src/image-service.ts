@@ -9,7 +9,7 @@ import type { Query } from './list-query.ts'
 import { parsePatch } from './patch.ts'
 import type { PatchChange, PatchDialect } from './patch.ts'
 import type { GlancePolicy, ImageRule } from './policy.ts'
-import { BASE_PROPERTIES, READ_ONLY, SCHEMA_EXTRA_PROPERTIES, WRITABLE_BASE, isReserved } from './properties.ts'
+import { BASE_PROPERTIES, READ_ONLY, SCHEMA_EXTRA_PROPERTIES, WRITABLE_BASE, isReserved, propertyRefusal } from './properties.ts'
 import type { GlanceRules } from './rules.ts'
 import { imageSchema } from './schemas.ts'
 import { transition } from './status.ts'
@@ -201,7 +201,8 @@ export class ImageService {
 
   /** Validates one attribute against the image schema, with Glance's extra checks (§3.1, §7.2). */
   #checkValue (key: string, value: unknown): void {
-    if (key.length > 255) throw new ValidationError(`Property name '${key.slice(0, 20)}...' is too long (maximum is 255 characters).`)
+    const refusal = propertyRefusal(key, value)
+    if (refusal != null) throw new ValidationError(refusal)
     const schema = Object.hasOwn(this.#schema.properties, key) ? this.#schema.properties[key] : BASE_PROPERTIES.has(key) ? undefined : this.#schema.additionalProperties
     if (schema != null && !READ_ONLY.has(key)) check('image', value, schema)
     if ((key === 'min_ram' || key === 'min_disk') && typeof value === 'number' && value < 0) {

@@ -49,3 +49,16 @@ export const SCHEMA_EXTRA_PROPERTIES: Record<string, Record<string, unknown>> = 
 export const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host'])
 
 export const UUID_PATTERN = /^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$/
+
+/** Glance's database columns: image_properties.name VARCHAR(255), value TEXT (65,535 bytes). */
+export const MAX_PROPERTY_KEY_CHARS = 255
+export const MAX_PROPERTY_VALUE_BYTES = 65_535
+
+/** Why an extra property may not be stored, or undefined. */
+export function propertyRefusal (key: string, value: unknown): string | undefined {
+  if (key.length > MAX_PROPERTY_KEY_CHARS) return `Property name '${key.slice(0, 20)}...' is too long (maximum is ${MAX_PROPERTY_KEY_CHARS} characters).`
+  if (typeof value === 'string' && Buffer.byteLength(value, 'utf8') > MAX_PROPERTY_VALUE_BYTES) {
+    return `Property value of '${key.slice(0, 20)}${key.length > 20 ? '...' : ''}' is too long (maximum is ${MAX_PROPERTY_VALUE_BYTES} bytes).`
+  }
+  return undefined
+}

@@ -19,6 +19,23 @@ export function canTransition (from: ImageStatus, to: ImageStatus): boolean {
   return NEXT[from].includes(to)
 }
 
+/**
+ * Whether `to` follows `from` by any number of allowed transitions: replication may skip the
+ * steps between (queued, then saving, then active arrives as queued then active).
+ */
+export function canReach (from: ImageStatus, to: ImageStatus): boolean {
+  if (from === to) return true
+  const seen = new Set<ImageStatus>([from])
+  const todo = [from]
+  for (let next = todo.pop(); next != null; next = todo.pop()) {
+    for (const s of NEXT[next] ?? []) {
+      if (s === to) return true
+      if (!seen.has(s)) { seen.add(s); todo.push(s) }
+    }
+  }
+  return false
+}
+
 /** The one function that changes `status`. Going back to queued forgets the data, as Glance does. */
 export function transition (image: ImageRecord, to: ImageStatus): ImageRecord {
   if (!canTransition(image.status, to)) {

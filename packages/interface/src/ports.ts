@@ -105,6 +105,48 @@ export interface ReplicatedRecord {
   /** `<imageId>` for images, `<imageId>!<memberId>` for members. */
   key: string
   fields: Record<string, VersionedField>
+  /** The signature of each write (by clock) whose fields the record still holds. */
+  w?: Record<string, WriteSeal>
+}
+
+/**
+ * The signature of one write: the agent that accepted it signs every field it set (name and a
+ * hash of the value). Fields a later write replaced are kept as `[name, hash]` in `g`, so the
+ * fields still present remain verifiable.
+ */
+export interface WriteSeal {
+  /** Peer id of the signer; the write's clock must carry the replica id derived from it. */
+  p: string
+  /** Ed25519 signature, base64. */
+  s: string
+  g?: Array<[string, string]>
+}
+
+/** Signs this agent's writes and checks others' (the agents' libp2p Ed25519 keys). */
+export interface RecordSigner {
+  /** This agent's peer id. */
+  readonly id: string
+  sign (message: Uint8Array): string
+  /** False for a bad signature, a key that is not Ed25519, or a revoked signer. */
+  verify (signer: string, message: Uint8Array, signature: string): boolean
+}
+
+/** The domain's rules, applied to every record a peer sends before it is merged. */
+export interface ReplicationRules {
+  /** Why `next` may not replace `prev` (undefined when it may): schema, lengths, quotas, status table. */
+  imageRefusal (next: ImageRecord, prev: ImageRecord | undefined): string | undefined
+  memberRefusal (next: MemberRecord): string | undefined
+}
+
+/** A record from a peer that was not merged, and why. */
+export interface RejectedRecord {
+  kind: ReplicatedRecord['kind']
+  key: string
+  /** 'signature' | 'invalid' | 'write-once' | 'clock'. */
+  reason: 'signature' | 'invalid' | 'write-once' | 'clock'
+  detail: string
+  /** The peer it came from, when the caller said. */
+  from?: string
 }
 
 export type ChangeOrigin = 'local' | 'remote'
@@ -116,8 +158,11 @@ export interface Replica {
   /** The latest clock in a record: equal versions mean equal records. */
   versionOf (record: ReplicatedRecord): string
   get (kind: ReplicatedRecord['kind'], key: string): ReplicatedRecord | undefined
-  /** Merges copies from peers; returns how many records changed. */
-  merge (records: readonly ReplicatedRecord[]): Promise<number>
+  /**
+   * Merges copies from peers (`from`, for the record of rejections); returns how many records
+   * changed. Records that fail a check are skipped and reported to `onRejected` listeners.
+   */
+  merge (records: readonly ReplicatedRecord[], from?: string): Promise<number>
   /** Called after each local or merged change; returns an unsubscribe function. */
   onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void
 }

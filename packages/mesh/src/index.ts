@@ -23,3 +23,5 @@ export { Membership, MembershipError, mintCredential, credentialMessage, MEMBERS
 export type { Credential, MembershipInit } from './membership.ts'
 export { HoldingsExchange, HOLDINGS_PROTOCOL } from './holdings-exchange.ts'
 export type { PeerHoldings } from './holdings-exchange.ts'
+export { PeerRecordSigner } from './record-signer.ts'
+export type { PeerRecordSignerInit } from './record-signer.ts'

@@ -140,7 +140,7 @@ export class MetadataSync implements Startable {
       let merged = 0
       for (;;) {
         const frame = this.#read(await lp.read({ signal }))
-        if ('records' in frame) merged += await replica.merge(frame.records)
+        if ('records' in frame) merged += await replica.merge(frame.records, id)
         if ('done' in frame) {
           for (const batch of chunked(this.#lookup(frame.want ?? []))) await lp.write(this.#seal({ records: batch }), { signal })
           await lp.write(this.#seal({ done: true }), { signal })
@@ -199,7 +199,7 @@ export class MetadataSync implements Startable {
       await lp.write(this.#seal({ done: true, want }), { signal })
       for (;;) {
         const frame = this.#read(await lp.read({ signal }))
-        if ('records' in frame) await replica.merge(frame.records)
+        if ('records' in frame) await replica.merge(frame.records, connection.remotePeer.toString())
         if ('done' in frame) break
       }
       await stream.close({ signal })
@@ -213,7 +213,8 @@ export class MetadataSync implements Startable {
     if (event.detail.topic !== METADATA_TOPIC) return
     const frame = this.#open(event.detail.data)
     if (frame == null || !('records' in frame)) return
-    void this.#c.replica.merge(frame.records).catch(err => {
+    const from = event.detail.type === 'signed' ? event.detail.from.toString() : undefined
+    void this.#c.replica.merge(frame.records, from).catch(err => {
       this.#c.logger.warn({ err }, 'merging gossip failed')
     })
   }

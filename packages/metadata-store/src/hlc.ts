@@ -46,3 +46,8 @@ function decode (clock: string): { wall: number, counter: number } {
   const [wall, counter] = clock.split('.', 2)
   return { wall: Number(wall), counter: Number(counter) }
 }
+
+/** The wall-clock milliseconds a clock was issued at. */
+export function wallOf (clock: string): number {
+  return Number(clock.slice(0, clock.indexOf('.')))
+}

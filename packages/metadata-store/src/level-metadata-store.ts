@@ -1,17 +1,42 @@
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import type {
-  ChangeOrigin, ImageRecord, Manifest, MemberRecord, MetadataStore, Replica, ReplicatedRecord, Startable, TaskRecord
+  ChangeOrigin, ImageRecord, Manifest, MemberRecord, MetadataStore, RecordSigner, RejectedRecord, Replica, ReplicatedRecord,
+  ReplicationRules, Startable, TaskRecord
 } from '@peerglance/interface'
-import { HybridClock } from './hlc.ts'
+import { HybridClock, wallOf } from './hlc.ts'
 import { manifestCid } from './manifest-codec.ts'
 import {
-  MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, stamp, toImage, toMember, versionOf
+  MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, replicaIdOf, sealsFor, stamp, toImage, toMember,
+  unsealed, versionOf
 } from './versioned.ts'
 
 export interface LevelMetadataStoreInit {
   /** Directory of the LevelDB database. */
   path: string
+  /**
+   * Signs local writes and checks peers': without it records are neither signed nor checked
+   * (a store used alone). With it the replica id is derived from the signer's peer id.
+   */
+  signer?: RecordSigner
+  /** The domain's checks on records from peers (schema, lengths, quotas, status table). */
+  rules?: ReplicationRules
+}
+
+/** A peer's clock this far ahead of ours is refused: it would win every later write. */
+export const MAX_CLOCK_AHEAD_MS = 5 * 60_000
+
+/** Why a record from a peer is not even shaped like one, or undefined. */
+function malformedRecord (record: ReplicatedRecord): string | undefined {
+  if (record == null || typeof record !== 'object') return 'not an object'
+  if (record.kind !== 'image' && record.kind !== 'member') return `unknown kind ${String(record.kind)}`
+  if (typeof record.key !== 'string' || record.key.length === 0 || record.key.length > 512) return 'bad key'
+  if (record.fields == null || typeof record.fields !== 'object') return 'no fields'
+  for (const field of Object.values(record.fields)) {
+    if (field == null || typeof field !== 'object' || typeof field.c !== 'string' || !/^\d{15}\.\d{6}\.[0-9a-z]+$/.test(field.c)) return 'bad field clock'
+  }
+  if (record.w != null && typeof record.w !== 'object') return 'bad seals'
+  return undefined
 }
 
 /** The part of abstract-level's sublevel API used here, typed by value. */
@@ -48,11 +73,17 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   readonly #taskCache = new Map<string, Map<string, TaskRecord>>()
   readonly #listeners = new Set<(record: ReplicatedRecord, origin: ChangeOrigin) => void>()
   readonly #orphanListeners = new Set<(cids: string[]) => void>()
+  readonly #rejectedListeners = new Set<(rejected: RejectedRecord) => void>()
+  readonly #signer: RecordSigner | undefined
+  readonly #rules: ReplicationRules | undefined
   #clock = new HybridClock('unset')
   #writes: Promise<unknown> = Promise.resolve()
+  #started = false
 
   constructor (init: LevelMetadataStoreInit) {
     this.#db = new Level<string, unknown>(init.path, { valueEncoding: 'json' })
+    this.#signer = init.signer
+    this.#rules = init.rules
     const sub = <V>(name: string): Sublevel<V> => this.#db.sublevel(name, { valueEncoding: 'json' }) as unknown as Sublevel<V>
     this.#records = sub('records')
     this.#tasks = sub('tasks')
@@ -62,9 +93,11 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   }
 
   async start (): Promise<void> {
-    if (this.#db.status === 'open') return
+    // Not db.status: abstract-level opens the database on its own soon after construction.
+    if (this.#started) return
+    this.#started = true
     await this.#db.open()
-    let replicaId = await this.#meta.get('replica-id')
+    let replicaId = this.#signer == null ? await this.#meta.get('replica-id') : replicaIdOf(this.#signer.id)
     if (replicaId == null) {
       replicaId = randomBytes(8).toString('hex')
       await this.#meta.put('replica-id', replicaId)
@@ -78,7 +111,8 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   }
 
   async stop (): Promise<void> {
-    if (this.#db.status !== 'open') return
+    if (!this.#started) return
+    this.#started = false
     await this.#writes
     await this.#db.close()
   }
@@ -208,13 +242,18 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
     return this.#state.get(`${kind}!${key}`)
   }
 
-  async merge (remote: readonly ReplicatedRecord[]): Promise<number> {
+  async merge (remote: readonly ReplicatedRecord[], from?: string): Promise<number> {
     const ops: BatchOp[] = []
     const changed: ReplicatedRecord[] = []
     for (const theirs of remote) {
       const ours = this.#state.get(`${theirs.kind}!${theirs.key}`)
-      const { record, changed: isChanged } = merge(ours, theirs)
-      if (!isChanged) continue
+      const outcome = this.#accept(ours, theirs)
+      if (typeof outcome === 'object' && 'reason' in outcome) {
+        this.#reject({ ...outcome, kind: theirs.kind, key: theirs.key, ...from != null ? { from } : {} })
+        continue
+      }
+      if (outcome == null) continue
+      const record = outcome
       this.#clock.observe(versionOf(theirs))
       this.#apply(record)
       ops.push(this.#recordOp(record))
@@ -231,6 +270,44 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
     return changed.length
   }
 
+  /** Records from peers that were not merged, and why (for logs and metrics). */
+  onRejected (listener: (rejected: RejectedRecord) => void): () => void {
+    this.#rejectedListeners.add(listener)
+    return () => this.#rejectedListeners.delete(listener)
+  }
+
+  /**
+   * The record after merging a peer's copy, undefined when nothing changes, or why it is refused:
+   * shape, clocks not too far ahead, write-once data, signatures of the writes it brings, then
+   * the domain's rules on the result. A refused copy changes nothing.
+   */
+  #accept (ours: ReplicatedRecord | undefined, theirs: ReplicatedRecord): ReplicatedRecord | undefined | Pick<RejectedRecord, 'reason' | 'detail'> {
+    const malformed = malformedRecord(theirs)
+    if (malformed != null) return { reason: 'invalid', detail: malformed }
+    const ahead = wallOf(versionOf(theirs)) - Date.now()
+    if (ahead > MAX_CLOCK_AHEAD_MS) return { reason: 'clock', detail: `clock ${versionOf(theirs)} is ${Math.round(ahead / 1000)} s ahead` }
+    const merged = merge(ours, theirs)
+    if ('refused' in merged) return { reason: 'write-once', detail: merged.refused }
+    if (!merged.changed) return undefined
+    const record = merged.record
+    if (this.#signer != null) {
+      const why = unsealed(ours, theirs, record, this.#signer)
+      if (why != null) return { reason: 'signature', detail: why }
+      record.w = sealsFor(record.kind, record.key, record.fields, [ours, theirs])
+    }
+    if (this.#rules != null) {
+      const why = record.kind === 'image'
+        ? this.#rules.imageRefusal(toImage(record), ours == null ? undefined : toImage(ours))
+        : record.fields.removed?.v === true ? undefined : this.#rules.memberRefusal(toMember(record)!)
+      if (why != null) return { reason: 'invalid', detail: why }
+    }
+    return record
+  }
+
+  #reject (rejected: RejectedRecord): void {
+    for (const listener of this.#rejectedListeners) listener(rejected)
+  }
+
   onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
@@ -239,8 +316,11 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   // ---- internals ----
 
   #stampLocal (kind: ReplicatedRecord['kind'], key: string, fields: Record<string, unknown>, replaceProperties = true): ReplicatedRecord | undefined {
-    const record = stamp(this.#state.get(`${kind}!${key}`), kind, key, fields, this.#clock.tick(), replaceProperties)
+    const prev = this.#state.get(`${kind}!${key}`)
+    const clock = this.#clock.tick()
+    const record = stamp(prev, kind, key, fields, clock, replaceProperties)
     if (record == null) return undefined
+    if (this.#signer != null) record.w = sealsFor(kind, key, record.fields, [prev], { clock, signer: this.#signer })
     this.#apply(record)
     this.#emit(record, 'local')
     return record

@@ -1,4 +1,6 @@
-import type { ImageRecord, MemberRecord, ReplicatedRecord, VersionedField } from '@peerglance/interface'
+import { createHash } from 'node:crypto'
+import type { ImageRecord, MemberRecord, RecordSigner, ReplicatedRecord, VersionedField, WriteSeal } from '@peerglance/interface'
+import { wallOf } from './hlc.ts'
 
 /** Extra properties are versioned one by one, so concurrent edits of different keys both survive. */
 const PROPERTY = 'p:'
@@ -49,23 +51,80 @@ export function stamp (prev: ReplicatedRecord | undefined, kind: ReplicatedRecor
   return changed ? { kind, key, fields } : undefined
 }
 
+/** The fields that are an image's bytes: once it is active, replication never changes them. */
+export const DATA_FIELDS = [MANIFEST_FIELD, 'size', 'checksum', 'os_hash_algo', 'os_hash_value', 'virtual_size', 'disk_format', 'container_format'] as const
+/** Statuses whose image has its data; none of them ever goes back to one without. */
+const HAS_DATA = new Set(['active', 'deactivated', 'pending_delete'])
+/**
+ * How long after an image became active here another agent's earlier activation of the same image
+ * (two uploads racing) can still replace its data. After that the data is fixed for good: bytes
+ * this agent may have served never change under a client.
+ */
+export const DATA_SETTLE_MS = 120_000
+
+export type MergeResult = { record: ReplicatedRecord, changed: boolean } | { refused: string }
+
 /**
  * Joins two copies of a record: per field the later clock wins (clocks embed the replica id, so
  * there are no ties). Deletion of an image is final, whatever clocks say, so a late update never
- * brings a deleted image back.
+ * brings a deleted image back. An image's data fields move as one group and are write-once:
+ * - a copy that has data (active, deactivated, pending_delete) beats one that has none, whatever
+ *   the clocks (no status with data ever legitimately goes back to one without);
+ * - two copies with different data (uploads racing on two agents): the earlier activation wins,
+ *   on every agent alike, while the later one is younger than DATA_SETTLE_MS here;
+ * - any other change to the data of an image that has it here is refused.
  */
-export function merge (local: ReplicatedRecord | undefined, remote: ReplicatedRecord): { record: ReplicatedRecord, changed: boolean } {
+export function merge (local: ReplicatedRecord | undefined, remote: ReplicatedRecord, now = Date.now()): MergeResult {
   if (local == null) return { record: remote, changed: true }
   const fields: Record<string, VersionedField> = { ...local.fields }
-  let changed = false
   for (const [name, theirs] of Object.entries(remote.fields)) {
     const ours = fields[name]
     if (ours != null && !wins(name, theirs, ours, local.kind)) continue
     if (ours != null && ours.c === theirs.c) continue
     fields[name] = theirs
-    changed = true
   }
+  if (local.kind === 'image' && fields.status?.v !== 'deleted') {
+    const refused = writeOnce(local, remote, fields, now)
+    if (refused != null) return { refused }
+  }
+  const changed = Object.keys(fields).length !== Object.keys(local.fields).length || Object.entries(fields).some(([name, f]) => local.fields[name] !== f)
   return { record: changed ? { ...local, fields } : local, changed }
+}
+
+/** Applies the data rules to `fields` (the per-field merge); returns why the copy is refused. */
+function writeOnce (local: ReplicatedRecord, remote: ReplicatedRecord, fields: Record<string, VersionedField>, now: number): string | undefined {
+  const ours = hasData(local)
+  const theirs = hasData(remote)
+  if (!ours && !theirs) return undefined
+  const manifestOf = (r: ReplicatedRecord): unknown => r.fields[MANIFEST_FIELD]?.v
+  if (!ours || (theirs && manifestOf(remote) !== manifestOf(local) && racedEarlier(remote, local, now))) {
+    for (const name of [...DATA_FIELDS, 'status']) {
+      if (remote.fields[name] != null) fields[name] = remote.fields[name]
+      else delete fields[name]
+    }
+    return undefined
+  }
+  if (theirs && manifestOf(remote) !== manifestOf(local)) {
+    return `another upload of this active image (manifest ${String(manifestOf(remote))}, not ${String(manifestOf(local))})`
+  }
+  for (const name of DATA_FIELDS) {
+    const before = local.fields[name]
+    const after = fields[name]
+    if (before !== after && !same(before?.v ?? null, after?.v ?? null)) return `changes ${name} of an image that has its data`
+  }
+  if (!HAS_DATA.has(fields.status?.v as string)) return `sets status ${String(fields.status?.v)} on an image that has its data`
+  return undefined
+}
+
+function hasData (record: ReplicatedRecord): boolean {
+  return HAS_DATA.has(record.fields.status?.v as string) && record.fields[MANIFEST_FIELD]?.v != null
+}
+
+/** Whether `remote`'s activation came first and `local`'s is recent enough to give way. */
+function racedEarlier (remote: ReplicatedRecord, local: ReplicatedRecord, now: number): boolean {
+  const theirs = remote.fields[MANIFEST_FIELD]!.c
+  const ours = local.fields[MANIFEST_FIELD]!.c
+  return theirs < ours && now - wallOf(ours) < DATA_SETTLE_MS
 }
 
 function wins (name: string, theirs: VersionedField, ours: VersionedField, kind: ReplicatedRecord['kind']): boolean {
@@ -74,6 +133,92 @@ function wins (name: string, theirs: VersionedField, ours: VersionedField, kind:
     if (theirs.v === 'deleted' && ours.v !== 'deleted') return true
   }
   return theirs.c > ours.c
+}
+
+// ---- signatures ----
+
+/** What a field contributes to its write's signature. */
+function fieldHash (name: string, field: VersionedField): string {
+  return createHash('sha256').update(JSON.stringify([name, field.v, field.d === true])).digest('base64')
+}
+
+/** The bytes signed for the write at `clock`: every field it set, by name and value hash. */
+function writeMessage (record: ReplicatedRecord, clock: string, entries: Array<[string, string]>): Uint8Array {
+  entries.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+  return createHash('sha256').update(JSON.stringify(['peerglance/write/1', record.kind, record.key, clock, entries])).digest()
+}
+
+/** The fields of `record` set by the write at `clock` and still there, with their hashes. */
+function present (record: ReplicatedRecord, clock: string): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  for (const [name, field] of Object.entries(record.fields)) if (field.c === clock) out.push([name, fieldHash(name, field)])
+  return out
+}
+
+/** The replica id an agent's clocks carry: derived from its peer id, so a signer cannot write under another's. */
+export function replicaIdOf (peerId: string): string {
+  return createHash('sha256').update(peerId).digest('hex').slice(0, 16)
+}
+
+function replicaOfClock (clock: string): string {
+  return clock.slice(clock.lastIndexOf('.') + 1)
+}
+
+/**
+ * The seals `fields` need: the one for each clock they hold, taken from the copies they came from,
+ * with the fields of that write no longer present (replaced by later writes) listed as hashes.
+ * `fresh` is the clock of a new local write, signed here.
+ */
+export function sealsFor (kind: ReplicatedRecord['kind'], key: string, fields: Record<string, VersionedField>, sources: ReadonlyArray<ReplicatedRecord | undefined>, fresh?: { clock: string, signer: RecordSigner }): Record<string, WriteSeal> {
+  const clocks = new Set(Object.values(fields).map(f => f.c))
+  const seals: Record<string, WriteSeal> = {}
+  const gone = new Map<string, Map<string, string>>()
+  const addGone = (clock: string, name: string, hash: () => string): void => {
+    if (!clocks.has(clock) || fields[name]?.c === clock) return
+    let names = gone.get(clock)
+    if (names == null) gone.set(clock, names = new Map())
+    if (!names.has(name)) names.set(name, hash())
+  }
+  for (const source of sources) {
+    if (source == null) continue
+    for (const [name, field] of Object.entries(source.fields)) addGone(field.c, name, () => fieldHash(name, field))
+    for (const [clock, seal] of Object.entries(source.w ?? {})) {
+      if (!clocks.has(clock)) continue
+      seals[clock] ??= { p: seal.p, s: seal.s }
+      for (const [name, hash] of seal.g ?? []) addGone(clock, name, () => hash)
+    }
+  }
+  if (fresh != null) {
+    const record = { kind, key, fields }
+    seals[fresh.clock] = { p: fresh.signer.id, s: fresh.signer.sign(writeMessage(record, fresh.clock, present(record, fresh.clock))) }
+  }
+  for (const [clock, names] of gone) if (seals[clock] != null) seals[clock].g = [...names].sort((a, b) => a[0] < b[0] ? -1 : 1)
+  for (const clock of Object.keys(seals)) if (!clocks.has(clock)) delete seals[clock]
+  return seals
+}
+
+/**
+ * Checks the signature of every write of `remote` that would change `local`: signed by the agent
+ * whose replica id the clock carries, over exactly the fields of that write. Returns why not.
+ */
+export function unsealed (local: ReplicatedRecord | undefined, remote: ReplicatedRecord, merged: ReplicatedRecord, signer: RecordSigner): string | undefined {
+  const clocks = new Set<string>()
+  for (const [name, field] of Object.entries(merged.fields)) {
+    if (field === remote.fields[name] && local?.fields[name]?.c !== field.c) clocks.add(field.c)
+  }
+  for (const clock of clocks) {
+    const seal = remote.w?.[clock]
+    if (seal == null) return `write ${clock} is not signed`
+    if (typeof seal.p !== 'string' || typeof seal.s !== 'string') return `write ${clock} has a malformed seal`
+    if (replicaIdOf(seal.p) !== replicaOfClock(clock)) return `write ${clock} is signed by ${seal.p}, not the agent whose clock it carries`
+    const entries = present(remote, clock)
+    for (const entry of Array.isArray(seal.g) ? seal.g : []) {
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'string') return `write ${clock} has a malformed seal`
+      entries.push([entry[0], entry[1]])
+    }
+    if (!signer.verify(seal.p, writeMessage(remote, clock, entries), seal.s)) return `write ${clock} has a bad signature from ${seal.p}`
+  }
+  return undefined
 }
 
 export function versionOf (record: ReplicatedRecord): string {

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, expect, it } from 'vitest'
+import type { ImageRecord } from '@peerglance/interface'
+import { MetadataSync, PeerRecordSigner, createMeshNode, loadOrCreatePeerKey } from '@peerglance/mesh'
+import { LevelMetadataStore } from '@peerglance/metadata-store'
+import { meshOf, multiaddrOf, peerIdOf, tmpDir, waitFor } from '@peerglance/testing'
+import type { TestMesh } from '@peerglance/testing'
+import { configFile, download, glance, logsMatching, meshPerTest, metric, sha512 } from './helpers.ts'
+
+const { set: track, dirs } = meshPerTest()
+let mesh: TestMesh
+const KEY = 'trust-spec-mesh-key-0123456789abcdef'
+
+describe('a compromised member', () => {
+  it('cannot change an active image\'s data: its validly signed record is refused on every agent, which keep serving the original bytes', async () => {
+    const config = await configFile(`mesh:\n  key: ${KEY}\n`, dirs)
+    mesh = track(await meshOf(3, { argsOf: () => ['--config', config] }))
+    const [a, b, c] = mesh.agents
+    const original = randomBytes(3 * 1024 * 1024)
+    const { id } = await glance(a.url).create({ name: 'golden', visibility: 'private' })
+    await glance(a.url).upload(id, original)
+    for (const agent of [b, c]) await waitFor(async () => (await glance(agent.url).find(id))?.status === 'active', { what: 'the image active everywhere' })
+    const honest = await glance(a.url).image(id)
+
+    // C's host is taken: the attacker has its peer key and the mesh secret, and runs its own code.
+    await c.kill('SIGKILL')
+    const key = await loadOrCreatePeerKey(c.dataDir)
+    const signer = new PeerRecordSigner({ dataDir: c.dataDir })
+    signer.useKey(key)
+    const work = await tmpDir('peerglance-attacker-')
+    dirs.push(work)
+    const store = new LevelMetadataStore({ path: join(work, 'db'), signer })
+    await store.start()
+    const node = await createMeshNode({ privateKey: key, membership: { secret: KEY }, bootstrap: [multiaddrOf(a), multiaddrOf(b)] })
+    const sync = new MetadataSync({ libp2p: node as any, replica: store, logger: { debug () {}, info () {}, warn () {} } }, { key: KEY })
+    try {
+      await node.start()
+      await sync.start()
+      await waitFor(() => store.getImage(id)?.status === 'active', { what: 'the attacker holding the image record' })
+      // A new manifest, checksum and hash, under a fresh (later) clock, signed with C's real key.
+      const evil = randomBytes(original.length)
+      const forged: ImageRecord = { ...store.getImage(id)!, checksum: 'e'.repeat(32), os_hash_value: 'f'.repeat(128), size: evil.length }
+      await store.dataAdded(forged, { size: evil.length, chunkSize: 1024 * 1024, cids: ['bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'], md5: forged.checksum!, sha512: forged.os_hash_value!, staged: false })
+      for (const peer of node.getPeers()) await sync.syncWith(peer)
+
+      for (const agent of [a, b]) {
+        await waitFor(async () => await metric(agent.url, 'peerglance_records_rejected_total') >= 1, { what: 'the forged record counted as refused' })
+        const refused = logsMatching(agent.logs, 'refused a record from a peer').filter(l => l.key === id)
+        expect(refused[0]).toMatchObject({ reason: 'write-once', peer: peerIdOf(c) })
+        expect(await glance(agent.url).image(id)).toMatchObject({ checksum: honest.checksum, os_hash_value: honest.os_hash_value, size: original.length })
+        const got = await download(agent.url, `/v2/images/${id}/file`)
+        expect(got.status).toBe(200)
+        expect(got.sha512).toBe(sha512(original))
+      }
+    } finally {
+      await sync.stop()
+      await node.stop()
+      await store.stop()
+    }
+  })
+})
+
+describe('two uploads of one image racing on two agents', () => {
+  it('end with one winner on both agents: same checksum, and the bytes each serves match it', async () => {
+    mesh = track(await meshOf(2))
+    const [a, b] = mesh.agents
+    const { id } = await glance(a.url).create({ name: 'raced' })
+    await waitFor(async () => await glance(b.url).find(id) != null, { what: 'B seeing the image' })
+    const fromA = randomBytes(2 * 1024 * 1024)
+    const fromB = randomBytes(2 * 1024 * 1024)
+    const results = await Promise.allSettled([glance(a.url).upload(id, fromA), glance(b.url).upload(id, fromB)])
+    expect(results.some(r => r.status === 'fulfilled')).toBe(true)
+    const [onA, onB] = await waitFor(async () => {
+      const docs = await Promise.all([glance(a.url).image(id), glance(b.url).image(id)])
+      return docs.every(d => d.status === 'active') && docs[0].os_hash_value === docs[1].os_hash_value && docs
+    }, { what: 'both agents showing the same data', timeoutMs: 15_000 })
+    expect(onA.checksum).toBe(onB.checksum)
+    const winner = [fromA, fromB].find(bytes => sha512(bytes) === onA.os_hash_value)
+    expect(winner).toBeDefined()
+    await sleep(500)
+    for (const agent of [a, b]) {
+      expect((await glance(agent.url).image(id)).os_hash_value).toBe(onA.os_hash_value)
+      const got = await download(agent.url, `/v2/images/${id}/file`)
+      expect(got.sha512).toBe(sha512(winner!))
+    }
+    console.log(`uploads: A ${results[0].status}, B ${results[1].status}; winner ${winner === fromA ? 'A' : 'B'}`)
+  })
+})
