@@ -34,7 +34,7 @@ describe('a compromised member', () => {
     const store = new LevelMetadataStore({ path: join(work, 'db'), signer })
     await store.start()
     const node = await createMeshNode({ privateKey: key, membership: { secret: KEY }, bootstrap: [multiaddrOf(a), multiaddrOf(b)] })
-    const sync = new MetadataSync({ libp2p: node as any, replica: store, logger: { debug () {}, info () {}, warn () {} } }, { key: KEY })
+    const sync = new MetadataSync({ libp2p: node as any, replica: store, logger: { debug () {}, info () {}, warn () {} } })
     try {
       await node.start()
       await sync.start()

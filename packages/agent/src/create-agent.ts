@@ -57,6 +57,7 @@ export class Agent {
       dir: join(config.dataDir, 'chunks'),
       chunkSize: config.chunks.chunkSize,
       writeConcurrency: config.chunks.writeConcurrency,
+      encryptionKeyFile: config.chunks.encryptionKeyFile,
       logger: this.log.child({ component: 'chunk-store' })
     })
     collectDefaultMetrics({ register: this.registry, prefix: 'peerglance_' })
@@ -212,7 +213,6 @@ export class Agent {
       await this.cache.start()
       started.push(this.cache)
       this.#sync = new MetadataSync({ libp2p: this.mesh.libp2p, replica: this.metadata, logger: this.log.child({ component: 'metadata-sync' }) }, {
-        key: this.config.mesh.key,
         syncIntervalMs: this.config.mesh.syncIntervalMs
       })
       await this.#sync.start()

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { access, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { ChunkSealer } from './chunk-sealer.ts'
 import { isChunkCid } from './cid-of.ts'
 import { CHUNKS_DIR, STAGING_DIR } from './constants.ts'
 import { eachLimit } from './each-limit.ts'
@@ -28,6 +29,10 @@ export class ChunkFiles {
   #unsynced = false
   /** Bytes of the chunk files under `chunks/`: counted once by `prepare`, then kept up to date. */
   bytes = 0
+  /** Set when chunk files are encrypted at rest (chunk-sealer.ts). */
+  sealer: ChunkSealer | undefined
+  /** Told of each chunk file dropped for failing to open. */
+  onDrop: ((cid: string) => void) | undefined
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -66,6 +71,7 @@ export class ChunkFiles {
       const file = this.path(cid)
       if (await exists(file)) return false
       const tmp = join(this.#staging, `${randomBytes(8).toString('hex')}.tmp`)
+      if (this.sealer != null) bytes = this.sealer.seal(cid, bytes)
       try {
         const handle = await open(tmp, 'wx')
         try {
@@ -109,6 +115,21 @@ export class ChunkFiles {
     if (await mkdir(dir, { recursive: true }) == null) return
     if (durable) await syncDir(this.#chunks)
     else this.#unsynced = true
+  }
+
+  /** Deletes a chunk file that failed to open (changed on disk), so it is fetched again. */
+  async drop (cid: string): Promise<void> {
+    await this.#lock.run(cid, async () => {
+      const file = this.path(cid)
+      try {
+        const size = await sizeOf(file)
+        await unlink(file)
+        this.bytes -= size
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    })
+    this.onDrop?.(cid)
   }
 
   /** Deletes the chunk file unless the chunk is pinned; returns whether a file was deleted. */

@@ -1,6 +1,7 @@
 import { AbortedError, ChunkIntegrityError, ShuttingDownError } from '@peerglance/interface'
 import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
+import { ChunkSealer, checkSealing } from './chunk-sealer.ts'
 import { cidOf, isChunkCid } from './cid-of.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
@@ -17,6 +18,8 @@ export interface FsChunkStoreInit {
   chunkSize?: number
   /** Chunk files written (and fdatasync'ed) at once per upload. */
   writeConcurrency?: number
+  /** 32-byte key (raw or 64 hex digits): chunk files are sealed with AES-256-GCM (chunk-sealer.ts). */
+  encryptionKeyFile?: string
   logger?: ChunkStoreLogger
 }
 
@@ -32,6 +35,8 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly #log: ChunkStoreLogger
   readonly #pins = new Pins()
   readonly #files: ChunkFiles
+  readonly #dir: string
+  readonly #keyFile: string | undefined
   readonly #hashers = new ImageHasherPool()
   readonly #ingests = new Set<Promise<void>>()
   #shutdown = new AbortController()
@@ -46,6 +51,9 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     this.#writeConcurrency = writeConcurrency
     this.#log = init.logger ?? silentLogger
     this.#files = new ChunkFiles(dir, this.#pins)
+    this.#files.onDrop = cid => { this.#log.warn({ cid }, 'a chunk file changed on disk: dropped, it will be fetched again') }
+    this.#dir = dir
+    this.#keyFile = init.encryptionKeyFile == null || init.encryptionKeyFile === '' ? undefined : init.encryptionKeyFile
   }
 
   /** Creates the directories and deletes what a crash left in staging. */
@@ -53,6 +61,8 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     await this.#serially(async () => {
       if (this.#status === 'started') return
       const swept = await this.#files.prepare()
+      this.#files.sealer = this.#keyFile == null ? undefined : await ChunkSealer.fromFile(this.#keyFile)
+      await checkSealing(this.#dir, this.#files.sealer)
       if (swept > 0) this.#log.info({ files: swept }, 'swept staging leftovers')
       this.#shutdown = new AbortController()
       this.#status = 'started'

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { AbortedError, ChunkUnavailableError, RangeNotSatisfiableError } from '@peerglance/interface'
+import { AbortedError, ChunkIntegrityError, ChunkUnavailableError, RangeNotSatisfiableError } from '@peerglance/interface'
 import type { Manifest } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
 import { isChunkCid } from './cid-of.ts'
@@ -50,16 +50,28 @@ export async function * readRange (files: ChunkFiles, manifest: Manifest, start:
 /** One read per chunk into the given buffer: the fastest pattern measured (REPORT.md section 6). */
 async function readSlice (files: ChunkFiles, cid: string | undefined, position: number, buffer: Buffer): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`The manifest names no valid chunk here (${String(cid)}).`)
+  if (files.sealer != null) {
+    const chunk = await readChunkFile(files, cid)
+    if (position + buffer.byteLength > chunk.byteLength) throw new ChunkUnavailableError(`Chunk ${cid} is shorter than the manifest says.`)
+    chunk.copy(buffer, 0, position, position + buffer.byteLength)
+    return buffer
+  }
   return await withChunkFile(files, cid, async handle => await fill(handle, buffer, position, cid))
 }
 
 /** A whole chunk file in one buffer of its exact size. */
 export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
-  return await withChunkFile(files, cid, async handle => {
+  const stored = await withChunkFile(files, cid, async handle => {
     const { size } = await handle.stat()
     return await fill(handle, Buffer.allocUnsafe(size), 0, cid)
   })
+  if (files.sealer == null) return stored
+  const chunk = files.sealer.open(cid, stored)
+  if (chunk != null) return chunk
+  // Changed on disk since it was sealed: never served; dropped, so that it is fetched again.
+  await files.drop(cid)
+  throw new ChunkUnavailableError(`Chunk ${cid} failed its integrity check on disk and was dropped.`, { cause: new ChunkIntegrityError(`chunk file ${cid} does not open with the chunk key`) })
 }
 
 async function withChunkFile<T> (files: ChunkFiles, cid: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {

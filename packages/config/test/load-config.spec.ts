@@ -53,7 +53,7 @@ describe('defaultConfig', () => {
     expect(c.api).toEqual({ listen: '127.0.0.1:9292', publicEndpoint: null, requestTimeoutMs: 0 })
     expect(c.log).toEqual({ level: 'info', pretty: 'auto' })
     expect(c.auth).toEqual({ mode: 'noauth', noauth: { projectId: 'admin', userId: 'admin', roles: ['admin', 'member', 'reader'] } })
-    expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 4 })
+    expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 4, encryptionKeyFile: '' })
     expect(c.cache).toEqual({ maxBytes: '0', maxDiskPercent: 80, highWatermark: 0.9, lowWatermark: 0.75, minReplicas: 2, reserveBytes: '256MB', sweepIntervalMs: 30000, prefetchTags: [] })
     expect(c.glance.imageSizeCap).toBe(2 ** 40)
     expect(c.glance.userStorageQuota).toBe('0')

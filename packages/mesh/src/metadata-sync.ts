@@ -1,6 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
-import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { ChangeOrigin, Replica, ReplicatedRecord, Startable } from '@peerglance/interface'
@@ -13,16 +11,27 @@ export const METADATA_TOPIC = 'peerglance/images/1'
  * its root (state-digest.ts); when the responder's is the same it answers `done` and that is all.
  * Otherwise it answers with its root, the requester sends its digest (key → fingerprint of every
  * record it has), the responder sends the records whose fingerprint differs, then names the keys
- * it wants; the requester sends those. Frames are varint-length-prefixed envelopes
- * `{ b: body JSON, m: HMAC-SHA256(mesh key, b) }`.
+ * it wants; the requester sends those. Frames are varint-length-prefixed JSON, bounded: the
+ * digest may span frames (`more`), records travel about FRAME_BYTES a frame, wanted keys in
+ * `{ want }` frames before `done`. No frame authentication: only mesh members can connect
+ * (membership.ts), and every record carries its writers' signatures, checked on merge.
  */
 export const METADATA_SYNC_PROTOCOL = '/peerglance/meta-sync/2.0.0'
 
 const DEFAULT_SYNC_INTERVAL_MS = 2_000
 const SYNC_TIMEOUT_MS = 60_000
-/** Records per frame, so a late joiner's catch-up streams instead of arriving as one message. */
-const RECORDS_PER_FRAME = 256
-const MAX_FRAME_BYTES = 32 * 1024 * 1024
+/**
+ * Records are sent in frames of about this size, so a late joiner's catch-up streams whatever the
+ * number of records. It also bounds gossip messages (gossipsub's receivers take up to 4 MiB).
+ */
+const FRAME_BYTES = 1024 * 1024
+/** Digest (and want) entries per frame, for the same reason. */
+const KEYS_PER_FRAME = 8192
+/**
+ * The largest frame read: one record alone may exceed FRAME_BYTES, but a legal one cannot exceed
+ * this (128 properties of 65,535 bytes, each byte JSON-escaped to at most 6).
+ */
+const MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 export interface MetadataSyncLogger {
   debug: (obj: object, msg: string) => void
@@ -37,8 +46,6 @@ export interface MetadataSyncComponents {
 }
 
 export interface MetadataSyncInit {
-  /** The mesh's shared secret: gossip and sync frames not authenticated with it are dropped. */
-  key?: string
   /**
    * How often to reconcile with the next connected peer in turn, besides on every new connection
    * and whenever gossip missed a peer: with d peers, each connection is checked every d/2 intervals
@@ -49,8 +56,9 @@ export interface MetadataSyncInit {
 
 type Frame =
   | { root: string }
-  | { digest: Array<[string, string]> }
+  | { digest: Array<[string, string]>, more?: true }
   | { records: ReplicatedRecord[] }
+  | { want: string[] }
   | { done: true, want?: string[] }
 
 /**
@@ -62,7 +70,6 @@ type Frame =
 export class MetadataSync implements Startable {
   readonly [Symbol.toStringTag] = '@peerglance/metadata-sync'
   readonly #c: MetadataSyncComponents
-  readonly #key: string
   readonly #interval: number
   readonly #pending = new Map<string, ReplicatedRecord>()
   readonly #syncing = new Set<string>()
@@ -78,7 +85,6 @@ export class MetadataSync implements Startable {
 
   constructor (components: MetadataSyncComponents, init: MetadataSyncInit = {}) {
     this.#c = components
-    this.#key = init.key ?? ''
     this.#interval = init.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS
     this.onGossip = this.onGossip.bind(this)
     this.onIdentify = this.onIdentify.bind(this)
@@ -90,7 +96,6 @@ export class MetadataSync implements Startable {
     this.#running = true
     const { libp2p, replica } = this.#c
     const pubsub = libp2p.services.pubsub
-    pubsub.topicValidators.set(METADATA_TOPIC, (_peer, message) => this.#open(message.data) == null ? TopicValidatorResult.Reject : TopicValidatorResult.Accept)
     pubsub.subscribe(METADATA_TOPIC)
     pubsub.addEventListener('message', this.onGossip)
     await libp2p.handle(METADATA_SYNC_PROTOCOL, this.serve, { maxInboundStreams: 8 })
@@ -115,7 +120,6 @@ export class MetadataSync implements Startable {
     libp2p.removeEventListener('peer:identify', this.onIdentify)
     libp2p.services.pubsub.removeEventListener('message', this.onGossip)
     libp2p.services.pubsub.unsubscribe(METADATA_TOPIC)
-    libp2p.services.pubsub.topicValidators.delete(METADATA_TOPIC)
     await libp2p.unhandle(METADATA_SYNC_PROTOCOL)
   }
 
@@ -130,20 +134,22 @@ export class MetadataSync implements Startable {
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES, maxBufferSize: MAX_FRAME_BYTES })
       const { replica } = this.#c
       const digest = this.#stateDigest
-      await lp.write(this.#seal({ root: digest.root }), { signal })
-      const answer = this.#read(await lp.read({ signal }))
+      await lp.write(encode({ root: digest.root }), { signal })
+      const answer = read(await lp.read({ signal }))
       if ('done' in answer) {
         await stream.close({ signal })
         return
       }
-      await lp.write(this.#seal({ digest: [...digest.entries()] }), { signal })
+      for (const frame of digestFrames([...digest.entries()])) await lp.write(frame, { signal })
       let merged = 0
+      const want: string[] = []
       for (;;) {
-        const frame = this.#read(await lp.read({ signal }))
-        if ('records' in frame) merged += await replica.merge(frame.records, id)
+        const frame = read(await lp.read({ signal }))
+        if ('records' in frame && Array.isArray(frame.records)) merged += await replica.merge(frame.records, id)
+        if ('want' in frame && Array.isArray(frame.want)) want.push(...frame.want)
         if ('done' in frame) {
-          for (const batch of chunked(this.#lookup(frame.want ?? []))) await lp.write(this.#seal({ records: batch }), { signal })
-          await lp.write(this.#seal({ done: true }), { signal })
+          for (const bytes of recordFrames(this.#lookup(want))) await lp.write(bytes, { signal })
+          await lp.write(encode({ done: true }), { signal })
           break
         }
       }
@@ -178,28 +184,33 @@ export class MetadataSync implements Startable {
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES, maxBufferSize: MAX_FRAME_BYTES })
       const { replica } = this.#c
       const digest = this.#stateDigest
-      const hello = this.#read(await lp.read({ signal }))
+      const hello = read(await lp.read({ signal }))
       if (!('root' in hello)) throw new Error('expected a root')
       if (hello.root === digest.root) {
-        await lp.write(this.#seal({ done: true }), { signal })
+        await lp.write(encode({ done: true }), { signal })
         await stream.close({ signal })
         return
       }
-      await lp.write(this.#seal({ root: digest.root }), { signal })
-      const first = this.#read(await lp.read({ signal }))
-      if (!('digest' in first)) throw new Error('expected a digest')
-      const theirs = new Map(first.digest)
+      await lp.write(encode({ root: digest.root }), { signal })
+      const theirs = new Map<string, string>()
+      for (;;) {
+        const frame = read(await lp.read({ signal }))
+        if (!('digest' in frame) || !Array.isArray(frame.digest)) throw new Error('expected a digest')
+        for (const [key, fingerprint] of frame.digest) theirs.set(String(key), String(fingerprint))
+        if (frame.more !== true) break
+      }
       const send: ReplicatedRecord[] = []
       for (const record of replica.records()) {
         if (theirs.get(slotOf(record)) !== digest.fingerprint(slotOf(record))) send.push(record)
       }
       // Different, not just newer: each side may hold the latest write of a different field.
       const want = [...theirs].filter(([key, fingerprint]) => digest.fingerprint(key) !== fingerprint).map(([key]) => key)
-      for (const batch of chunked(send)) await lp.write(this.#seal({ records: batch }), { signal })
-      await lp.write(this.#seal({ done: true, want }), { signal })
+      for (const bytes of recordFrames(send)) await lp.write(bytes, { signal })
+      for (let i = 0; i < want.length; i += KEYS_PER_FRAME) await lp.write(encode({ want: want.slice(i, i + KEYS_PER_FRAME) }), { signal })
+      await lp.write(encode({ done: true }), { signal })
       for (;;) {
-        const frame = this.#read(await lp.read({ signal }))
-        if ('records' in frame) await replica.merge(frame.records, connection.remotePeer.toString())
+        const frame = read(await lp.read({ signal }))
+        if ('records' in frame && Array.isArray(frame.records)) await replica.merge(frame.records, connection.remotePeer.toString())
         if ('done' in frame) break
       }
       await stream.close({ signal })
@@ -211,8 +222,8 @@ export class MetadataSync implements Startable {
 
   onGossip (event: CustomEvent<Message>): void {
     if (event.detail.topic !== METADATA_TOPIC) return
-    const frame = this.#open(event.detail.data)
-    if (frame == null || !('records' in frame)) return
+    const frame = parse(event.detail.data)
+    if (frame == null || !('records' in frame) || !Array.isArray(frame.records)) return
     const from = event.detail.type === 'signed' ? event.detail.from.toString() : undefined
     void this.#c.replica.merge(frame.records, from).catch(err => {
       this.#c.logger.warn({ err }, 'merging gossip failed')
@@ -233,7 +244,7 @@ export class MetadataSync implements Startable {
       const records = [...this.#pending.keys()].map(key => this.#get(key)).filter(r => r != null)
       this.#pending.clear()
       this.#flush = undefined
-      for (const batch of chunked(records)) await this.#publish(batch)
+      for (const bytes of recordFrames(records)) await this.#publish(bytes)
     })
   }
 
@@ -242,11 +253,13 @@ export class MetadataSync implements Startable {
    * send them to: for a moment after a connection opens, gossipsub has no stream to the peer or
    * has not heard its subscription yet, while the sync on connect may already have run.
    */
-  async #publish (records: ReplicatedRecord[]): Promise<void> {
+  async #publish (frame: Uint8Array): Promise<void> {
     const { libp2p } = this.#c
     let reached = new Set<string>()
     try {
-      const { recipients } = await libp2p.services.pubsub.publish(METADATA_TOPIC, this.#seal({ records }))
+      // A record too large for gossip reaches the peers by the syncs below alone.
+      if (frame.byteLength > 2 * FRAME_BYTES) throw new Error(`a ${frame.byteLength}-byte record is not gossiped`)
+      const { recipients } = await libp2p.services.pubsub.publish(METADATA_TOPIC, frame)
       reached = new Set(recipients.map(p => p.toString()))
     } catch (err) {
       this.#c.logger.debug({ err }, 'gossip publish failed')
@@ -282,36 +295,50 @@ export class MetadataSync implements Startable {
     return keys.map(key => this.#get(key)).filter(r => r != null)
   }
 
-  #seal (frame: Frame): Uint8Array {
-    const body = JSON.stringify(frame)
-    return Buffer.from(JSON.stringify({ b: body, m: mac(this.#key, body) }))
-  }
+}
 
-  #open (bytes: Uint8Array | { subarray: () => Uint8Array }): Frame | undefined {
-    try {
-      const raw = bytes instanceof Uint8Array ? bytes : bytes.subarray()
-      const envelope = JSON.parse(Buffer.from(raw).toString('utf8')) as { b?: unknown, m?: unknown }
-      if (typeof envelope.b !== 'string' || typeof envelope.m !== 'string') return undefined
-      const expected = Buffer.from(mac(this.#key, envelope.b), 'hex')
-      const given = Buffer.from(envelope.m, 'hex')
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined
-      return JSON.parse(envelope.b) as Frame
-    } catch {
-      return undefined
+function encode (frame: Frame): Uint8Array {
+  return Buffer.from(JSON.stringify(frame))
+}
+
+function parse (bytes: Uint8Array | { subarray: () => Uint8Array }): Frame | undefined {
+  try {
+    const raw = bytes instanceof Uint8Array ? bytes : bytes.subarray()
+    const frame = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8')) as unknown
+    return frame != null && typeof frame === 'object' ? frame as Frame : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function read (bytes: { subarray: () => Uint8Array }): Frame {
+  const frame = parse(bytes)
+  if (frame == null) throw new Error('malformed sync frame')
+  return frame
+}
+
+/** The digest in frames of KEYS_PER_FRAME entries, all but the last marked `more`. */
+function * digestFrames (entries: Array<[string, string]>): Generator<Uint8Array> {
+  for (let i = 0; ; i += KEYS_PER_FRAME) {
+    const more = i + KEYS_PER_FRAME < entries.length
+    yield encode({ digest: entries.slice(i, i + KEYS_PER_FRAME), ...more ? { more: true as const } : {} })
+    if (!more) return
+  }
+}
+
+/** Records in frames of about FRAME_BYTES; a larger record goes alone. Each is serialized once. */
+function * recordFrames (records: Iterable<ReplicatedRecord>): Generator<Uint8Array> {
+  let parts: string[] = []
+  let size = 0
+  for (const record of records) {
+    const json = JSON.stringify(record)
+    if (parts.length > 0 && size + json.length > FRAME_BYTES) {
+      yield Buffer.from(`{"records":[${parts.join(',')}]}`)
+      parts = []
+      size = 0
     }
+    parts.push(json)
+    size += json.length + 1
   }
-
-  #read (bytes: { subarray: () => Uint8Array }): Frame {
-    const frame = this.#open(bytes)
-    if (frame == null) throw new Error('unauthenticated or malformed sync frame')
-    return frame
-  }
-}
-
-function mac (key: string, body: string): string {
-  return createHmac('sha256', key).update(body).digest('hex')
-}
-
-function * chunked<T> (items: T[]): Generator<T[]> {
-  for (let i = 0; i < items.length; i += RECORDS_PER_FRAME) yield items.slice(i, i + RECORDS_PER_FRAME)
+  if (parts.length > 0) yield Buffer.from(`{"records":[${parts.join(',')}]}`)
 }

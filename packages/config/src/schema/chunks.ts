@@ -14,6 +14,10 @@ export const ChunksConfig = Type.Object({
     maximum: 64,
     default: 4,
     description: 'Chunks of one upload that are hashed and written to disk at the same time.'
+  }),
+  encryptionKeyFile: Type.String({
+    default: '',
+    description: 'File holding a 32-byte key (raw, or 64 hex digits as openssl rand -hex 32 prints): chunk files are then encrypted at rest with AES-256-GCM, and a file changed on disk is detected when read, dropped and fetched again from a peer. Chunk names (CIDs) stay over the plaintext. Empty means chunk files are plain. The agent refuses to start if the files were sealed with another key, or if the key is removed.'
   })
 }, {
   additionalProperties: false,
