@@ -1,5 +1,6 @@
 // Shared helpers for the peerglance benchmarks (docs/benchmarks.md). Every server a benchmark
 // starts is registered with a Cleanup and stopped in `finally`, and on SIGINT/SIGTERM.
+import { randomBytes } from 'node:crypto'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises'
@@ -182,6 +183,13 @@ export interface BenchAgent {
  */
 export async function startAgent (cleanup: Cleanup, dataDir: string, args: string[] = []): Promise<BenchAgent> {
   await mkdir(dataDir, { recursive: true })
+  // BENCH_ENCRYPT=1: chunk files encrypted at rest (chunks.encryptionKeyFile), to measure its cost.
+  if (process.env.BENCH_ENCRYPT === '1') {
+    const keyFile = `${dataDir}.chunk-key`
+    await writeFile(keyFile, randomBytes(32).toString('hex'))
+    await writeFile(`${dataDir}.yaml`, `chunks:\n  encryptionKeyFile: ${keyFile}\n`)
+    args = ['--config', `${dataDir}.yaml`, ...args]
+  }
   const saved = process.env.NODE_OPTIONS
   const extra = process.env.BENCH_AGENT_NODE_OPTIONS
   if (extra != null && extra !== '') process.env.NODE_OPTIONS = `${saved ?? ''} ${extra}`.trim()

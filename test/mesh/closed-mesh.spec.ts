@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
@@ -116,6 +116,39 @@ describe('a closed mesh', () => {
     expect(await glance(revoked.url).find(other.id)).toBeUndefined()
     expect((await agentStatus(revoked.url)).peers).toEqual([])
     await waitConnected(mesh.agents.slice(0, 2))
+  })
+
+  it('admits agents by operator-signed credentials, made by peerglance credential, and no one else', async () => {
+    const root = await tmpDir('peerglance-operator-')
+    dirs.push(root)
+    const run = promisify(execFile)
+    const credential = async (operatorKey: string, dataDir: string, days = '30'): Promise<{ file: string, operator: string }> => {
+      const { stdout, stderr } = await run(process.execPath, [BIN, 'credential', '--operator-key', operatorKey, '--data-dir', dataDir, '--days', days])
+      const file = `${dataDir}.credential`
+      await writeFile(file, stdout)
+      return { file, operator: /operator key (\S+)/.exec(stderr)![1] }
+    }
+    const dirsOf = ['a', 'b', 'c'].map(n => join(root, n))
+    for (const d of dirsOf) await mkdir(d, { recursive: true })
+    const good = await Promise.all(dirsOf.slice(0, 2).map(async d => await credential(join(root, 'operator.key'), d)))
+    const rogue = await credential(join(root, 'rogue-operator.key'), dirsOf[2])
+    const configOf = async (file: string): Promise<string> => await configFile(`mesh:\n  operatorKey: ${good[0].operator}\n  credentialFile: ${file}\n`, dirs)
+    const configs = [await configOf(good[0].file), await configOf(good[1].file), await configOf(rogue.file)]
+    mesh = track(await meshOf(0))
+    const a = await mesh.add({ dataDir: dirsOf[0], args: ['--config', configs[0]] })
+    const b = await mesh.add({ dataDir: dirsOf[1], args: ['--config', configs[1], '--bootstrap', multiaddrOf(a)], bootstrap: false })
+    await waitConnected([a, b])
+    const c = await mesh.add({ dataDir: dirsOf[2], args: ['--config', configs[2], '--bootstrap', multiaddrOf(a)], bootstrap: false })
+    const made = await glance(a.url).create({ name: 'operator-mesh' })
+    await waitFor(async () => await glance(b.url).find(made.id) != null, { what: 'B seeing A\'s image' })
+    await sleep(1000)
+    expect(await glance(c.url).find(made.id)).toBeUndefined()
+    expect((await agentStatus(c.url)).peers).toEqual([])
+    // An agent whose credential names another peer does not even start.
+    const d = join(root, 'd')
+    await mkdir(d)
+    const failed = await run(process.execPath, [BIN, 'agent', '--data-dir', d, '--api-listen', '127.0.0.1:0', '--config', configs[0]], { timeout: 20_000 }).then(() => undefined, (err: { stdout: string }) => err)
+    expect(failed?.stdout).toContain('the mesh credential names peer')
   })
 
   it('will not start with an empty mesh key on an address other hosts can reach', async () => {

@@ -4,6 +4,7 @@ import type { Agent } from './create-agent.ts'
 import { CommandError } from './cli/io.ts'
 import type { CommandIo } from './cli/io.ts'
 import { evictCommand, pinCommand, prefetchCommand } from './cli/cache-commands.ts'
+import { credentialCommand } from './cli/credential.ts'
 import { seedCommand } from './cli/seed.ts'
 import { statusCommand } from './cli/status.ts'
 
@@ -17,6 +18,7 @@ Commands:
   pin       keep an image on the local agent whatever its cache needs
   unpin     undo pin
   evict     drop an image from the local agent's cache
+  credential  sign a mesh membership credential for an agent with the operator's key
 
 peerglance COMMAND --help tells more.`
 
@@ -27,7 +29,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   prefetch: prefetchCommand,
   pin: pinCommand(true),
   unpin: pinCommand(false),
-  evict: evictCommand
+  evict: evictCommand,
+  credential: credentialCommand
 }
 
 async function operatorCommand (command: (argv: string[], io: CommandIo) => Promise<number>, argv: string[]): Promise<number> {

@@ -3,7 +3,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import type { NoiseInit } from '@chainsafe/libp2p-noise'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import type { ConnectionEncrypter, ConnectionGater, MessageStream, PeerId, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
+import type { ConnectionEncrypter, ConnectionGater, MessageStream, PeerId, PrivateKey, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
 
 /**
  * Who belongs to the mesh. Every agent proves membership right after the Noise handshake, inside
@@ -155,4 +155,12 @@ class MemberEncrypter implements ConnectionEncrypter {
 export function memberNoise (membership: Membership, own: Credential, init: NoiseInit = {}): (components: any) => ConnectionEncrypter {
   const inner = noise(init)
   return (components) => new MemberEncrypter(inner(components), membership, own)
+}
+
+/** A credential signed by the operator's key for `peer`, valid until `exp` (ms; 0: no expiry). */
+export async function issueCredential (operatorKey: PrivateKey, peer: string, exp: number): Promise<Credential> {
+  if (operatorKey.type !== 'Ed25519') throw new MembershipError('the operator key must be Ed25519')
+  peerIdFromString(peer)
+  const sig = await operatorKey.sign(credentialMessage(peer, exp))
+  return { peer, exp, alg: 'operator', sig: Buffer.from(sig).toString('base64') }
 }

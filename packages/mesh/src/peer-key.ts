@@ -10,8 +10,8 @@ import { PEER_KEY_FILE } from './constants.ts'
  * on first start, so the peer id stays the same across restarts. The file holds the key in
  * libp2p's protobuf encoding and is readable by the owner only (0600).
  */
-export async function loadOrCreatePeerKey (dataDir: string): Promise<PrivateKey> {
-  const file = join(dataDir, PEER_KEY_FILE)
+export async function loadOrCreatePeerKey (dataDir: string, name = PEER_KEY_FILE): Promise<PrivateKey> {
+  const file = join(dataDir, name)
   try {
     return privateKeyFromProtobuf(await readFile(file))
   } catch (err) {
