@@ -46,7 +46,7 @@ describe('a compromised member', () => {
       for (const peer of node.getPeers()) await sync.syncWith(peer)
 
       for (const agent of [a, b]) {
-        await waitFor(async () => await metric(agent.url, 'peerglance_records_rejected_total') >= 1, { what: 'the forged record counted as refused' })
+        await waitFor(async () => await metric(agent.url, 'peerglance_records_rejected_total') >= 1, { what: 'the forged record counted as refused', timeoutMs: 30_000 })
         const refused = logsMatching(agent.logs, 'refused a record from a peer').filter(l => l.key === id)
         expect(refused[0]).toMatchObject({ reason: 'write-once', peer: peerIdOf(c) })
         expect(await glance(agent.url).image(id)).toMatchObject({ checksum: honest.checksum, os_hash_value: honest.os_hash_value, size: original.length })
