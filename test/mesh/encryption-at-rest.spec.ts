@@ -35,7 +35,8 @@ describe('chunk files encrypted at rest', () => {
     expect(again.error).toBeUndefined()
     expect(again.status).toBe(200)
     expect(again.sha512).toBe(sha512(bytes))
-    expect(logsMatching(b.logs, 'a chunk file changed on disk').some(l => l.cid === cid)).toBe(true)
+    // The agent's log lines reach this process through a pipe, a moment after the response.
+    await waitFor(() => logsMatching(b.logs, 'a chunk file changed on disk').some(l => l.cid === cid), { what: 'the drop logged' })
     // The chunk was fetched again from A and sealed anew.
     await waitFor(async () => (await chunkFiles(b.dataDir)).some(([c]) => c === cid), { what: 'the chunk stored again' })
     expect((await readFile((await chunkFiles(b.dataDir)).find(([c]) => c === cid)![1])).equals(sealed)).toBe(false)
