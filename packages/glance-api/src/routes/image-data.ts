@@ -14,7 +14,9 @@ export function imageDataRoutes (app: FastifyInstance, { data }: GlanceApiCompon
   resource(app, '/v2/images/:id/file', {
     PUT: async (request: FastifyRequest<IdParams>, reply) => {
       checkStore(request)
-      await data.upload(request.identity, request.params.id, octetStream(request), uploadOptions(request))
+      const started = Date.now()
+      const image = await data.upload(request.identity, request.params.id, octetStream(request), uploadOptions(request))
+      request.log.info({ imageId: image.id, bytes: image.size, ms: Date.now() - started }, 'upload finished')
       return reply.code(204).send()
     },
     GET: async (request: FastifyRequest<IdParams>, reply) => await download(request, reply, data)
@@ -38,6 +40,7 @@ export function imageDataRoutes (app: FastifyInstance, { data }: GlanceApiCompon
 
 async function download (request: FastifyRequest<IdParams>, reply: FastifyReply, data: GlanceApiComponents['data']): Promise<FastifyReply> {
   if ((request.query as Record<string, unknown>).prefer != null) throw new HttpError(400, 'The prefer parameter is only supported in multi-store deployments.')
+  const started = Date.now()
   const signal = hangUpSignal(reply)
   const { image, manifest } = await data.download(request.identity, request.params.id, { signal })
   // Glance answers 204, not 404, when the image has no data yet (image_data.py download).
@@ -55,7 +58,7 @@ async function download (request: FastifyRequest<IdParams>, reply: FastifyReply,
   const first = await parts.next()
   reply.hijack()
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
-  await streamTo(reply.raw, first, parts, { log: request.log, imageId: image.id, signal })
+  await streamTo(reply.raw, first, parts, { log: request.log, imageId: image.id, signal, started })
   return reply
 }
 
@@ -66,7 +69,7 @@ async function download (request: FastifyRequest<IdParams>, reply: FastifyReply,
  * Content-Length, never wrong bytes), and fastify logs nothing of it with request logging off:
  * say here why the download stopped, e.g. no peer held a chunk.
  */
-async function streamTo (res: ServerResponse, first: IteratorResult<Uint8Array>, parts: AsyncIterator<Uint8Array>, ctx: { log: FastifyBaseLogger, imageId: string, signal: AbortSignal }): Promise<void> {
+async function streamTo (res: ServerResponse, first: IteratorResult<Uint8Array>, parts: AsyncIterator<Uint8Array>, ctx: { log: FastifyBaseLogger, imageId: string, signal: AbortSignal, started: number }): Promise<void> {
   let sent = 0
   try {
     for (let part = first; part.done !== true; part = await parts.next()) {
@@ -76,6 +79,7 @@ async function streamTo (res: ServerResponse, first: IteratorResult<Uint8Array>,
       sent += part.value.byteLength
     }
     res.end()
+    ctx.log.info({ imageId: ctx.imageId, bytes: sent, ms: Date.now() - ctx.started }, 'download finished')
   } catch (err) {
     await parts.return?.().catch(() => {})
     if (!ctx.signal.aborted) ctx.log.warn({ err, imageId: ctx.imageId, bytesSent: sent }, 'download cut off')
