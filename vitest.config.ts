@@ -13,6 +13,19 @@ export default defineConfig({
         test: {
           name: 'clients',
           include: ['test/**/*.spec.ts'],
+          exclude: ['test/keystone/**'],
+          pool: 'forks',
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+          fileParallelism: false
+        }
+      },
+      {
+        test: {
+          // Against a real Keystone that scripts/keystone.sh installs and starts.
+          name: 'keystone',
+          include: ['test/keystone/**/*.spec.ts'],
+          globalSetup: ['test/keystone/global-setup.ts'],
           pool: 'forks',
           testTimeout: 300_000,
           hookTimeout: 120_000,

@@ -11,8 +11,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   'chunk-store': ['interface'],
   'image-cache': ['interface'],
   mesh: ['interface'],
+  'auth-keystone': ['interface'],
   'glance-api': ['interface', 'glance-domain'],
-  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'image-cache', 'glance-api', 'mesh'],
+  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'image-cache', 'glance-api', 'mesh', 'auth-keystone'],
   testing: ['agent', 'config', 'interface', 'chunk-store']
 }
 

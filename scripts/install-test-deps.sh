@@ -6,6 +6,9 @@
 # Idempotent and quick: it does nothing when every command is already there.
 set -euo pipefail
 
+# Keystone, MariaDB, memcached and uwsgi for test/keystone (started there, by a vitest globalSetup).
+bash "$(dirname "$0")/keystone.sh" install
+
 # command name -> Debian package that provides it
 declare -A PACKAGE_OF=(
   [openstack]=python3-openstackclient

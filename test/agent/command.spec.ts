@@ -59,6 +59,15 @@ describe('the peerglance command', () => {
     expect(r).toMatchObject({ code: 2, stderr: `peerglance: cannot read policy file ${join(dir, 'missing.yaml')}: no such file\n` })
   })
 
+  it('refuses noauth on a non-loopback address with exit code 2 unless allowRemote says so', async () => {
+    const dir = await tmpDir(); dirs.push(dir)
+    const r = await fails(['agent', '--data-dir', dir, '--api-listen', '0.0.0.0:0'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('api.listen: 0.0.0.0:0 is not a loopback address')
+    expect(r.stderr).toContain('auth.noauth.allowRemote: true')
+    expect(await readdir(dir)).toEqual([])
+  })
+
   it('prints its usage with --help', async () => {
     const { stdout } = await run(process.execPath, [BIN, 'agent', '--help'], { timeout: 20_000 })
     for (const flag of ['--config', '--data-dir', '--api-listen', '--log-level']) expect(stdout).toContain(flag)

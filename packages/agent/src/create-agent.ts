@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { FsChunkStore } from '@peerglance/chunk-store'
-import { parseByteSize, parseListen } from '@peerglance/config'
+import { KeystoneAuthenticator } from '@peerglance/auth-keystone'
+import { ConfigError, parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
 import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService, replicationRules } from '@peerglance/glance-domain'
@@ -12,7 +14,7 @@ import { LruImageCache } from '@peerglance/image-cache'
 import type { Holdings } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
 import { HoldingsExchange, Mesh, MetadataSync, PeerRecordSigner } from '@peerglance/mesh'
-import type { ImageReader, Manifest } from '@peerglance/interface'
+import type { Authenticator, ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
@@ -146,9 +148,9 @@ export class Agent {
       data: this.data,
       members: new MemberService({ images: this.images, metadata: this.metadata }),
       cache: new CacheService({ images: this.images, metadata: this.metadata, cache: this.cache }),
-      authenticator: noAuth(config.auth.noauth),
+      authenticator: authenticator(config, this.log),
       logger: this.log.child({ component: 'glance-api' })
-    }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs })
+    }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs, https: tlsFiles(config) })
     opsRoutes(this.api, {
       registry: this.registry,
       cache: this.cache,
@@ -255,6 +257,27 @@ export class Agent {
     this.#status = 'stopped'
     this.log.info('agent stopped')
   }
+}
+
+function authenticator (config: AgentConfig, log: Logger): Authenticator {
+  const { mode, keystone, noauth } = config.auth
+  if (mode === 'noauth') return noAuth(noauth)
+  // loadConfig has checked that keystone mode has a url.
+  return new KeystoneAuthenticator({ logger: log.child({ component: 'keystone' }) }, { ...keystone, url: keystone.url as string })
+}
+
+/** The API's certificate and key, read now so that a bad path stops the agent before it starts. */
+function tlsFiles (config: AgentConfig): { cert: Buffer, key: Buffer } | undefined {
+  const { cert, key } = config.api.tls
+  if (cert == null || key == null) return undefined
+  const read = (path: string, option: string): Buffer => {
+    try {
+      return readFileSync(path)
+    } catch (err) {
+      throw new ConfigError(`invalid config: ${option}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+    }
+  }
+  return { cert: read(cert, 'api.tls.cert'), key: read(key, 'api.tls.key') }
 }
 
 /**

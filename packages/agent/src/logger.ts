@@ -11,7 +11,11 @@ export function createLogger (config: AgentConfig['log'], destination?: NodeJS.W
   const options = {
     level: config.level,
     base: { pid: process.pid },
-    redact: ['req.headers["x-auth-token"]', 'req.headers["x-service-token"]', 'headers["x-auth-token"]']
+    redact: [
+      'req.headers["x-auth-token"]', 'req.headers["x-service-token"]', 'req.headers["x-subject-token"]',
+      'headers["x-auth-token"]', 'headers["x-service-token"]', 'headers["x-subject-token"]',
+      'password', '*.password', 'auth.keystone.password', 'config.auth.keystone.password'
+    ]
   }
   if (pretty) return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } })
   return destination == null ? pino(options) : pino(options, destination)

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
-import { ImageNotFoundError } from '@peerglance/interface'
+import { ForbiddenError, ImageNotFoundError } from '@peerglance/interface'
 import type { ImageRecord, Manifest } from '@peerglance/interface'
 
 /** What the status document says about the mesh; absent when the agent runs alone. */
@@ -36,10 +36,20 @@ export interface OpsComponents {
 
 /**
  * The agent's own API beside Glance's: `/peerglance/v1/status` for operators and Prometheus
- * `/metrics`. Unauthenticated, like Glance's `/healthcheck`: keep the API on loopback or firewall it.
+ * `/metrics`, pins and the dashboard. They name every image, private ones too, so they answer only
+ * an admin: the request is authenticated like any Glance call (a Keystone token, or noauth's
+ * headers; a headerless noauth request is the configured admin, so the dashboard works there).
  */
-export function opsRoutes (app: FastifyInstance, c: OpsComponents): void {
+export function opsRoutes (root: FastifyInstance, c: OpsComponents): void {
   registerCacheMetrics(c.registry, c.cache)
+  // Its own encapsulation context, so the admin check covers these routes only.
+  void root.register(async app => { routes(app, c) })
+}
+
+function routes (app: FastifyInstance, c: OpsComponents): void {
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    if (!request.identity.roles.includes('admin')) throw new ForbiddenError('Only an admin may use the agent\'s status, metrics, pins and dashboard.')
+  })
 
   app.get('/peerglance/v1/status', async () => {
     const images = []

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { Value } from 'typebox/value'
 import { parseDocument } from 'yaml'
-import { ConfigError } from './errors.ts'
+import { ConfigError, type ConfigIssue } from './errors.ts'
 import { collectIssues } from './issues.ts'
 import { AgentConfig } from './schema/agent.ts'
+import { authIssues } from './schema/auth.ts'
 
 /** What a caller may override: any subset of the options, nested as in AgentConfig. */
 export type ConfigOverrides = DeepPartial<AgentConfig>
@@ -37,6 +38,7 @@ export function loadConfig (options: LoadConfigOptions = {}): AgentConfig {
   // schema says, so the schema stays the one place that decides defaults.
   const config = Value.Default(AgentConfig, merged)
   const issues = collectIssues(AgentConfig, config)
+  if (issues.length === 0) issues.push(...crossIssues(config as AgentConfig))
   if (issues.length > 0) {
     const where = options.file === undefined ? '' : ` (file ${options.file})`
     throw new ConfigError(`invalid config${where}: ${issues.map(i => `${i.path}: ${i.message}`).join('; ')}`, { issues, file: options.file })
@@ -58,6 +60,15 @@ function readPolicyFile (file: string): Record<string, string> {
     throw new ConfigError(`invalid policy file ${file}: ${why}`, { file })
   }
   return Object.fromEntries(entries) as Record<string, string>
+}
+
+/** Options that depend on each other, checked once each is valid on its own. */
+function crossIssues (config: AgentConfig): ConfigIssue[] {
+  const issues = authIssues(config.auth, config.api.listen)
+  if ((config.api.tls.cert == null) !== (config.api.tls.key == null)) {
+    issues.push({ path: 'api.tls', message: 'needs both cert and key, or neither' })
+  }
+  return issues
 }
 
 let defaults: AgentConfig | undefined

@@ -41,7 +41,7 @@ describe('parseAgentArgs', () => {
 
   it('produces overrides that loadConfig applies over the defaults', () => {
     const { overrides } = parseAgentArgs(['--data-dir', '/srv/pg', '--api-listen', '0.0.0.0:9292', '--log-level', 'warn', '--bootstrap', '/ip4/10.0.0.2/tcp/4001/p2p/A'])
-    const c = loadConfig({ overrides })
+    const c = loadConfig({ overrides: { ...overrides, auth: { noauth: { allowRemote: true } } } })
     expect(c.dataDir).toBe('/srv/pg')
     expect(c.api.listen).toBe('0.0.0.0:9292')
     expect(c.log.level).toBe('warn')

@@ -50,9 +50,13 @@ describe('defaultConfig', () => {
   it('has the documented defaults', () => {
     const c = defaultConfig()
     expect(c.dataDir).toBe('./data')
-    expect(c.api).toEqual({ listen: '127.0.0.1:9292', publicEndpoint: null, requestTimeoutMs: 0 })
+    expect(c.api).toEqual({ listen: '127.0.0.1:9292', publicEndpoint: null, tls: { cert: null, key: null }, requestTimeoutMs: 0 })
     expect(c.log).toEqual({ level: 'info', pretty: 'auto' })
-    expect(c.auth).toEqual({ mode: 'noauth', noauth: { projectId: 'admin', userId: 'admin', roles: ['admin', 'member', 'reader'] } })
+    expect(c.auth).toEqual({
+      mode: 'noauth',
+      noauth: { projectId: 'admin', userId: 'admin', roles: ['admin', 'member', 'reader'], allowRemote: false },
+      keystone: { url: null, username: 'glance', password: '', projectName: 'service', userDomainName: 'Default', projectDomainName: 'Default', region: null, cacheSeconds: 300 }
+    })
     expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 4, encryptionKeyFile: '' })
     expect(c.cache).toEqual({ maxBytes: '0', maxDiskPercent: 80, highWatermark: 0.9, lowWatermark: 0.75, minReplicas: 2, reserveBytes: '256MB', sweepIntervalMs: 30000, prefetchTags: [] })
     expect(c.glance.imageSizeCap).toBe(2 ** 40)
@@ -73,7 +77,7 @@ describe('defaultConfig', () => {
 
 describe('loadConfig', () => {
   it('takes file values over defaults and overrides over the file', () => {
-    const file = yamlFile('dataDir: /srv/pg\napi:\n  listen: 0.0.0.0:9000\n  requestTimeoutMs: 5000\nlog:\n  level: debug\n')
+    const file = yamlFile('dataDir: /srv/pg\napi:\n  listen: 0.0.0.0:9000\n  requestTimeoutMs: 5000\nlog:\n  level: debug\nauth:\n  noauth:\n    allowRemote: true\n')
     const c = loadConfig({ file, overrides: { api: { listen: '[::1]:9393' } } })
     expect(c.dataDir).toBe('/srv/pg')
     expect(c.api.listen).toBe('[::1]:9393')
@@ -161,7 +165,32 @@ describe('loadConfig', () => {
   })
 
   it.each([['0.0.0.0:9292'], ['[::]:9292'], ['[fe80::1%eth0]:80'], ['glance.example.net:65535'], ['localhost:1']])('accepts api.listen %s', (listen) => {
-    expect(loadConfig({ overrides: { api: { listen } } }).api.listen).toBe(listen)
+    expect(loadConfig({ overrides: { api: { listen }, auth: { noauth: { allowRemote: true } } } }).api.listen).toBe(listen)
+  })
+
+  it.each([['0.0.0.0:9292'], ['[::]:9292'], ['10.0.0.2:9292'], ['glance.example.net:9292']])('refuses noauth on the non-loopback api.listen %s', (listen) => {
+    const err = errorOf(() => loadConfig({ overrides: { api: { listen } } }))
+    expect(err.issues).toEqual([{ path: 'api.listen', message: expect.stringContaining(`${listen} is not a loopback address`) }])
+    expect(err.message).toContain('auth.noauth.allowRemote: true')
+  })
+
+  it.each([['127.0.0.1:9292'], ['127.0.0.2:1'], ['[::1]:9292'], ['localhost:9292']])('serves noauth on the loopback api.listen %s', (listen) => {
+    expect(loadConfig({ overrides: { api: { listen } } }).auth.mode).toBe('noauth')
+  })
+
+  it('accepts any address in keystone mode, and requires its url and password', () => {
+    const keystone = { url: 'http://127.0.0.1:5000/v3', password: 'secret' }
+    expect(loadConfig({ overrides: { api: { listen: '0.0.0.0:9292' }, auth: { mode: 'keystone', keystone } } }).auth.keystone).toMatchObject(keystone)
+    const err = errorOf(() => loadConfig({ overrides: { auth: { mode: 'keystone' } } }))
+    expect(err.issues).toEqual([
+      { path: 'auth.keystone.url', message: 'is required when auth.mode is keystone' },
+      { path: 'auth.keystone.password', message: 'is required when auth.mode is keystone' }
+    ])
+  })
+
+  it('requires both api.tls.cert and api.tls.key', () => {
+    const err = errorOf(() => loadConfig({ overrides: { api: { tls: { cert: '/etc/pg/cert.pem' } } } }))
+    expect(err.issues).toEqual([{ path: 'api.tls', message: 'needs both cert and key, or neither' }])
   })
 
   it('rejects a bad log level, listing the levels', () => {

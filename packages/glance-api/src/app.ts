@@ -27,9 +27,13 @@ export interface GlanceApiInit {
   publicEndpoint?: string | null
   /** 0 disables it: uploads of big images take as long as they take. */
   requestTimeoutMs?: number
+  /** PEM certificate chain and key: serve HTTPS. */
+  https?: { cert: Buffer, key: Buffer }
 }
 
 const BODY_FORBIDDEN = new Set(['GET', 'DELETE', 'HEAD'])
+// Version discovery and /healthcheck answer anyone, as in Glance; the agent's own ops routes do not.
+const AUTHENTICATED = /^\/(v2\/|peerglance\/|metrics(\?|$))/
 const MAX_REQUEST_ID = 64
 
 /**
@@ -38,6 +42,7 @@ const MAX_REQUEST_ID = 64
  */
 export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApiInit): FastifyInstance {
   const app = Fastify({
+    ...(init.https == null ? {} : { https: init.https }),
     loggerInstance: components.logger,
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
@@ -58,8 +63,14 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
     reply.header('x-openstack-request-id', request.id)
     if (request.id.length > MAX_REQUEST_ID) throw new HttpError(431, 'x-openstack-request-id is too long, max size 64')
     if (BODY_FORBIDDEN.has(request.method) && hasBody(request)) throw new HttpError(400, 'A body is not expected with this request.')
-    if (request.url.startsWith('/v2/')) {
-      request.identity = await components.authenticator.authenticate(request.headers, { signal: request.signal })
+    if (AUTHENTICATED.test(request.url)) {
+      try {
+        request.identity = await components.authenticator.authenticate(request.headers, { signal: request.signal })
+      } catch (err) {
+        const challenge = components.authenticator.challenge
+        if ((err as Error).name === 'NotAuthenticatedError' && challenge != null) reply.header('www-authenticate', challenge)
+        throw err
+      }
     }
   })
 

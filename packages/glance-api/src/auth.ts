@@ -1,11 +1,13 @@
 import type { Authenticator, Identity, RequestHeaders } from '@peerglance/interface'
 
 export interface NoAuthInit {
-  /** The identity of a request that names none: an admin, so `npm start` is usable at once. */
+  /** The identity of a request that states none: an admin, so `openstack` with OS_AUTH_TYPE=none works in a lab. */
   projectId: string
   userId: string
   roles: readonly string[]
 }
+
+const IDENTITY_HEADERS = ['x-project-id', 'x-tenant-id', 'x-user-id', 'x-roles']
 
 function header (headers: RequestHeaders, name: string): string | undefined {
   const v = headers[name]
@@ -14,17 +16,21 @@ function header (headers: RequestHeaders, name: string): string | undefined {
 }
 
 /**
- * Glance's unauthenticated mode: the caller is whoever the `X-*` headers say (as keystonemiddleware
- * would have set them), and any `X-Auth-Token` is accepted.
+ * Glance's unauthenticated mode: the caller is whoever the `X-*` headers say, as Glance reads the
+ * headers keystonemiddleware would have set, so a request that names a project but no X-Roles has
+ * no roles and is not admin. Only a request with no identity header at all gets the configured
+ * identity. Any `X-Auth-Token` is ignored.
  */
 export function noAuth (init: NoAuthInit): Authenticator {
   return {
     async authenticate (headers: RequestHeaders): Promise<Identity> {
-      const roles = header(headers, 'x-roles')
+      if (IDENTITY_HEADERS.every(name => header(headers, name) == null)) {
+        return { projectId: init.projectId, userId: init.userId, roles: init.roles }
+      }
       return {
-        projectId: header(headers, 'x-project-id') ?? header(headers, 'x-tenant-id') ?? init.projectId,
-        userId: header(headers, 'x-user-id') ?? init.userId,
-        roles: roles == null ? init.roles : roles.split(',').map(r => r.trim().toLowerCase()).filter(r => r !== '')
+        projectId: header(headers, 'x-project-id') ?? header(headers, 'x-tenant-id') ?? null,
+        userId: header(headers, 'x-user-id') ?? null,
+        roles: (header(headers, 'x-roles') ?? '').split(',').map(r => r.trim().toLowerCase()).filter(r => r !== '')
       }
     }
   }

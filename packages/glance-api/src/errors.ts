@@ -21,6 +21,7 @@ const STATUS_BY_NAME: Record<string, number> = {
   InvalidImageDataError: 415,
   RangeNotSatisfiableError: 416,
   NotAuthenticatedError: 401,
+  AuthUnavailableError: 503,
   ChunkUnavailableError: 503,
   ShuttingDownError: 503
 }

@@ -45,6 +45,8 @@ export class UnsupportedMediaTypeError extends define('UnsupportedMediaTypeError
 export class InvalidImageDataError extends define('InvalidImageDataError') {}
 export class RangeNotSatisfiableError extends define('RangeNotSatisfiableError') {}
 export class NotAuthenticatedError extends define('NotAuthenticatedError') {}
+/** The identity service cannot be asked (down, or refusing the agent): the request is refused, never let through. */
+export class AuthUnavailableError extends define('AuthUnavailableError') {}
 /** The image was deleted while its data was being written (Glance answers 410). */
 export class ImageGoneError extends define('ImageGoneError') {}
 /** The agent is stopping; in-flight uploads end with this. */

@@ -9,5 +9,8 @@ export type RequestHeaders = Record<string, string | string[] | undefined>
 
 /** Turns request headers into an identity; the one seam where Keystone plugs in. */
 export interface Authenticator {
+  /** @throws NotAuthenticatedError (401) or AuthUnavailableError (503) */
   authenticate (headers: RequestHeaders, opts?: { signal?: AbortSignal }): Promise<Identity>
+  /** The WWW-Authenticate value of a 401, e.g. `Keystone uri="http://keystone:5000/v3"`. */
+  readonly challenge?: string
 }

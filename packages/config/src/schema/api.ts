@@ -21,6 +21,20 @@ export const ApiConfig = Type.Object({
     default: null,
     description: 'Base URL that version discovery (GET /) advertises to clients, e.g. https://images.example.net:9292, for when the agent sits behind a proxy or NAT. null means the host the request was addressed to.'
   }),
+  tls: Type.Object({
+    cert: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+      default: null,
+      description: 'PEM file with the certificate chain the API serves HTTPS with; null serves plain HTTP. Set together with key.'
+    }),
+    key: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+      default: null,
+      description: 'PEM file with the private key of that certificate.'
+    })
+  }, {
+    additionalProperties: false,
+    default: {},
+    description: 'HTTPS for the API. Clients then need the CA, e.g. openstack --os-cacert FILE, and nova.conf [glance] cafile.'
+  }),
   requestTimeoutMs: Type.Integer({
     minimum: 0,
     default: 0,

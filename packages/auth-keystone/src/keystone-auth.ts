@@ -1,0 +1,241 @@
+import { AuthUnavailableError, NotAuthenticatedError } from '@peerglance/interface'
+import type { Authenticator, Identity, RequestHeaders } from '@peerglance/interface'
+import { silentLogger, type KeystoneLogger } from './logger.ts'
+import { TokenCache } from './token-cache.ts'
+
+export interface KeystoneAuthInit {
+  /** Keystone v3, e.g. http://127.0.0.1:5000/v3. */
+  url: string
+  username: string
+  password: string
+  projectName: string
+  userDomainName: string
+  projectDomainName: string
+  /** Validate through this region's identity endpoint from the agent's catalog; null: `url`. */
+  region: string | null
+  cacheSeconds: number
+  maxCachedTokens?: number
+  timeoutMs?: number
+}
+
+export interface KeystoneAuthComponents {
+  logger?: KeystoneLogger
+  /** Milliseconds since the epoch; tests move time. */
+  now?: () => number
+}
+
+// keystonemiddleware's service_token_roles default.
+const SERVICE_TOKEN_ROLES = ['service']
+const MAX_CACHED_TOKENS = 10_000
+const TIMEOUT_MS = 10_000
+// Fernet tokens are ~200 bytes, JWS ~800; anything far bigger is not worth sending to Keystone.
+const MAX_TOKEN_LENGTH = 8192
+const TOKEN_SYNTAX = /^[\x21-\x7e]+$/
+// The agent renews its own token this long before it expires (keystoneauth uses 30 s).
+const RENEW_MARGIN_MS = 60_000
+const UNAUTHENTICATED = 'The request you have made requires authentication.'
+
+interface Validated {
+  identity: Identity
+  expiresAt: number
+  /** The token came from an application credential restricted by access rules. */
+  restricted: boolean
+}
+
+interface AgentToken {
+  token: string
+  expiresAt: number
+  renewAt: number
+  /** Where tokens are validated: `url` or the region's identity endpoint. */
+  validateBase: string
+}
+
+/**
+ * Validates each request's X-Auth-Token with Keystone v3, as keystonemiddleware's auth_token:
+ * with the agent's own token (renewed before it expires) and X-Subject-Token, `nocatalog`, and
+ * `allow_expired` only when a valid X-Service-Token with the service role vouches for the
+ * request. A missing or invalid token is NotAuthenticatedError (401); Keystone unreachable or
+ * refusing the agent is AuthUnavailableError (503): it never lets a request through unchecked.
+ * Tokens are never logged.
+ */
+export class KeystoneAuthenticator implements Authenticator {
+  readonly challenge: string
+  readonly #init: KeystoneAuthInit
+  readonly #log: KeystoneLogger
+  readonly #now: () => number
+  readonly #cache: TokenCache<Validated>
+  #agent: AgentToken | undefined
+  #renewing: Promise<AgentToken> | undefined
+
+  constructor (components: KeystoneAuthComponents, init: KeystoneAuthInit) {
+    this.#init = { ...init, url: init.url.replace(/\/+$/, '') }
+    this.#log = components.logger ?? silentLogger
+    this.#now = components.now ?? Date.now
+    this.#cache = new TokenCache(init.cacheSeconds * 1000, init.maxCachedTokens ?? MAX_CACHED_TOKENS)
+    this.challenge = `Keystone uri="${this.#init.url}"`
+  }
+
+  async authenticate (headers: RequestHeaders, opts: { signal?: AbortSignal } = {}): Promise<Identity> {
+    const userToken = tokenIn(headers, 'x-auth-token')
+    if (userToken == null) throw new NotAuthenticatedError(UNAUTHENTICATED)
+    let allowExpired = false
+    const serviceToken = tokenIn(headers, 'x-service-token')
+    if (serviceToken != null) {
+      const service = await this.#lookup(serviceToken, false, opts.signal)
+      // An invalid service token rejects the request even when the user's token is valid.
+      if (service == null) throw new NotAuthenticatedError(UNAUTHENTICATED)
+      allowExpired = service.identity.roles.some(role => SERVICE_TOKEN_ROLES.includes(role))
+    }
+    const user = await this.#lookup(userToken, allowExpired, opts.signal)
+    if (user == null) throw new NotAuthenticatedError(UNAUTHENTICATED)
+    // Access rules name the API calls an application credential may make; until they are
+    // matched here, a restricted credential gets nothing (keystonemiddleware lets a service
+    // token vouch for it, as a request made on the user's behalf).
+    if (user.restricted && serviceToken == null) throw new NotAuthenticatedError(UNAUTHENTICATED)
+    return user.identity
+  }
+
+  /** The token's identity, or undefined when Keystone does not know it or it has expired. */
+  async #lookup (token: string, allowExpired: boolean, signal: AbortSignal | undefined): Promise<Validated | undefined> {
+    if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SYNTAX.test(token)) return undefined
+    const cached = this.#cache.get(token, { allowExpired, now: this.#now() })
+    if (cached != null) return cached
+    const validated = await this.#validate(token, allowExpired, signal)
+    if (validated == null) return undefined
+    this.#cache.set(token, validated, validated.expiresAt, this.#now())
+    if (!allowExpired && validated.expiresAt <= this.#now()) return undefined
+    return validated
+  }
+
+  async #validate (token: string, allowExpired: boolean, signal: AbortSignal | undefined): Promise<Validated | undefined> {
+    let agent = await this.#agentToken(false)
+    const query = allowExpired ? '?nocatalog&allow_expired=1' : '?nocatalog'
+    const ask = async (): Promise<Response> => await this.#fetch(`${agent.validateBase}/auth/tokens${query}`, {
+      headers: { 'x-auth-token': agent.token, 'x-subject-token': token, accept: 'application/json' }
+    }, signal)
+    let res = await ask()
+    if (res.status === 401) {
+      // The agent's own token was revoked or Keystone lost its keys: get a new one, once.
+      await res.body?.cancel()
+      agent = await this.#agentToken(true)
+      res = await ask()
+    }
+    if (res.status === 404) {
+      await res.body?.cancel()
+      return undefined
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel()
+      const hint = res.status === 403 ? '; give the agent\'s user the service role' : ''
+      this.#log.error({ status: res.status, user: this.#init.username }, `keystone refused to validate a token${hint}`)
+      throw new AuthUnavailableError('The identity service refused to validate the token.')
+    }
+    return parseToken(await this.#json(res))
+  }
+
+  async #agentToken (force: boolean): Promise<AgentToken> {
+    const current = this.#agent
+    if (!force && current != null && this.#now() < current.renewAt) return current
+    this.#renewing ??= this.#issueAgentToken().finally(() => { this.#renewing = undefined })
+    return await this.#renewing
+  }
+
+  async #issueAgentToken (): Promise<AgentToken> {
+    const i = this.#init
+    const body = {
+      auth: {
+        identity: { methods: ['password'], password: { user: { name: i.username, domain: { name: i.userDomainName }, password: i.password } } },
+        scope: { project: { name: i.projectName, domain: { name: i.projectDomainName } } }
+      }
+    }
+    const res = await this.#fetch(`${i.url}/auth/tokens${i.region == null ? '?nocatalog' : ''}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body)
+    })
+    const token = res.headers.get('x-subject-token')
+    if (res.status !== 201 || token == null) {
+      await res.body?.cancel()
+      this.#log.error({ status: res.status, user: i.username, project: i.projectName }, 'keystone refused the agent\'s own credentials')
+      throw new AuthUnavailableError('The identity service refused the image service\'s credentials.')
+    }
+    const data = await this.#json(res) as { token?: { expires_at?: string, issued_at?: string, catalog?: CatalogEntry[] } }
+    const expiresAt = Date.parse(data.token?.expires_at ?? '')
+    if (Number.isNaN(expiresAt)) throw new AuthUnavailableError('The identity service sent a token without an expiry.')
+    const now = this.#now()
+    const agent: AgentToken = {
+      token,
+      expiresAt,
+      // Short-lived tokens (tests, tight deployments) renew half way through their life.
+      renewAt: expiresAt - Math.min(RENEW_MARGIN_MS, (expiresAt - now) / 2),
+      validateBase: i.region == null ? i.url : identityEndpoint(data.token?.catalog ?? [], i.region) ?? i.url
+    }
+    this.#agent = agent
+    this.#log.info({ user: i.username, expiresAt: new Date(expiresAt).toISOString(), validateBase: agent.validateBase }, 'got the agent\'s keystone token')
+    return agent
+  }
+
+  async #fetch (url: string, init: RequestInit, signal?: AbortSignal): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.#init.timeoutMs ?? TIMEOUT_MS)
+    try {
+      return await fetch(url, { ...init, signal: signal == null ? timeout : AbortSignal.any([timeout, signal]) })
+    } catch (err) {
+      this.#log.warn({ err: { name: (err as Error).name, message: (err as Error).message, cause: String((err as Error).cause ?? '') }, url }, 'keystone is unreachable')
+      throw new AuthUnavailableError('The identity service is unavailable.')
+    }
+  }
+
+  async #json (res: Response): Promise<unknown> {
+    try {
+      return await res.json()
+    } catch {
+      throw new AuthUnavailableError('The identity service sent an unreadable answer.')
+    }
+  }
+}
+
+interface CatalogEntry {
+  type?: string
+  endpoints?: Array<{ interface?: string, region?: string, region_id?: string, url?: string }>
+}
+
+/** The region's internal (else public) identity endpoint, as keystonemiddleware picks it. */
+function identityEndpoint (catalog: CatalogEntry[], region: string): string | undefined {
+  const endpoints = catalog.filter(s => s.type === 'identity').flatMap(s => s.endpoints ?? [])
+    .filter(e => (e.region_id ?? e.region) === region && typeof e.url === 'string')
+  const url = (endpoints.find(e => e.interface === 'internal') ?? endpoints.find(e => e.interface === 'public'))?.url
+  if (url == null) return undefined
+  const base = url.replace(/\/+$/, '')
+  return /\/v3$/.test(base) ? base : `${base}/v3`
+}
+
+function tokenIn (headers: RequestHeaders, name: string): string | undefined {
+  const v = headers[name]
+  const s = (Array.isArray(v) ? v[0] : v)?.trim()
+  return s == null || s === '' ? undefined : s
+}
+
+interface TokenBody {
+  token?: {
+    expires_at?: string
+    user?: { id?: string }
+    project?: { id?: string }
+    roles?: Array<{ name?: string }>
+    application_credential?: { access_rules?: unknown[] }
+  }
+}
+
+function parseToken (body: unknown): Validated | undefined {
+  const t = (body as TokenBody | null)?.token
+  const expiresAt = Date.parse(t?.expires_at ?? '')
+  if (t?.user?.id == null || Number.isNaN(expiresAt)) return undefined
+  return {
+    identity: {
+      userId: t.user.id,
+      projectId: t.project?.id ?? null,
+      roles: (t.roles ?? []).flatMap(r => typeof r.name === 'string' ? [r.name.toLowerCase()] : [])
+    },
+    expiresAt,
+    restricted: (t.application_credential?.access_rules?.length ?? 0) > 0
+  }
+}

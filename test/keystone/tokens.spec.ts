@@ -1,0 +1,146 @@
+import { rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startAgent, tmpDir, type TestAgent } from '@peerglance/testing'
+import { extraKeystone, issueToken, keystoneEnv, revokeToken, type ExtraKeystone, type KeystoneEnv } from './keystone.ts'
+
+// Real Keystone (scripts/keystone.sh, started by global-setup.ts), real agents in this process.
+let env: KeystoneEnv
+let dir: string
+const agents: TestAgent[] = []
+const extras: ExtraKeystone[] = []
+
+beforeAll(async () => {
+  env = keystoneEnv()
+  dir = await tmpDir('peerglance-keystone-')
+})
+
+afterAll(async () => {
+  for (const a of agents) await a.stop()
+  for (const k of extras) await k.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function agentWith (keystone: { url: string, cacheSeconds: number }): Promise<TestAgent> {
+  const a = env.accounts.peerglance
+  const agent = await startAgent({
+    config: { auth: { mode: 'keystone', keystone: { ...keystone, username: a.username, password: a.password, projectName: a.projectName } } }
+  })
+  agents.push(agent)
+  return agent
+}
+
+async function get (agent: TestAgent, path: string, headers: Record<string, string> = {}): Promise<Response> {
+  return await fetch(`${agent.url}${path}`, { headers: { accept: 'application/json', ...headers } })
+}
+
+describe('auth.mode keystone', () => {
+  let agent: TestAgent
+  beforeAll(async () => { agent = await agentWith({ url: env.url, cacheSeconds: 2 }) })
+
+  it('answers 401 with a Keystone challenge to a request without a token or with a bad one', async () => {
+    const attempts: Array<Record<string, string>> = [{}, { 'x-auth-token': 'gAAAAAnot-a-real-token' }, { 'x-auth-token': 'x'.repeat(9000) }, { 'x-auth-token': 'caf\u00e9' }]
+    for (const headers of attempts) {
+      const res = await get(agent, '/v2/images', headers)
+      expect(res.status).toBe(401)
+      expect(res.headers.get('www-authenticate')).toBe(`Keystone uri="${env.url}"`)
+      expect(await res.text()).toContain('requires authentication')
+    }
+    // Version discovery stays open, as in Glance.
+    expect((await get(agent, '/versions')).status).toBe(200)
+  })
+
+  it('acts as the user, project and roles of a valid token', async () => {
+    const member = env.accounts['alpha-member']
+    const { token } = await issueToken(member)
+    const res = await fetch(`${agent.url}/v2/images`, {
+      method: 'POST',
+      headers: { 'x-auth-token': token, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'alpha-private', disk_format: 'raw', container_format: 'bare' })
+    })
+    expect(res.status).toBe(201)
+    const image = await res.json() as { id: string, owner: string, visibility: string }
+    expect(image.owner).toBe(member.projectId)
+    // Headers that noauth would believe change nothing here.
+    const other = await issueToken(env.accounts['beta-member'])
+    const spoofed = await get(agent, `/v2/images/${image.id}`, { 'x-auth-token': other.token, 'x-project-id': member.projectId, 'x-roles': 'admin' })
+    expect(spoofed.status).toBe(404)
+    expect((await get(agent, `/v2/images/${image.id}`, { 'x-auth-token': token })).status).toBe(200)
+  })
+
+  it('keeps the ops endpoints for admins', async () => {
+    const member = await issueToken(env.accounts['alpha-member'])
+    const admin = await issueToken(env.accounts.admin)
+    for (const path of ['/peerglance/v1/status', '/metrics']) {
+      expect((await get(agent, path)).status).toBe(401)
+      const refused = await get(agent, path, { 'x-auth-token': member.token })
+      expect(refused.status).toBe(403)
+      expect(await refused.text()).not.toContain('alpha-private')
+      expect((await get(agent, path, { 'x-auth-token': admin.token })).status).toBe(200)
+    }
+  })
+
+  it('refuses a revoked token once its cache entry lapses (cacheSeconds 2)', async () => {
+    const { token } = await issueToken(env.accounts['alpha-reader'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': token })).status).toBe(200)
+    await revokeToken(token)
+    // Within cacheSeconds the agent has not asked Keystone again: the same gap as keystonemiddleware.
+    expect((await get(agent, '/v2/images', { 'x-auth-token': token })).status).toBe(200)
+    await sleep(2500)
+    expect((await get(agent, '/v2/images', { 'x-auth-token': token })).status).toBe(401)
+  })
+})
+
+describe('short-lived tokens and X-Service-Token', () => {
+  let agent: TestAgent
+  let shortKeystone: ExtraKeystone
+  beforeAll(async () => {
+    // Tokens from this Keystone live 6 s, the agent's own included, so it must renew its own.
+    shortKeystone = await extraKeystone(dir, '[token]\nexpiration = 6\n')
+    extras.push(shortKeystone)
+    agent = await agentWith({ url: shortKeystone.url, cacheSeconds: 300 })
+  })
+
+  it('refuses an expired token even while it is cached, unless a service token vouches for it', async () => {
+    const user = await issueToken(env.accounts['alpha-member'], shortKeystone.url)
+    expect((await get(agent, '/v2/images', { 'x-auth-token': user.token })).status).toBe(200)
+    await sleep(Date.parse(user.expiresAt) - Date.now() + 1000)
+    expect((await get(agent, '/v2/images', { 'x-auth-token': user.token })).status).toBe(401)
+
+    // Nova's service user (role service) lets the expired token through, as allow_expired does.
+    const nova = await issueToken(env.accounts.nova)
+    const vouched = await get(agent, '/v2/images', { 'x-auth-token': user.token, 'x-service-token': nova.token })
+    expect(vouched.status).toBe(200)
+    // A valid token without the service role does not.
+    const notService = await issueToken(env.accounts['beta-member'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': user.token, 'x-service-token': notService.token })).status).toBe(401)
+    // An invalid service token rejects even a valid user token.
+    const fresh = await issueToken(env.accounts['alpha-member'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': fresh.token, 'x-service-token': 'gAAAAAbogus' })).status).toBe(401)
+    // The agent's own 6 s token has expired by now and was renewed: fresh tokens still validate.
+    expect((await get(agent, '/v2/images', { 'x-auth-token': fresh.token })).status).toBe(200)
+  })
+})
+
+describe('Keystone unreachable', () => {
+  it('answers 503, never lets a request through, and recovers when Keystone is back', async () => {
+    const keystone = await extraKeystone(dir, '')
+    extras.push(keystone)
+    const agent = await agentWith({ url: keystone.url, cacheSeconds: 300 })
+    const cached = await issueToken(env.accounts['alpha-member'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': cached.token })).status).toBe(200)
+
+    await keystone.stop()
+    const unseen = await issueToken(env.accounts['beta-member'])
+    const down = await get(agent, '/v2/images', { 'x-auth-token': unseen.token })
+    expect(down.status).toBe(503)
+    expect(await down.text()).not.toContain('"images"')
+    // A token Keystone already vouched for stays good for its cache life.
+    expect((await get(agent, '/v2/images', { 'x-auth-token': cached.token })).status).toBe(200)
+    // No token is still 401, not 503: nothing to ask Keystone about.
+    expect((await get(agent, '/v2/images')).status).toBe(401)
+
+    await keystone.start()
+    expect((await get(agent, '/v2/images', { 'x-auth-token': unseen.token })).status).toBe(200)
+  })
+})
