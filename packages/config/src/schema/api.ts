@@ -7,7 +7,7 @@ export const ApiConfig = Type.Object({
       pattern: LISTEN_PATTERN,
       errorMessage: 'must match HOST:PORT with a port of 0-65535, e.g. 127.0.0.1:9292 or [::1]:9292',
       default: '127.0.0.1:9292',
-      description: 'Address the Glance API listens on, as HOST:PORT; put an IPv6 host in brackets ([::1]:9292). The default answers only on loopback: bind 0.0.0.0 (or [::]) only where the network is trusted, because noauth accepts any caller.'
+      description: 'Address the Glance API listens on, as HOST:PORT; put an IPv6 host in brackets ([::1]:9292). The default answers only on loopback. Another address (0.0.0.0, [::]) needs auth.mode keystone, or auth.noauth.allowRemote on a trusted network.'
     }),
     // The pattern reports syntax errors; this only catches bracketed hosts that are not IPv6.
     (value) => !new RegExp(LISTEN_PATTERN).test(value) || isListen(value),
