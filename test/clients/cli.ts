@@ -66,6 +66,11 @@ export function openstackCli (url: string, home: string): Cli {
   return cli('openstack', { ...baseEnv(home), OS_AUTH_TYPE: 'none', OS_ENDPOINT: url, OS_IMAGE_API_VERSION: '2' }, 'null')
 }
 
+/** `openstack` with password auth against Keystone: `auth` holds the OS_* variables (OS_AUTH_URL, OS_USERNAME, ...). */
+export function openstackKeystoneCli (auth: Record<string, string>, home: string): Cli {
+  return cli('openstack', { ...baseEnv(home), OS_IDENTITY_API_VERSION: '3', OS_IMAGE_API_VERSION: '2', ...auth }, 'null')
+}
+
 /** `glance` (python3-glanceclient) with a token it never checks; HOME holds its schema cache. */
 export function glanceCli (url: string, home: string): Cli {
   return cli('glance', { ...baseEnv(home), OS_IMAGE_URL: url, OS_AUTH_TOKEN: 'peerglance-test-token' }, 'closed')

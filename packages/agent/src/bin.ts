@@ -93,6 +93,10 @@ async function main (argv: string[]): Promise<number> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  process.on('SIGHUP', () => {
+    agent.log.info('SIGHUP: reopening the audit log')
+    agent.reopenLogs()
+  })
   stopWithLauncher(() => { onSignal('SIGHUP') })
   // A promise some peer interaction forgot to handle is a bug to fix, not a reason to cut every
   // Nova download this agent is serving: log it loudly and keep going.

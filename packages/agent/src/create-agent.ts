@@ -18,6 +18,7 @@ import type { Authenticator, ImageReader, Manifest } from '@peerglance/interface
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
+import { AuditLog } from './audit-log.ts'
 import { opsRoutes } from './ops-routes.ts'
 
 export interface AgentOverrides {
@@ -45,6 +46,7 @@ export class Agent {
   #sync: MetadataSync | undefined
   #holdings: HoldingsExchange | undefined
   readonly #localHoldings: Holdings
+  readonly #audit: AuditLog | undefined
   readonly #manifestFetches = new Map<string, Promise<Manifest | undefined>>()
   #status: AgentStatus = 'stopped'
   #url: string | undefined
@@ -102,6 +104,7 @@ export class Agent {
       sweepIntervalMs: config.cache.sweepIntervalMs,
       prefetchTags: [...config.cache.prefetchTags]
     })
+    this.#audit = config.audit.file == null ? undefined : new AuditLog(config.audit.file)
     let data: ImageDataService | undefined
     this.images = new ImageService({
       metadata: this.metadata,
@@ -149,7 +152,8 @@ export class Agent {
       members: new MemberService({ images: this.images, metadata: this.metadata }),
       cache: new CacheService({ images: this.images, metadata: this.metadata, cache: this.cache }),
       authenticator: authenticator(config, this.log),
-      logger: this.log.child({ component: 'glance-api' })
+      logger: this.log.child({ component: 'glance-api' }),
+      audit: this.#audit
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs, https: tlsFiles(config) })
     opsRoutes(this.api, {
       registry: this.registry,
@@ -190,6 +194,11 @@ export class Agent {
 
   get status (): AgentStatus { return this.#status }
 
+  /** SIGHUP: reopen the files written by name (the audit log), after logrotate moved them. */
+  reopenLogs (): void {
+    this.#audit?.reopen()
+  }
+
   /** Where the Glance API answers, once started. */
   get url (): string {
     if (this.#url == null) throw new Error('agent not started')
@@ -203,6 +212,10 @@ export class Agent {
     try {
       await mkdir(this.config.dataDir, { recursive: true })
       await this.signer.start()
+      if (this.#audit != null) {
+        await this.#audit.start()
+        started.push(this.#audit)
+      }
       await this.metadata.start()
       started.push(this.metadata)
       await this.chunks.start()
@@ -254,6 +267,7 @@ export class Agent {
     await this.cache.stop()
     await this.mesh.stop()
     await this.metadata.stop()
+    await this.#audit?.stop()
     this.#status = 'stopped'
     this.log.info('agent stopped')
   }

@@ -1,5 +1,6 @@
 export { AgentConfig } from './schema/agent.ts'
 export { ApiConfig } from './schema/api.ts'
+export { AuditConfig } from './schema/audit.ts'
 export { AuthConfig, KeystoneConfig, NoAuthConfig } from './schema/auth.ts'
 export { ChunksConfig } from './schema/chunks.ts'
 export { DataDirConfig } from './schema/data-dir.ts'

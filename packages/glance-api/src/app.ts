@@ -3,6 +3,7 @@ import Fastify, { LogController } from 'fastify'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Identity } from '@peerglance/interface'
 import type { GlanceRules } from '@peerglance/glance-domain'
+import { auditTrail } from './audit.ts'
 import type { GlanceApiComponents } from './components.ts'
 import { HttpError, sendError, statusOf } from './errors.ts'
 import { resource } from './resource.ts'
@@ -73,6 +74,8 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
       }
     }
   })
+
+  if (components.audit != null) auditTrail(app, components.audit)
 
   // Glance sends `application/json` without a charset parameter.
   app.addHook('onSend', async (_request, reply, payload) => {

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Authenticator } from '@peerglance/interface'
 import type { CacheService, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import type { AuditSink } from './audit.ts'
 
 /** What the Glance API is built from; route modules take the parts they use. */
 export interface GlanceApiComponents {
@@ -10,4 +11,6 @@ export interface GlanceApiComponents {
   cache: CacheService
   authenticator: Authenticator
   logger: FastifyBaseLogger
+  /** Where image actions are recorded; none: no audit trail. */
+  audit?: AuditSink
 }

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { ApiConfig } from './api.ts'
+import { AuditConfig } from './audit.ts'
 import { AuthConfig } from './auth.ts'
 import { CacheConfig } from './cache.ts'
 import { ChunksConfig } from './chunks.ts'
@@ -16,6 +17,7 @@ export const AgentConfig = Type.Object({
   api: ApiConfig,
   log: LogConfig,
   auth: AuthConfig,
+  audit: AuditConfig,
   policy: PolicyConfig,
   chunks: ChunksConfig,
   cache: CacheConfig,
