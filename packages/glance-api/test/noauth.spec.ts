@@ -22,9 +22,12 @@ describe('noauth', () => {
 
     // Project C without X-Roles: before, it listed, downloaded, patched and deactivated A's image.
     const intruder = { 'x-project-id': 'project-c' }
+    // Secure RBAC: listing needs the reader role, which a roleless caller lacks.
     const list = await api.call('GET', '/v2/images', { headers: intruder })
-    expect(list.status).toBe(200)
-    expect(list.json.images.map((i: { id: string }) => i.id)).not.toContain(id)
+    expect(list.status).toBe(403)
+    expect(list.text).not.toContain(id)
+    const reader = await api.call('GET', '/v2/images', { headers: { ...intruder, 'x-roles': 'reader' } })
+    expect(reader.json.images.map((i: { id: string }) => i.id)).not.toContain(id)
     expect((await api.call('GET', `/v2/images/${id}`, { headers: intruder })).status).toBe(404)
     const download = await api.download(id, intruder)
     expect(download.status).toBe(404)
