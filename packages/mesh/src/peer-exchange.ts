@@ -4,7 +4,7 @@ import type { ComponentLogger, Connection, IdentifyResult, Libp2pEvents, Logger,
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   DEFAULT_MAX_PEERS, DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, DEFAULT_PEER_TARGET, DEFAULT_REDIAL_MAX_MS, DEFAULT_REDIAL_MIN_MS,
-  DEFAULT_ROTATE_INTERVAL_MS, PEERS_TOPIC
+  DEFAULT_ROTATE_INTERVAL_MS, CHUNK_PROTOCOL, PEERS_TOPIC
 } from './constants.ts'
 import { shuffle } from './shuffle.ts'
 
@@ -76,8 +76,8 @@ export function peerIdOf (addr: Multiaddr): string | undefined {
  * - while it holds fewer than `target` connections, dials random known agents (a failed one is
  *   retried after a doubling, jittered wait from `minDelayMs` to `maxDelayMs`), so a peer lost
  *   to a partition or a restart is redialled as soon as it answers;
- * - above `maxPeers` connections, closes random inbound ones, so the bootstrap agent every other
- *   one dialled first does not stay the hub of a star;
+ * - above `maxPeers` connections, closes random inbound ones that carry no chunk stream, so the
+ *   bootstrap agent every other one dialled first does not stay the hub of a star;
  * - every `rotateIntervalMs` dials one random agent it is not connected to even when it has
  *   enough, so two sides of a healed partition that each filled their peer sets reconnect.
  * Chunk exchange and sync need direct connections; gossip reaches the rest through gossipsub's mesh.
@@ -206,7 +206,9 @@ export class PeerExchange implements Startable {
 
   #prune (connected: Set<string>): void {
     const excess = connected.size - this.#maxPeers
-    const inbound = shuffle(this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && c.direction === 'inbound'))
+    // A peer we exchange chunks with is kept: closing it would cut a download short.
+    const busy = (c: Connection): boolean => c.streams.some(s => s.protocol === CHUNK_PROTOCOL)
+    const inbound = shuffle(this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && c.direction === 'inbound' && !busy(c)))
     const closing = new Set<string>()
     for (const connection of inbound) {
       if (closing.size >= excess) break

@@ -37,6 +37,31 @@ describe('the mesh node', () => {
     expect(again.mesh.peerId).toBe(id)
   })
 
+  it('agents given one bootstrap address each spread into bounded peer sets, not a star, and stay one graph', async () => {
+    const peerSet = { peerTarget: 3, maxPeers: 5 }
+    const first = await startAgent({ init: peerSet })
+    const others = await Promise.all(Array.from({ length: 11 }, async () => await startAgent({ bootstrap: first.mesh.multiaddrs, init: peerSet })))
+    const all = [first, ...others]
+    await until(() => all.every(a => a.mesh.connectedPeers().length >= 3), 20_000, 'every agent holding 3 peers')
+    // The first agent sheds what it holds above the maximum (everyone dialled it first).
+    await until(() => all.every(a => a.mesh.connectedPeers().length <= 5), 10_000, 'no agent above 5 peers')
+    const degrees = all.map(a => a.mesh.connectedPeers().length)
+    console.log(`peer degrees of 12 agents (target 3, max 5): ${degrees.join(' ')}`)
+    // One graph: every agent reaches every other through connections.
+    const ids = new Map(all.map(a => [a.mesh.peerId, a]))
+    const seen = new Set([first.mesh.peerId])
+    const queue = [first]
+    while (queue.length > 0) {
+      for (const peer of queue.pop()!.mesh.connectedPeers()) {
+        if (!seen.has(peer) && ids.has(peer)) {
+          seen.add(peer)
+          queue.push(ids.get(peer)!)
+        }
+      }
+    }
+    expect(seen.size).toBe(12)
+  }, 40_000)
+
   it('three agents started in any order find each other through one bootstrap address', async () => {
     // A's address is known before A runs: its key is made up front and its port chosen.
     const dirA = await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
