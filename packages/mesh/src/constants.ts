@@ -4,6 +4,12 @@ export const CHUNK_PROTOCOL = '/peerglance/chunks/2.0.0'
 /** Where agents say how to reach them, so that agents that share a bootstrap peer find each other. */
 export const PEERS_TOPIC = 'peerglance/peers/1'
 
+/**
+ * Where an agent that needs an image none of its peers holds asks for it: agents that hold it
+ * dial the asker (peer-exchange.ts), whose peer set is bounded and may not include any holder.
+ */
+export const WANT_TOPIC = 'peerglance/want/1'
+
 /** The peer's private key (Ed25519, libp2p protobuf encoding) inside the data directory. */
 export const PEER_KEY_FILE = 'peer.key'
 

@@ -133,7 +133,8 @@ export class Mesh implements Startable {
   }
 
   async #start (): Promise<void> {
-    const libp2p = await createMeshNode({ ...this.#init, logger: this.#init.logger })
+    const getManifest = this.#components.getManifestBytes
+    const libp2p = await createMeshNode({ ...this.#init, logger: this.#init.logger, holds: async id => await getManifest(id) != null })
     this.#libp2p = libp2p
     const traffic = {
       sent: (_peer: string, bytes: number) => { this.metrics.sent(bytes) },
@@ -279,6 +280,8 @@ export class Mesh implements Startable {
         opts.signal?.throwIfAborted()
       }
       if (Date.now() >= deadline) break
+      // No peer of ours has it (peer sets are bounded): ask the mesh, holders dial us.
+      this.libp2p.services.peerExchange.want(imageId)
       await new Promise(resolve => setTimeout(resolve, Math.min(250, Math.max(0, deadline - Date.now()))))
       // Peers that said no may have the manifest by now (their metadata arrived late).
       refused.clear()

@@ -43,6 +43,8 @@ export interface MeshNodeInit {
   /** How often every connection is pinged, and how long a ping may take before the connection is closed. */
   pingIntervalMs?: number
   pingTimeoutMs?: number
+  /** Whether this agent holds an image: it then dials an agent that asks for it (peer-exchange.ts). */
+  holds?: (imageId: string) => Promise<boolean>
   /** Connections libp2p keeps at most. */
   maxConnections?: number
   /**
@@ -141,7 +143,8 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
         target: init.peerTarget,
         maxPeers: init.maxPeers,
         minDelayMs: init.redialMinMs,
-        maxDelayMs: init.redialMaxMs
+        maxDelayMs: init.redialMaxMs,
+        holds: init.holds
       }) as (components: any) => PeerExchange
     }
   })

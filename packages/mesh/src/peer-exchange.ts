@@ -4,7 +4,7 @@ import type { ComponentLogger, Connection, IdentifyResult, Libp2pEvents, Logger,
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   DEFAULT_MAX_PEERS, DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, DEFAULT_PEER_TARGET, DEFAULT_REDIAL_MAX_MS, DEFAULT_REDIAL_MIN_MS,
-  DEFAULT_ROTATE_INTERVAL_MS, CHUNK_PROTOCOL, PEERS_TOPIC
+  DEFAULT_ROTATE_INTERVAL_MS, CHUNK_PROTOCOL, PEERS_TOPIC, WANT_TOPIC
 } from './constants.ts'
 import { shuffle } from './shuffle.ts'
 
@@ -22,6 +22,8 @@ export interface PeerExchangeInit {
   maxDelayMs?: number
   /** How often an agent that has enough peers still dials one random other (keeps the overlay mixed). */
   rotateIntervalMs?: number
+  /** Whether this agent holds an image (its manifest), to answer another agent's `want`. */
+  holds?: (imageId: string) => Promise<boolean>
 }
 
 export interface PeerExchangeComponents {
@@ -39,6 +41,12 @@ export interface PeerExchangeComponents {
 }
 
 interface Announcement { addrs: string[] }
+interface Want { image: string, addrs: string[] }
+
+/** A connection younger than this is not pruned. */
+const PRUNE_GRACE_MS = 10_000
+/** One `want` per image per this long, however many reads wait for it. */
+const WANT_GAP_MS = 2_000
 
 interface Candidate {
   peer: PeerId | undefined
@@ -76,8 +84,10 @@ export function peerIdOf (addr: Multiaddr): string | undefined {
  * - while it holds fewer than `target` connections, dials random known agents (a failed one is
  *   retried after a doubling, jittered wait from `minDelayMs` to `maxDelayMs`), so a peer lost
  *   to a partition or a restart is redialled as soon as it answers;
- * - above `maxPeers` connections, closes random inbound ones that carry no chunk stream, so the
- *   bootstrap agent every other one dialled first does not stay the hub of a star;
+ * - above `maxPeers` connections, closes random ones (inbound first) older than 10 s that carry no
+ *   chunk stream, so the bootstrap agent every other one dialled first does not stay the hub of a star;
+ * - when a read finds no peer holding an image, asks the mesh on `peerglance/want/1` (`want()`):
+ *   agents that hold it dial the asker;
  * - every `rotateIntervalMs` dials one random agent it is not connected to even when it has
  *   enough, so two sides of a healed partition that each filled their peer sets reconnect.
  * Chunk exchange and sync need direct connections; gossip reaches the rest through gossipsub's mesh.
@@ -91,6 +101,8 @@ export class PeerExchange implements Startable {
   readonly #minDelay: number
   readonly #maxDelay: number
   readonly #rotateInterval: number
+  readonly #holds: ((imageId: string) => Promise<boolean>) | undefined
+  readonly #wanted = new Map<string, number>()
   readonly #log: Logger
   /** By peer id (or by address for a bootstrap entry whose id is unknown: never, they carry /p2p). */
   readonly #candidates = new Map<string, Candidate>()
@@ -110,6 +122,7 @@ export class PeerExchange implements Startable {
     this.#minDelay = init.minDelayMs ?? DEFAULT_REDIAL_MIN_MS
     this.#maxDelay = init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS
     this.#rotateInterval = init.rotateIntervalMs ?? DEFAULT_ROTATE_INTERVAL_MS
+    this.#holds = init.holds
     this.#log = components.logger.forComponent('peerglance:peer-exchange')
     const self = components.peerId.toString()
     for (const text of init.bootstrap ?? []) {
@@ -145,6 +158,7 @@ export class PeerExchange implements Startable {
   afterStart (): void {
     const pubsub = this.#components.pubsub
     pubsub.subscribe(PEERS_TOPIC)
+    pubsub.subscribe(WANT_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.#announceTimer = setInterval(() => { this.#announceSoon(true) }, this.#interval)
@@ -171,6 +185,7 @@ export class PeerExchange implements Startable {
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     try {
       pubsub.unsubscribe(PEERS_TOPIC)
+      pubsub.unsubscribe(WANT_TOPIC)
     } catch {}
   }
 
@@ -190,12 +205,12 @@ export class PeerExchange implements Startable {
       else if (!c.dialing && now - c.seen > FORGET_AFTER_MS) this.#candidates.delete(key)
     }
     if (connected.size > this.#maxPeers) this.#prune(connected)
-    let wanted = this.#target - connected.size
-    if (wanted <= 0 && now - this.#lastRotate >= this.#rotateInterval * (0.75 + Math.random() / 2)) {
+    const dialing = [...this.#candidates.values()].filter(c => c.dialing).length
+    let wanted = this.#target - connected.size - dialing
+    if (wanted <= 0 && dialing === 0 && now - this.#lastRotate >= this.#rotateInterval * (0.75 + Math.random() / 2)) {
       this.#lastRotate = now
       wanted = 1
     }
-    const dialing = [...this.#candidates.values()].filter(c => c.dialing).length
     wanted = Math.min(wanted, PARALLEL_DIALS - dialing)
     if (wanted <= 0) return
     const eligible = [...this.#candidates].filter(([key, c]) => !connected.has(key) && !c.dialing && c.nextTry <= now)
@@ -206,11 +221,14 @@ export class PeerExchange implements Startable {
 
   #prune (connected: Set<string>): void {
     const excess = connected.size - this.#maxPeers
-    // A peer we exchange chunks with is kept: closing it would cut a download short.
-    const busy = (c: Connection): boolean => c.streams.some(s => s.protocol === CHUNK_PROTOCOL)
-    const inbound = shuffle(this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && c.direction === 'inbound' && !busy(c)))
+    // A peer we exchange chunks with is kept: closing it would cut a download short. So is a new
+    // one for a while: it may be a holder that dialled us because we asked for an image.
+    const busy = (c: Connection): boolean => Date.now() - c.timeline.open < PRUNE_GRACE_MS || c.streams.some(s => s.protocol === CHUNK_PROTOCOL)
+    const idle = this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && !busy(c))
+    // Inbound first: those are the ones we did not choose.
+    const order = [...shuffle(idle.filter(c => c.direction === 'inbound')), ...shuffle(idle.filter(c => c.direction === 'outbound'))]
     const closing = new Set<string>()
-    for (const connection of inbound) {
+    for (const connection of order) {
       if (closing.size >= excess) break
       const key = connection.remotePeer.toString()
       if (closing.has(key)) continue
@@ -296,6 +314,42 @@ export class PeerExchange implements Startable {
     }
   }
 
+  /**
+   * Asks the whole mesh for an image none of this agent's peers could give: agents that hold it
+   * dial this one (a connection that then carries chunks, so it is not pruned while it does).
+   */
+  want (imageId: string): void {
+    const now = Date.now()
+    if (!this.#running || now - (this.#wanted.get(imageId) ?? 0) < WANT_GAP_MS) return
+    this.#wanted.set(imageId, now)
+    for (const [id, at] of this.#wanted) if (now - at > WANT_GAP_MS) this.#wanted.delete(id)
+    const body: Want = { image: imageId, addrs: this.#components.addressManager.getAddresses().map(a => a.toString()) }
+    this.#components.pubsub.publish(WANT_TOPIC, new TextEncoder().encode(JSON.stringify(body))).catch(err => {
+      this.#log('could not ask for image %s - %e', imageId, err)
+    })
+  }
+
+  async #answerWant (from: PeerId, want: Want): Promise<void> {
+    if (typeof want.image !== 'string' || this.#components.connectionManager.getConnections(from).length > 0) return
+    if (this.#holds == null || !await this.#holds(want.image)) return
+    const addrs = this.#ownAddrs(from, want.addrs)
+    if (addrs.length === 0) return
+    this.#log('dialling %p, which wants image %s we hold', from, want.image)
+    this.#learn(from, addrs)
+    const candidate = this.#candidates.get(from.toString())
+    if (candidate != null && !candidate.dialing) await this.#dial(candidate)
+  }
+
+  /** Only addresses of the signer itself: a peer cannot point us at somebody else. */
+  #ownAddrs (from: PeerId, addrs: unknown): Multiaddr[] {
+    if (!Array.isArray(addrs)) return []
+    try {
+      return addrs.slice(0, 16).map(a => multiaddr(String(a))).filter(a => peerIdOf(a) === from.toString())
+    } catch {
+      return []
+    }
+  }
+
   private onDiscovery (evt: CustomEvent<PeerInfo>): void {
     const { id, multiaddrs } = evt.detail
     this.#learn(id, multiaddrs)
@@ -303,19 +357,20 @@ export class PeerExchange implements Startable {
 
   private onMessage (evt: CustomEvent<Message>): void {
     const msg = evt.detail
-    if (msg.topic !== PEERS_TOPIC || msg.type !== 'signed') return
+    if ((msg.topic !== PEERS_TOPIC && msg.topic !== WANT_TOPIC) || msg.type !== 'signed') return
     const from = msg.from
     if (from.equals(this.#components.peerId)) return
-    let addrs: Multiaddr[]
+    let body: Announcement | Want
     try {
-      const body = JSON.parse(new TextDecoder().decode(msg.data)) as Announcement
-      if (!Array.isArray(body.addrs)) return
-      // Only addresses of the signer itself: a peer cannot point us at somebody else.
-      addrs = body.addrs.slice(0, 16).map(a => multiaddr(String(a))).filter(a => peerIdOf(a) === from.toString())
+      body = JSON.parse(new TextDecoder().decode(msg.data)) as Announcement | Want
     } catch {
       return
     }
-    this.#learn(from, addrs)
+    if (msg.topic === WANT_TOPIC) {
+      void this.#answerWant(from, body as Want).catch(err => { this.#log('answering a want failed - %e', err) })
+      return
+    }
+    this.#learn(from, this.#ownAddrs(from, body.addrs))
   }
 }
 
