@@ -208,12 +208,15 @@ export class MetadataSync implements Startable {
       for (const bytes of recordFrames(send)) await lp.write(bytes, { signal })
       for (let i = 0; i < want.length; i += KEYS_PER_FRAME) await lp.write(encode({ want: want.slice(i, i + KEYS_PER_FRAME) }), { signal })
       await lp.write(encode({ done: true }), { signal })
+      let merged = 0
       for (;;) {
         const frame = read(await lp.read({ signal }))
-        if ('records' in frame && Array.isArray(frame.records)) await replica.merge(frame.records, connection.remotePeer.toString())
+        if ('records' in frame && Array.isArray(frame.records)) merged += await replica.merge(frame.records, connection.remotePeer.toString())
         if ('done' in frame) break
       }
       await stream.close({ signal })
+      // Either end may be the one that catches up, whichever dialled first.
+      if (merged > 0) this.#c.logger.info({ peer: connection.remotePeer.toString(), records: merged }, 'caught up from peer')
     } catch (err) {
       this.#c.logger.warn({ err, peer: connection.remotePeer.toString() }, 'metadata sync failed')
       stream.abort(err as Error)
