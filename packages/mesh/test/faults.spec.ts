@@ -154,5 +154,5 @@ describe('faults during read-through', () => {
     expect(sha512(got)).toBe(sha512(image.bytes))
     await expect.poll(async () => await leech.mesh.localShare(image.manifest), { timeout: 10_000 }).toBe(1)
     expect(dialsToA).toBeLessThanOrEqual(2)
-  })
+  }, 20_000)
 })
