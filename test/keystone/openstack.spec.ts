@@ -95,6 +95,13 @@ describe('openstack image with Keystone password auth over HTTPS', () => {
     await cli.ok(['image', 'delete', created.id])
     const gone = await cli.run(['image', 'show', created.id])
     expect(gone.code).not.toBe(0)
+
+    // The agent logged its Keystone work, but no password and no token (Fernet tokens start gAAAAA).
+    const logs = JSON.stringify(agent.logs)
+    expect(logs).toContain('got the agent\'s keystone token')
+    expect(logs).not.toContain(env.accounts.peerglance.password)
+    expect(logs).not.toContain(member.password)
+    expect(logs).not.toMatch(/gAAAAA/)
   })
 
   it('fails without the CA: the agent really serves its own certificate', async () => {

@@ -21,7 +21,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-async function agentWith (keystone: { url: string, cacheSeconds: number }): Promise<TestAgent> {
+async function agentWith (keystone: { url: string, cacheSeconds: number, region?: string }): Promise<TestAgent> {
   const a = env.accounts.peerglance
   const agent = await startAgent({
     config: { auth: { mode: 'keystone', keystone: { ...keystone, username: a.username, password: a.password, projectName: a.projectName } } }
@@ -146,5 +146,19 @@ describe('Keystone unreachable', () => {
 
     await keystone.start()
     expect((await get(agent, '/v2/images', { 'x-auth-token': unseen.token })).status).toBe(200)
+  })
+})
+
+describe('auth.keystone.region', () => {
+  it('validates through the region\'s identity endpoint in the agent\'s catalog, not the configured url', async () => {
+    // The agent logs in at this Keystone; the catalog's RegionOne identity endpoint is the main one.
+    const login = await extraKeystone(dir, '')
+    extras.push(login)
+    const agent = await agentWith({ url: login.url, cacheSeconds: 0, region: env.region })
+    const first = await issueToken(env.accounts['alpha-member'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': first.token })).status).toBe(200)
+    await login.stop()
+    const second = await issueToken(env.accounts['beta-member'])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': second.token })).status).toBe(200)
   })
 })
