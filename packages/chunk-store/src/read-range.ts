@@ -7,6 +7,10 @@ import { isChunkCid } from './cid-of.ts'
 
 function noop (): void {}
 
+/** Buffers that sealed chunk files are read into before decryption, reused across reads. */
+const sealedBuffers: Buffer[] = []
+const MAX_SEALED_BUFFERS = 8
+
 /**
  * Yields bytes [start, end] (inclusive) of the image, one buffer per chunk touched. The next
  * chunk is read while the consumer handles the current one. Buffers come from a pool of three
@@ -51,10 +55,10 @@ export async function * readRange (files: ChunkFiles, manifest: Manifest, start:
 async function readSlice (files: ChunkFiles, cid: string | undefined, position: number, buffer: Buffer): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`The manifest names no valid chunk here (${String(cid)}).`)
   if (files.sealer != null) {
+    // The decrypted chunk is a fresh buffer already: hand out a view of it, no copy into the pool.
     const chunk = await readChunkFile(files, cid)
     if (position + buffer.byteLength > chunk.byteLength) throw new ChunkUnavailableError(`Chunk ${cid} is shorter than the manifest says.`)
-    chunk.copy(buffer, 0, position, position + buffer.byteLength)
-    return buffer
+    return chunk.subarray(position, position + buffer.byteLength)
   }
   return await withChunkFile(files, cid, async handle => await fill(handle, buffer, position, cid))
 }
@@ -62,12 +66,24 @@ async function readSlice (files: ChunkFiles, cid: string | undefined, position: 
 /** A whole chunk file in one buffer of its exact size. */
 export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Buffer> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
-  const stored = await withChunkFile(files, cid, async handle => {
+  const { sealer } = files
+  if (sealer == null) {
+    return await withChunkFile(files, cid, async handle => {
+      const { size } = await handle.stat()
+      return await fill(handle, Buffer.allocUnsafe(size), 0, cid)
+    })
+  }
+  // The sealed bytes are read into a pooled buffer: only the decrypted chunk is new memory.
+  const chunk = await withChunkFile(files, cid, async handle => {
     const { size } = await handle.stat()
-    return await fill(handle, Buffer.allocUnsafe(size), 0, cid)
+    let sealed = sealedBuffers.pop()
+    if (sealed == null || sealed.byteLength < size) sealed = Buffer.allocUnsafeSlow(size)
+    try {
+      return sealer.open(cid, await fill(handle, sealed.subarray(0, size), 0, cid))
+    } finally {
+      if (sealedBuffers.length < MAX_SEALED_BUFFERS) sealedBuffers.push(sealed)
+    }
   })
-  if (files.sealer == null) return stored
-  const chunk = files.sealer.open(cid, stored)
   if (chunk != null) return chunk
   // Changed on disk since it was sealed: never served; dropped, so that it is fetched again.
   await files.drop(cid)
