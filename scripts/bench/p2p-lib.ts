@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import type { Manifest } from '@peerglance/interface'
-import { cidOf } from '@peerglance/chunk-store'
+import { cidOf } from '@peerglance/interface'
 import type { FsChunkStore } from '@peerglance/chunk-store'
 
 export const MiB = 1024 * 1024

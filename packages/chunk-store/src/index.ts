@@ -1,5 +1,4 @@
 export { FsChunkStore } from './fs-chunk-store.ts'
 export type { FsChunkStoreInit } from './fs-chunk-store.ts'
 export type { ChunkStoreLogger } from './logger.ts'
-export { cidOf } from './cid-of.ts'
 export { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, HEAD_SIZE, CHUNKS_DIR, STAGING_DIR } from './constants.ts'

@@ -1,9 +1,8 @@
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { AbortedError, ChunkIntegrityError, ChunkUnavailableError, RangeNotSatisfiableError } from '@peerglance/interface'
+import { AbortedError, ChunkIntegrityError, ChunkUnavailableError, isChunkCid, RangeNotSatisfiableError } from '@peerglance/interface'
 import type { Manifest } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
-import { isChunkCid } from './cid-of.ts'
 
 function noop (): void {}
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { cidOf, FsChunkStore } from '../src/index.ts'
+import { cidOf } from '@peerglance/interface'
+import { FsChunkStore } from '../src/index.ts'
 import { CHUNK, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore single chunks (ChunkBlocks)', () => {

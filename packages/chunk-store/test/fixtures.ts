@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, expect } from 'vitest'
 import type { IngestResult, Manifest } from '@peerglance/interface'
-import { CHUNKS_DIR, cidOf, FsChunkStore, STAGING_DIR } from '../src/index.ts'
+import { cidOf } from '@peerglance/interface'
+import { CHUNKS_DIR, FsChunkStore, STAGING_DIR } from '../src/index.ts'
 
 export const KiB = 1024
 

@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CHUNKS_DIR, cidOf, FsChunkStore } from '../src/index.ts'
+import { cidOf } from '@peerglance/interface'
+import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
 import { CHUNK, concat, manifestOf, pieces, storedCids } from './fixtures.ts'
 
 const dirs: string[] = []

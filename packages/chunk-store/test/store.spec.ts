@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { cidOf, FsChunkStore, STAGING_DIR } from '../src/index.ts'
+import { cidOf } from '@peerglance/interface'
+import { FsChunkStore, STAGING_DIR } from '../src/index.ts'
 import { CHUNK, chunksOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore lifecycle and collection', () => {

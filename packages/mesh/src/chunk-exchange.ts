@@ -43,10 +43,10 @@
  * slow reader holds back the server instead of filling its memory (REPORT.md, stream API).
  */
 import { createHash } from 'node:crypto'
-import { ChunkIntegrityError } from '@peerglance/interface'
+import { ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
 import type { ChunkBlocks } from '@peerglance/interface'
 import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
-import { cidToBytes, equalBytes, sha256DigestOf } from './cid.ts'
+import { equalBytes } from './bytes.ts'
 import {
   CHUNK_PROTOCOL, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_PIPELINE_DEPTH, DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_STREAMS_PER_PEER

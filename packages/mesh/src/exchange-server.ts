@@ -1,3 +1,4 @@
+import { CID_BYTES, cidFromBytes, isChunkCid } from '@peerglance/interface'
 /**
  * The answering side of the chunk exchange (chunk-exchange.ts has the protocol): requests on a
  * stream are answered in order, each prepared as soon as it arrives (a disk read overlaps the
@@ -5,7 +6,6 @@
  */
 import type { ChunkBlocks } from '@peerglance/interface'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
-import { CID_BYTES, cidFromBytes, isChunkCid } from './cid.ts'
 import { MAX_QUEUED_REQUESTS } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {

@@ -1,16 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, stat } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
-import { create } from 'multiformats/hashes/digest'
 import { Registry } from 'prom-client'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadOrCreatePeerKey, PEER_KEY_FILE } from '../src/index.ts'
 import { cleanup, fullyConnected, readAll, seedImage, startAgent, stopAgent, until } from './fixtures.ts'
+import { cidOf } from '@peerglance/interface'
 
 async function freePort (): Promise<number> {
   const server = createServer()
@@ -20,9 +18,6 @@ async function freePort (): Promise<number> {
   return port
 }
 
-function cidOfBytes (bytes: Uint8Array): string {
-  return CID.createV1(raw.code, create(0x12, createHash('sha256').update(bytes).digest())).toString()
-}
 
 describe('the mesh node', () => {
   afterEach(cleanup)
@@ -117,10 +112,10 @@ describe('the mesh node', () => {
     const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs })
     await fullyConnected([seed, leech])
     const bytes = seed.manifests.get(image.imageId)!
-    const got = await leech.mesh.fetchManifest(image.imageId, cidOfBytes(bytes))
+    const got = await leech.mesh.fetchManifest(image.imageId, cidOf(bytes))
     expect(Buffer.from(got).equals(bytes)).toBe(true)
-    await expect(leech.mesh.fetchManifest(image.imageId, cidOfBytes(randomBytes(10)), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
-    await expect(leech.mesh.fetchManifest('no-such-image', cidOfBytes(bytes), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    await expect(leech.mesh.fetchManifest(image.imageId, cidOf(randomBytes(10)), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    await expect(leech.mesh.fetchManifest('no-such-image', cidOf(bytes), { timeoutMs: 300 })).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
   })
 
   it('reports traffic, cache hits and misses, fetch latency and peers on the given registry', async () => {

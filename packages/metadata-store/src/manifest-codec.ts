@@ -1,8 +1,4 @@
-import { createHash } from 'node:crypto'
-import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
-import { create as createDigest } from 'multiformats/hashes/digest'
-import { sha256 } from 'multiformats/hashes/sha2'
+import { cidOf } from '@peerglance/interface'
 import type { Manifest } from '@peerglance/interface'
 
 /** The canonical bytes of a manifest: the same fields in the same order on every agent. */
@@ -17,6 +13,5 @@ export function decodeManifest (bytes: Uint8Array): Manifest {
 
 /** Manifests are content-addressed like chunks: CIDv1, raw codec, sha2-256 of the canonical bytes. */
 export function manifestCid (m: Manifest): string {
-  const digest = createHash('sha256').update(encodeManifest(m)).digest()
-  return CID.createV1(raw.code, createDigest(sha256.code, digest)).toString()
+  return cidOf(encodeManifest(m))
 }
