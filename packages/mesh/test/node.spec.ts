@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, stat } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -64,7 +64,7 @@ describe('the mesh node', () => {
     const image = await seedImage(holder, 5 * 64 * 1024)
     const reader = all.find(a => a !== holder && !a.mesh.connectedPeers().includes(holder.mesh.peerId))!
     expect(reader).toBeDefined()
-    const manifest = await reader.mesh.fetchManifest(image.imageId, cidOfBytes(holder.manifests.get(image.imageId)!))
+    const manifest = await reader.mesh.fetchManifest(image.imageId, cidOf(holder.manifests.get(image.imageId)!))
     expect(Buffer.from(manifest).equals(holder.manifests.get(image.imageId)!)).toBe(true)
     const got = await readAll(reader.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
     expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(image.bytes).digest('hex'))
