@@ -95,6 +95,34 @@ describe('auth.mode keystone', () => {
   })
 })
 
+describe('application credentials', () => {
+  it('accepts an unrestricted one and refuses one restricted by access rules, which the agent does not match', async () => {
+    const agent = await agentWith({ url: env.url, cacheSeconds: 300 })
+    const member = env.accounts['alpha-member']
+    const { token } = await issueToken(member)
+    const tokenOf = async (accessRules?: unknown[]): Promise<string> => {
+      const name = `pg-test-${Math.random().toString(36).slice(2)}`
+      const created = await fetch(`${env.url}/users/${member.userId}/application_credentials`, {
+        method: 'POST',
+        headers: { 'x-auth-token': token, 'content-type': 'application/json' },
+        body: JSON.stringify({ application_credential: { name, ...(accessRules == null ? {} : { access_rules: accessRules }) } })
+      })
+      expect(created.status).toBe(201)
+      const { application_credential: cred } = await created.json() as { application_credential: { id: string, secret: string } }
+      const issued = await fetch(`${env.url}/auth/tokens?nocatalog`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ auth: { identity: { methods: ['application_credential'], application_credential: { id: cred.id, secret: cred.secret } } } })
+      })
+      expect(issued.status).toBe(201)
+      return issued.headers.get('x-subject-token') as string
+    }
+    expect((await get(agent, '/v2/images', { 'x-auth-token': await tokenOf() })).status).toBe(200)
+    const restricted = await tokenOf([{ service: 'image', method: 'GET', path: '/v2/images' }])
+    expect((await get(agent, '/v2/images', { 'x-auth-token': restricted })).status).toBe(401)
+  })
+})
+
 describe('short-lived tokens and X-Service-Token', () => {
   let agent: TestAgent
   let shortKeystone: ExtraKeystone
