@@ -34,7 +34,8 @@ describe('the dashboard', () => {
     page.on('dialog', async dialog => { alerts.push(dialog.message()); await dialog.dismiss() })
     await page.goto(`${b.url}/peerglance/v1/dashboard`)
 
-    await page.waitForFunction("document.querySelectorAll('#rows tr').length === 2", undefined, { timeout: 20_000 })
+    // A function, not a string: the page's CSP forbids eval, and a string predicate is evaluated so.
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#rows tr').length === 2, undefined, { timeout: 20_000 })
     expect(await page.textContent('#peer')).toBe(peerIdOf(mesh.agents[1]))
     expect(await page.textContent('#agents')).toBe('3')
     const headers: Array<string | null> = await page.$$eval('#head th', (ths: any[]) => ths.map(th => th.textContent))
