@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAgent, tmpDir, type TestAgent } from '@peerglance/testing'
@@ -21,10 +22,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-async function agentWith (keystone: { url: string, cacheSeconds: number, region?: string }): Promise<TestAgent> {
+async function agentWith (keystone: { url: string, cacheSeconds: number, region?: string }, auditFile?: string): Promise<TestAgent> {
   const a = env.accounts.peerglance
   const agent = await startAgent({
-    config: { auth: { mode: 'keystone', keystone: { ...keystone, username: a.username, password: a.password, projectName: a.projectName } } }
+    config: {
+      auth: { mode: 'keystone', keystone: { ...keystone, username: a.username, password: a.password, projectName: a.projectName } },
+      ...(auditFile == null ? {} : { audit: { file: auditFile } })
+    }
   })
   agents.push(agent)
   return agent
@@ -39,7 +43,7 @@ const CACHE_SECONDS = 8
 
 describe('auth.mode keystone', () => {
   let agent: TestAgent
-  beforeAll(async () => { agent = await agentWith({ url: env.url, cacheSeconds: CACHE_SECONDS }) })
+  beforeAll(async () => { agent = await agentWith({ url: env.url, cacheSeconds: CACHE_SECONDS }, join(dir, 'audit.log')) })
 
   it('answers 401 with a Keystone challenge to a request without a token or with a bad one', async () => {
     const attempts: Array<Record<string, string>> = [{}, { 'x-auth-token': 'gAAAAAnot-a-real-token' }, { 'x-auth-token': 'x'.repeat(9000) }, { 'x-auth-token': 'caf\u00e9' }]
@@ -51,6 +55,19 @@ describe('auth.mode keystone', () => {
     }
     // Version discovery stays open, as in Glance.
     expect((await get(agent, '/versions')).status).toBe(200)
+  })
+
+  it('audits an image action refused for want of a valid token, without the token', async () => {
+    const res = await fetch(`${agent.url}/v2/images`, {
+      method: 'POST',
+      headers: { 'x-auth-token': 'gAAAAAforged-token', 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'forged' })
+    })
+    expect(res.status).toBe(401)
+    await expect.poll(async () => await readFile(join(dir, 'audit.log'), 'utf8').catch(() => ''), { timeout: 5000 }).toContain('"unauthenticated"')
+    const text = await readFile(join(dir, 'audit.log'), 'utf8')
+    expect(JSON.parse(text.trim().split('\n').at(-1) as string)).toMatchObject({ action: 'create', outcome: 'unauthenticated', status: 401, userId: null, projectId: null, imageId: null })
+    expect(text).not.toContain('forged-token')
   })
 
   it('acts as the user, project and roles of a valid token', async () => {
