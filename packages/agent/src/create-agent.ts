@@ -157,6 +157,7 @@ export class Agent {
     }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs, https: tlsFiles(config) })
     opsRoutes(this.api, {
       registry: this.registry,
+      isAdmin: who => this.images.policy.isAdmin(who),
       cache: this.cache,
       // Started means the stores opened and recovered, the mesh listens and the sync runs, in that order.
       readiness: () => ({ stores: this.#status === 'started', mesh: this.mesh.status === 'started' }),

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
 import { ForbiddenError, ImageNotFoundError } from '@peerglance/interface'
-import type { ImageRecord, Manifest } from '@peerglance/interface'
+import type { Identity, ImageRecord, Manifest } from '@peerglance/interface'
 
 /** What the status document says about the mesh; absent when the agent runs alone. */
 export interface MeshView {
@@ -32,6 +32,8 @@ export interface OpsComponents {
   peerHoldings: () => Promise<Array<{ peer: string, images?: Record<string, number>, error?: string }>>
   /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
   stateRoot?: () => string | undefined
+  /** Who counts as an admin: the access policy's `context_is_admin`, so an operator's override holds here too. */
+  isAdmin: (who: Identity) => boolean
 }
 
 /**
@@ -48,7 +50,7 @@ export function opsRoutes (root: FastifyInstance, c: OpsComponents): void {
 
 function routes (app: FastifyInstance, c: OpsComponents): void {
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    if (!request.identity.roles.includes('admin')) throw new ForbiddenError('Only an admin may use the agent\'s status, metrics, pins and dashboard.')
+    if (!c.isAdmin(request.identity)) throw new ForbiddenError('Only an admin may use the agent\'s status, metrics, pins and dashboard.')
   })
 
   app.get('/peerglance/v1/status', async () => {

@@ -279,6 +279,18 @@ describe('an operator policy', () => {
     expectRefusal(await local.call('GET', `/v2/images/${id}/file`, { headers: CALLERS.otherProject }), 403)
   })
 
+  it('decides who is admin through context_is_admin, for Glance and the ops endpoints alike', async () => {
+    await using own = await startAgent({ config: { policy: { rules: { context_is_admin: 'role:cloud_admin' } } } })
+    const local = glance(own.url)
+    const id = ok(await local.create({ name: 'c', visibility: 'private' }, CALLERS.ownerMember), 201).json.id as string
+    const cloudAdmin = asProject('ops', 'cloud_admin')
+    expect(ok(await local.call('GET', `/v2/images/${id}`, { headers: cloudAdmin }), 200).json.id).toBe(id)
+    ok(await local.call('GET', '/peerglance/v1/status', { headers: cloudAdmin }), 200)
+    // The admin role alone is now just a member and reader elsewhere: no private image, no ops.
+    expectRefusal(await local.call('GET', `/v2/images/${id}`, { headers: CALLERS.admin }), 404)
+    expect((await local.call('GET', '/peerglance/v1/status', { headers: CALLERS.admin })).status).toBe(403)
+  })
+
   it('in legacy mode lets any caller read what it can find and only owners change it', async () => {
     await using own = await startAgent({ config: { policy: { enforceNewDefaults: false } } })
     const local = glance(own.url)

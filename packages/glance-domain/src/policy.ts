@@ -12,8 +12,10 @@ export { PolicySyntaxError } from './policy-language.ts'
  * overrides any rule by name; the services ask this module and nothing else.
  */
 
-// The building blocks of glance/policies/base.py.
-const ADMIN = 'role:admin'
+// The building blocks of glance/policies/base.py. Admin is one rule, context_is_admin, as Glance
+// writes it since 2023.2 (Glance 25 spelled out role:admin: the same unless an operator overrides
+// context_is_admin, and then the override should hold everywhere).
+const ADMIN = 'rule:context_is_admin'
 const PROJECT_MEMBER = 'role:member and project_id:%(project_id)s'
 const PROJECT_READER = 'role:reader and project_id:%(project_id)s'
 const IMAGE_MEMBER = 'project_id:%(member_id)s'
@@ -35,8 +37,8 @@ export interface RuleDefault { check: string, legacy?: string }
 export const GLANCE_RULES = {
   // '' allows everyone; its legacy 'role:admin' is ORed with it, so `rule:default` allows everyone
   // in both modes (glance/policies/base.py explains why).
-  default: { check: '', legacy: ADMIN },
-  context_is_admin: { check: ADMIN },
+  default: { check: '', legacy: 'role:admin' },
+  context_is_admin: { check: 'role:admin' },
   add_image: { check: `${ADMIN} or (${PROJECT_MEMBER} and project_id:%(owner)s)`, legacy: LEGACY },
   get_image: { check: `${ADMIN} or (role:reader and (${OWNER_OR_IMAGE_MEMBER_OR_NOT_PRIVATE}))`, legacy: LEGACY },
   get_images: { check: ADMIN_OR_PROJECT_READER, legacy: LEGACY },
