@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import type { ImageRecord } from '@peerglance/interface'
+import type { ImageRecord, Replica } from '@peerglance/interface'
 import { MetadataSync, PeerRecordSigner, createMeshNode, loadOrCreatePeerKey } from '@peerglance/mesh'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { meshOf, multiaddrOf, peerIdOf, tmpDir, waitFor } from '@peerglance/testing'
@@ -34,21 +34,37 @@ describe('a compromised member', () => {
     const store = new LevelMetadataStore({ path: join(work, 'db'), signer })
     await store.start()
     const node = await createMeshNode({ privateKey: key, membership: { secret: KEY }, bootstrap: [multiaddrOf(a), multiaddrOf(b)] })
-    const sync = new MetadataSync({ libp2p: node as any, replica: store, logger: { debug () {}, info () {}, warn () {} } })
+    // The attacker's own code: once it holds the image, it takes nothing more from the others.
+    let deaf = false
+    const replica: Replica = {
+      get replicaId () { return store.replicaId },
+      records: () => store.records(),
+      versionOf: record => store.versionOf(record),
+      get: (kind, key) => store.get(kind, key),
+      merge: async (records, from) => deaf ? 0 : await store.merge(records, from),
+      onChange: listener => store.onChange(listener)
+    }
+    const sync = new MetadataSync({ libp2p: node as any, replica, logger: { debug () {}, info () {}, warn () {} } })
     try {
       await node.start()
       await sync.start()
       await waitFor(() => store.getImage(id)?.status === 'active', { what: 'the attacker holding the image record' })
+      deaf = true
       // A new manifest, checksum and hash, under a fresh (later) clock, signed with C's real key.
       const evil = randomBytes(original.length)
       const forged: ImageRecord = { ...store.getImage(id)!, checksum: 'e'.repeat(32), os_hash_value: 'f'.repeat(128), size: evil.length }
       await store.dataAdded(forged, { size: evil.length, chunkSize: 1024 * 1024, cids: ['bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'], md5: forged.checksum!, sha512: forged.os_hash_value!, staged: false })
+      // And a record no API would accept: a property value of 1 MB on a new image.
+      const oversized = { ...store.getImage(id)!, id: '5a0c2a8e-0d7b-4f55-9a3e-3c0d6f1b2a11', status: 'queued' as const, checksum: null, os_hash_value: null, size: null, properties: { huge: 'x'.repeat(1_000_000) } }
+      await store.putImage(oversized)
       for (const peer of node.getPeers()) await sync.syncWith(peer)
 
       for (const agent of [a, b]) {
-        await waitFor(async () => await metric(agent.url, 'peerglance_records_rejected_total') >= 1, { what: 'the forged record counted as refused', timeoutMs: 30_000 })
-        const refused = logsMatching(agent.logs, 'refused a record from a peer').filter(l => l.key === id)
-        expect(refused[0]).toMatchObject({ reason: 'write-once', peer: peerIdOf(c) })
+        const refused = await waitFor(() => logsMatching(agent.logs, 'refused a record from a peer').find(l => l.key === id), { what: 'the forged record refused', timeoutMs: 30_000 })
+        expect(refused).toMatchObject({ reason: 'write-once', peer: peerIdOf(c) })
+        await waitFor(() => logsMatching(agent.logs, 'refused a record from a peer').some(l => l.key === oversized.id && l.reason === 'invalid'), { what: 'the oversized record refused', timeoutMs: 30_000 })
+        expect(await glance(agent.url).find(oversized.id)).toBeUndefined()
+        expect(await metric(agent.url, 'peerglance_records_rejected_total')).toBeGreaterThanOrEqual(2)
         expect(await glance(agent.url).image(id)).toMatchObject({ checksum: honest.checksum, os_hash_value: honest.os_hash_value, size: original.length })
         const got = await download(agent.url, `/v2/images/${id}/file`)
         expect(got.status).toBe(200)

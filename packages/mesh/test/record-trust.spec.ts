@@ -82,6 +82,18 @@ describe('records from peers', () => {
     expect(b.rejected[2].detail).toContain('not the agent whose clock it carries')
   })
 
+  it('refused once are not judged and reported again, while an honest copy with the same clocks still gets in', async () => {
+    const a = await agent()
+    const b = await agent()
+    await a.store.putImage(image())
+    const tampered = record(a)
+    tampered.fields.name.v = 'renamed in transit'
+    for (let i = 0; i < 3; i++) expect(await b.store.merge([structuredClone(tampered)])).toBe(0)
+    expect(b.rejected).toHaveLength(1)
+    expect(await b.store.merge([record(a)])).toBe(1)
+    expect(b.store.getImage(ID)!.name).toBe('img')
+  })
+
   it('are refused when signed by a revoked agent', async () => {
     const a = await agent()
     const b = await agent({ revoked: [a.signer.id] })

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import type {
   ChangeOrigin, ImageRecord, Manifest, MemberRecord, MetadataStore, RecordSigner, RejectedRecord, Replica, ReplicatedRecord,
@@ -25,6 +25,19 @@ export interface LevelMetadataStoreInit {
 
 /** A peer's clock this far ahead of ours is refused: it would win every later write. */
 export const MAX_CLOCK_AHEAD_MS = 5 * 60_000
+
+const MAX_REMEMBERED_REFUSALS = 10_000
+
+/** Names one copy of a record: its slot and every clock it holds (a clock fixes a write's value). */
+function refusalKey (record: ReplicatedRecord): string | undefined {
+  if (record == null || typeof record !== 'object' || record.fields == null || typeof record.fields !== 'object') return undefined
+  const clocks = Object.entries(record.fields).map(([name, f]) => `${name}@${String((f as { c?: unknown })?.c)}`).sort()
+  return createHash('sha256').update(`${String(record.kind)}!${String(record.key)}\n${clocks.join('\n')}`).digest('base64')
+}
+
+function contentHash (record: ReplicatedRecord): string {
+  return createHash('sha256').update(JSON.stringify(record)).digest('base64')
+}
 
 /** Why a record from a peer is not even shaped like one, or undefined. */
 function malformedRecord (record: ReplicatedRecord): string | undefined {
@@ -74,6 +87,8 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
   readonly #listeners = new Set<(record: ReplicatedRecord, origin: ChangeOrigin) => void>()
   readonly #orphanListeners = new Set<(cids: string[]) => void>()
   readonly #rejectedListeners = new Set<(rejected: RejectedRecord) => void>()
+  /** Copies refused lately (refusalKey), so that one offered again is not judged, logged and counted again. */
+  readonly #refused = new Map<string, string>()
   readonly #signer: RecordSigner | undefined
   readonly #rules: ReplicationRules | undefined
   #clock = new HybridClock('unset')
@@ -247,8 +262,17 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
     const changed: ReplicatedRecord[] = []
     for (const theirs of remote) {
       const ours = this.#state.get(`${theirs.kind}!${theirs.key}`)
+      // A peer that holds a refused copy offers it again at every sync: judge it once.
+      const seen = refusalKey(theirs)
+      const earlier = seen == null ? undefined : this.#refused.get(seen)
+      // Same clocks are not enough (a forger could reuse an honest write's): same content.
+      if (earlier != null && earlier === contentHash(theirs)) continue
       const outcome = this.#accept(ours, theirs)
       if (typeof outcome === 'object' && 'reason' in outcome) {
+        if (seen != null && outcome.reason !== 'clock') {
+          this.#refused.set(seen, contentHash(theirs))
+          if (this.#refused.size > MAX_REMEMBERED_REFUSALS) this.#refused.delete(this.#refused.keys().next().value!)
+        }
         this.#reject({ ...outcome, kind: theirs.kind, key: theirs.key, ...from != null ? { from } : {} })
         continue
       }
