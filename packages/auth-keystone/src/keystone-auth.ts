@@ -180,6 +180,8 @@ export class KeystoneAuthenticator implements Authenticator {
     try {
       return await fetch(url, { ...init, signal: signal == null ? timeout : AbortSignal.any([timeout, signal]) })
     } catch (err) {
+      // The client went away: nothing is wrong with Keystone, and nobody reads the answer.
+      if (signal?.aborted === true) throw new AuthUnavailableError('The request ended while its token was being validated.')
       this.#log.warn({ err: { name: (err as Error).name, message: (err as Error).message, cause: String((err as Error).cause ?? '') }, url }, 'keystone is unreachable')
       throw new AuthUnavailableError('The identity service is unavailable.')
     }
