@@ -44,7 +44,7 @@ describe('a compromised member', () => {
       merge: async (records, from) => deaf ? 0 : await store.merge(records, from),
       onChange: listener => store.onChange(listener)
     }
-    const sync = new MetadataSync({ libp2p: node as any, replica, logger: { debug () {}, info () {}, warn () {} } })
+    const sync = new MetadataSync({ libp2p: node as any, replica, logger: { debug () {}, info () {}, warn () {}, error () {} } })
     try {
       await node.start()
       await sync.start()

@@ -1,12 +1,11 @@
 import { AbortedError, ChunkIntegrityError, cidOf, isChunkCid, ShuttingDownError } from '@peerglance/interface'
-import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Logger, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
 import { ChunkSealer, checkSealing } from './chunk-sealer.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { silentLogger } from './logger.ts'
-import type { ChunkStoreLogger } from './logger.ts'
 import { Pins } from './pins.ts'
 import { readChunkFile, readRange } from './read-range.ts'
 
@@ -19,7 +18,7 @@ export interface FsChunkStoreInit {
   writeConcurrency?: number
   /** 32-byte key (raw or 64 hex digits): chunk files are sealed with AES-256-GCM (chunk-sealer.ts). */
   encryptionKeyFile?: string
-  logger?: ChunkStoreLogger
+  logger?: Logger
 }
 
 type Status = 'stopped' | 'started' | 'stopping'
@@ -31,7 +30,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly [Symbol.toStringTag] = '@peerglance/chunk-store'
   readonly chunkSize: number
   readonly #writeConcurrency: number
-  readonly #log: ChunkStoreLogger
+  readonly #log: Logger
   readonly #pins = new Pins()
   readonly #files: ChunkFiles
   readonly #dir: string

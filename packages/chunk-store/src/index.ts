@@ -1,4 +1,3 @@
 export { FsChunkStore } from './fs-chunk-store.ts'
 export type { FsChunkStoreInit } from './fs-chunk-store.ts'
-export type { ChunkStoreLogger } from './logger.ts'
 export { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, HEAD_SIZE, CHUNKS_DIR, STAGING_DIR } from './constants.ts'

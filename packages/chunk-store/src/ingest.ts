@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto'
 import { AbortedError, cidFromSha256, ImageTooLargeError, PeerglanceError, ShuttingDownError, ValidationError } from '@peerglance/interface'
-import type { IngestOptions, IngestResult } from '@peerglance/interface'
+import type { IngestOptions, IngestResult, Logger } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
 import { HEAD_SIZE } from './constants.ts'
 import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
 import type { ImageHasherPool } from './image-hasher-pool.ts'
-import type { ChunkStoreLogger } from './logger.ts'
 import type { Pins } from './pins.ts'
 
 export interface IngestContext {
@@ -15,7 +14,7 @@ export interface IngestContext {
   hashers: ImageHasherPool
   chunkSize: number
   writeConcurrency: number
-  log: ChunkStoreLogger
+  log: Logger
   /** Aborts when the store stops. */
   shutdown: AbortSignal
 }

@@ -1,12 +1,9 @@
 import { format } from 'node:util'
-import type { ComponentLogger, Logger } from '@libp2p/interface'
+import type { ComponentLogger, Logger as Libp2pLogger } from '@libp2p/interface'
+import type { Logger } from '@peerglance/interface'
 
-/** The slice of a pino logger the mesh uses; a pino child fits as is. */
-export interface PinoLike {
-  debug: (obj: Record<string, unknown>, msg?: string) => void
-  info: (obj: Record<string, unknown>, msg?: string) => void
-  warn: (obj: Record<string, unknown>, msg?: string) => void
-  error: (obj: Record<string, unknown>, msg?: string) => void
+/** The interface's Logger, plus what the libp2p adapter needs: children and a level check. */
+export interface PinoLike extends Logger {
   child: (bindings: Record<string, unknown>) => PinoLike
   isLevelEnabled?: (level: string) => boolean
 }
@@ -18,13 +15,13 @@ export interface PinoLike {
  */
 export function pinoComponentLogger (root: PinoLike): ComponentLogger {
   return {
-    forComponent (name: string): Logger {
+    forComponent (name: string): Libp2pLogger {
       return makeLogger(root.child({ component: name }))
     }
   }
 }
 
-function makeLogger (log: PinoLike): Logger {
+function makeLogger (log: PinoLike): Libp2pLogger {
   const debugEnabled = (): boolean => log.isLevelEnabled?.('debug') ?? true
   const render = (formatter: unknown, args: unknown[]): { msg: string, err?: unknown } => {
     let err: unknown
@@ -42,7 +39,7 @@ function makeLogger (log: PinoLike): Logger {
     if (!debugEnabled()) return
     const { msg, err } = render(formatter, args)
     log.debug(err == null ? {} : { err }, msg)
-  }) as Logger
+  }) as Libp2pLogger
   logger.error = (formatter: unknown, ...args: unknown[]) => {
     const { msg, err } = render(formatter, args)
     log.warn(err == null ? {} : { err }, msg)

@@ -1,7 +1,7 @@
 import { lpStream } from '@libp2p/utils'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface'
-import type { ChangeOrigin, Replica, ReplicatedRecord, Startable } from '@peerglance/interface'
+import type { ChangeOrigin, Logger, Replica, ReplicatedRecord, Startable } from '@peerglance/interface'
 import { StateDigest, slotOf } from './state-digest.ts'
 
 /** Every change to an image or a membership, as the full versioned record. */
@@ -33,16 +33,10 @@ const KEYS_PER_FRAME = 8192
  */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024
 
-export interface MetadataSyncLogger {
-  debug: (obj: object, msg: string) => void
-  info: (obj: object, msg: string) => void
-  warn: (obj: object, msg: string) => void
-}
-
 export interface MetadataSyncComponents {
   libp2p: Libp2p<{ pubsub: GossipSub }>
   replica: Replica
-  logger: MetadataSyncLogger
+  logger: Logger
 }
 
 export interface MetadataSyncInit {

@@ -16,7 +16,7 @@ import { MetadataSync } from '../src/metadata-sync.ts'
 
 interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string }
 const nodes: Node[] = []
-const silent = { debug () {}, info () {}, warn () {} }
+const silent = { debug () {}, info () {}, warn () {}, error () {} }
 
 async function node (opts: { start?: boolean } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
