@@ -63,7 +63,7 @@ describe('faults during read-through', () => {
     const got = await reading
     expect(sha512(got)).toBe(sha512(image.bytes))
     expect(a.mesh.exchange.stats.getsServed).toBeLessThan(image.manifest.cids.length)
-  })
+  }, 20_000)
 
   it('a peer that serves corrupted chunks is detected, the read finishes byte-exact, and the peer is not asked again', async () => {
     const bad = await startAgent({ wrap: corrupting })
