@@ -66,6 +66,25 @@ describe('an agent whose cache passes its high watermark', () => {
   })
 })
 
+describe('prefetch by tag', () => {
+  it('has every agent fetch an image tagged with one of cache.prefetchTags once it is active, and no other', async () => {
+    const tagged = await cacheConfig('  prefetchTags: [prefetch]\n')
+    const mesh = set(await meshOf(3, { args: tagged }))
+    const [a, b, c] = mesh.agents.map(x => glance(x.url))
+    const wanted = randomBytes(2 * MiB)
+    const { id } = await a.create({ name: 'everywhere', tags: ['prefetch'] })
+    const plain = await seedImage(a, [b, c], randomBytes(MiB), 'only-on-demand')
+    await a.upload(id, wanted)
+    for (const agent of [b, c]) {
+      await waitFor(async () => await localShare(agent.url, id) === 1, { what: `tagged image prefetched on ${agent.url}`, timeoutMs: 20_000 })
+    }
+    expect(await localShare(b.url, plain)).toBe(0)
+    expect(await localShare(c.url, plain)).toBe(0)
+    // Fetched through the mesh, so listed in Glance's cache API of each.
+    expect(((await b.request('GET', '/v2/cache')).body as { cached_images: Array<{ image_id: string }> }).cached_images.map(i => i.image_id)).toEqual([id])
+  })
+})
+
 describe('an upload the cache cannot hold', () => {
   it('is refused up front with 413 and a Glance error body; the image stays queued and no chunk is written', async () => {
     const small = await cacheConfig("  maxBytes: '4MB'\n")
