@@ -205,6 +205,8 @@ interface Result {
   /** Seconds from the common start until each host had the whole image, h1..hN. */
   done: number[]
   seedTx: number
+  /** Chunk protocol bytes the seed's agent sent (peerglance only): seed egress without TCP/IP headers. */
+  seedPayload?: number
   cpu: Cpu
   /** Whole machine busy over the run, % of one core, and ours. */
   machinePct: number
@@ -283,6 +285,16 @@ async function status (i: number): Promise<{ peers: string[], images: Array<{ id
   return JSON.parse(await curlIn(i, [`${API}/peerglance/v1/status`], 10_000))
 }
 
+/** A counter from the agent's /metrics (summed over its label sets). */
+async function metricIn (i: number, name: string): Promise<number> {
+  let total = 0
+  for (const line of (await curlIn(i, [`${API}/metrics`], 10_000)).split('\n')) {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`).exec(line)
+    if (m != null) total += Number(m[1])
+  }
+  return total
+}
+
 async function runPeerglance (work: string, image: string, rep: number): Promise<Result> {
   const agents: HostAgent[] = []
   try {
@@ -303,6 +315,7 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       return views.every(v => v.images.some(im => im.id === id && im.status === 'active')) ? true : undefined
     })
     const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
+    const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
     const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
       const t0 = performance.now()
       const done = await Promise.all(Array.from({ length: N }, async (_, k) => {
@@ -315,6 +328,7 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       return { done, note: '' }
     })
     for (const trace of traces) await stopProcess(trace)
+    result.seedPayload = await metricIn(0, 'peerglance_peer_bytes_sent_total') - sent0
     return result
   } finally {
     await Promise.all(agents.map(async a => { await stopProcess(a.child, 20_000) }))
@@ -417,7 +431,7 @@ function row (r: Result, b: number): string[] {
     fmt(slowest, 1),
     [...r.done].sort((a, b) => a - b).map(s => fmt(s, 1)).join(' '),
     fmt(slowest / b, 2),
-    fmt(r.seedTx / SIZE, 3),
+    `${fmt(r.seedTx / SIZE, 3)}${r.seedPayload != null ? ` (${fmt(r.seedPayload / SIZE, 3)})` : ''}`,
     `${fmt(r.cpu.user + r.cpu.sys, 1)} (${fmt(r.cpu.user, 1)} user, ${fmt(r.cpu.sys, 1)} sys)`,
     fmt((r.cpu.user + r.cpu.sys) / gib, 2),
     `${fmt(r.oursPct)} / ${fmt(r.machinePct)}`,
@@ -462,7 +476,7 @@ await runBench(async cleanup => {
     }
   }
   console.log(mdTable(
-    ['method', 'slowest host s', 'hosts done at s', 'slowest ÷ bound', 'seed egress ÷ S', 'CPU-s (user, sys)', 'CPU-s per GiB delivered', 'CPU % ours / machine', 'load 1/5/15 after'],
+    ['method', 'slowest host s', 'hosts done at s', 'slowest ÷ bound', 'seed egress ÷ S (chunk payload)', 'CPU-s (user, sys)', 'CPU-s per GiB delivered', 'CPU % ours / machine', 'load 1/5/15 after'],
     results.map(r => row(r, b))
   ))
   const per = (m: string, f: (r: Result) => number): number => median(results.filter(r => r.method === m).map(f))
