@@ -112,6 +112,8 @@ export class Session {
   readonly #inflight = new Map<number, Fetch>()
   readonly #waiters = new Map<number, Waiter[]>()
   readonly #failed = new Map<number, Map<string, number>>()
+  /** Peers a HAVE request is out to. */
+  readonly #querying = new Set<string>()
   readonly #announce: number[] = []
   #lastAnnounce = 0
   #lastQuery = 0
@@ -374,7 +376,10 @@ export class Session {
 
   async #query (id: PeerId): Promise<void> {
     const key = id.toString()
-    if (this.host.isBad(key)) return
+    // One HAVE at a time per peer: under load, answers slower than REQUERY_MS piled up on a
+    // seed (each answer checks every chunk file) until none came back in time.
+    if (this.host.isBad(key) || this.#querying.has(key)) return
+    this.#querying.add(key)
     try {
       const mine = { state: this.#state(), bits: this.#local }
       const answer = await this.host.have(id, this.key, this.manifest.cids, mine)
@@ -391,6 +396,8 @@ export class Session {
       this.pump()
     } catch (err) {
       this.#log('HAVE query to %s failed - %e', key, err)
+    } finally {
+      this.#querying.delete(key)
     }
   }
 
@@ -566,7 +573,9 @@ export class Session {
     // Readers waiting on chunks nobody usable holds: ask around again, and give up in time.
     let starving = false
     for (const [index, waiters] of this.#waiters) {
-      const sourced = this.#inflight.has(index) || holderCount(this.#holdings, index, Date.now()) > 0
+      // A HAVE still out may name a holder: the wait for one starts when none is left to answer
+      // (each is bounded by its own timeout).
+      const sourced = this.#inflight.has(index) || this.#querying.size > 0 || holderCount(this.#holdings, index, Date.now()) > 0
       for (const waiter of [...waiters]) {
         if (sourced) {
           waiter.noSourceSince = undefined
