@@ -439,6 +439,11 @@ function row (r: Result, b: number): string[] {
   ]
 }
 
+// runBench cleans up on the first SIGINT/SIGTERM; a second one (a job runner's, a user's) must not
+// kill the process half way through deleting namespaces: with these listeners it is ignored.
+process.on('SIGINT', () => {})
+process.on('SIGTERM', () => {})
+
 await runBench(async cleanup => {
   if (process.getuid?.() !== 0) throw new Error('the swarm benchmark needs root (network namespaces)')
   execFileSync('bash', [join(ROOT, 'scripts/install-bench-deps.sh')], { stdio: 'inherit' })
