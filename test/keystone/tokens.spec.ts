@@ -98,6 +98,10 @@ describe('auth.mode keystone', () => {
       expect(await refused.text()).not.toContain('alpha-private')
       expect((await get(agent, path, { 'x-auth-token': admin.token })).status).toBe(200)
     }
+    // The dashboard page holds no data and is served to anyone; it asks for the admin token.
+    const page = await get(agent, '/peerglance/v1/dashboard')
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('Admin token')
   })
 
   it(`refuses a revoked token once its cache entry lapses (cacheSeconds ${CACHE_SECONDS})`, async () => {

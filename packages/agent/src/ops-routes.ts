@@ -46,6 +46,20 @@ export function opsRoutes (root: FastifyInstance, c: OpsComponents): void {
   registerCacheMetrics(c.registry, c.cache)
   // Its own encapsulation context, so the admin check covers these routes only.
   void root.register(async app => { routes(app, c) })
+  dashboard(root)
+}
+
+/**
+ * A live view of the routes below for operators: one static page that polls status, coverage and
+ * metrics with the caller's credentials (with Keystone, an admin token typed into the page). The
+ * page holds no data, so it is served to anyone.
+ */
+function dashboard (app: FastifyInstance): void {
+  let page: Promise<string> | undefined
+  app.get('/peerglance/v1/dashboard', async (_request, reply) => {
+    page ??= readFile(new URL('./dashboard.html', import.meta.url), 'utf8')
+    return await reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'").send(await page)
+  })
 }
 
 function routes (app: FastifyInstance, c: OpsComponents): void {
@@ -96,12 +110,6 @@ function routes (app: FastifyInstance, c: OpsComponents): void {
     return await reply.code(Object.values(parts).every(Boolean) ? 200 : 503).send(parts)
   })
 
-  // A live view of the above for operators: one static page that polls status, coverage and metrics.
-  let page: Promise<string> | undefined
-  app.get('/peerglance/v1/dashboard', async (_request, reply) => {
-    page ??= readFile(new URL('./dashboard.html', import.meta.url), 'utf8')
-    return await reply.type('text/html; charset=utf-8').header('content-security-policy', "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'").send(await page)
-  })
 
   // Each image's share on this agent and on every connected peer (as the peers say).
   app.get('/peerglance/v1/coverage', async () => {

@@ -34,7 +34,8 @@ export interface GlanceApiInit {
 
 const BODY_FORBIDDEN = new Set(['GET', 'DELETE', 'HEAD'])
 // Version discovery and /healthcheck answer anyone, as in Glance; the agent's own ops routes do not.
-const AUTHENTICATED = /^\/(v2\/|peerglance\/|metrics(\?|$))/
+// The dashboard page itself holds no data (it fetches status and metrics with the admin's token).
+const AUTHENTICATED = /^\/(v2\/|peerglance\/(?!v1\/dashboard(\?|$))|metrics(\?|$))/
 const MAX_REQUEST_ID = 64
 
 /**
