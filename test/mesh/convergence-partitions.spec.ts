@@ -125,7 +125,8 @@ describe(`partitions with concurrent writes and a SIGKILLed agent heal to identi
     console.log(`partition test: seed ${SEED} (PARTITION_SEED=${SEED} replays its choices), namespaces converge-${net.id}-*`)
     root = await tmpDir('peerglance-partitions-')
     config = join(root, 'peerglance.yaml')
-    await writeFile(config, `mesh:\n  key: ${randomBytes(32).toString('hex')}\n`)
+    // The API listens on the namespace address: noauth off loopback must be allowed explicitly.
+    await writeFile(config, `mesh:\n  key: ${randomBytes(32).toString('hex')}\nauth:\n  noauth:\n    allowRemote: true\n`)
     try {
       await net.create()
       await start(0, [])
