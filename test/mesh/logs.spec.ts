@@ -1,7 +1,7 @@
 import { meshOf, peerIdOf, waitFor } from '@peerglance/testing'
 import { describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
-import { download, glance, logsMatching, meshPerTest, seedImage, sha512 } from './helpers.ts'
+import { download, glance, logsMatching, meshPerTest, metric, seedImage, sha512 } from './helpers.ts'
 
 // What an operator reads in the info log: the mesh forming and breaking up; not every client probe.
 
@@ -19,6 +19,12 @@ describe('the info log', () => {
     expect(logsMatching(a.logs, 'upload finished')).toMatchObject([{ imageId: id, bytes: data.length, level: 30 }])
     expect((await download(b.url, `/v2/images/${id}/file`)).sha512).toBe(sha512(data))
     await waitFor(() => logsMatching(b.logs, 'download finished').some(l => l.imageId === id && l.bytes === data.length && typeof l.ms === 'number'), { what: 'B logs the download' })
+    // 3 chunks (1 MiB each): all fetched for the first read, all local for the second.
+    expect(await metric(b.url, 'peerglance_cache_misses_total')).toBe(3)
+    expect(await metric(b.url, 'peerglance_cache_hits_total')).toBe(0)
+    expect((await download(b.url, `/v2/images/${id}/file`)).sha512).toBe(sha512(data))
+    expect(await metric(b.url, 'peerglance_cache_misses_total')).toBe(3)
+    expect(await metric(b.url, 'peerglance_cache_hits_total')).toBe(3)
 
     const missing = await glance(b.url).call('/v2/images/3d4e3c9b-1111-4a4a-9b9b-0c0c0c0c0c0c')
     expect(missing.status).toBe(404)

@@ -148,6 +148,10 @@ export function setBit (bits: Uint8Array, i: number): void {
   bits[i >> 3] |= 0x80 >> (i & 7)
 }
 
+export function clearBit (bits: Uint8Array, i: number): void {
+  bits[i >> 3] &= ~(0x80 >> (i & 7))
+}
+
 // HAVE and ANNOUNCE bodies (chunk-exchange.ts describes them).
 
 /** A HAVE request for `cids` (36-byte CIDs), the part of an image of `total` chunks starting at index `from`. */

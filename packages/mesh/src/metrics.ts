@@ -29,8 +29,8 @@ export class MeshMetrics {
     const read = (): number => this.#connectedPeers()
     this.bytesSent = new Counter({ name: 'peerglance_peer_bytes_sent_total', help: 'Bytes of chunk-exchange frames sent to peers', registers })
     this.bytesReceived = new Counter({ name: 'peerglance_peer_bytes_received_total', help: 'Bytes of chunk-exchange frames received from peers', registers })
-    this.cacheHits = new Counter({ name: 'peerglance_cache_hits_total', help: 'Image chunks read from the local chunk store', registers })
-    this.cacheMisses = new Counter({ name: 'peerglance_cache_misses_total', help: 'Image chunks a read had to fetch from peers', registers })
+    this.cacheHits = new Counter({ name: 'peerglance_cache_hits_total', help: 'Image chunks served to reads from the local store that no read had to fetch', registers })
+    this.cacheMisses = new Counter({ name: 'peerglance_cache_misses_total', help: 'Image chunks fetched from peers for reads (ahead of the reader included)', registers })
     this.chunkFetchSeconds = new Histogram({
       name: 'peerglance_chunk_fetch_seconds',
       help: 'Time from asking a peer for a chunk to holding its verified bytes',

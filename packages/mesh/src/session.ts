@@ -8,7 +8,7 @@ import { AbortedError, ChunkUnavailableError } from '@peerglance/interface'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
 import type { Logger, PeerId } from '@libp2p/interface'
 import type { HaveAnswer, HaveNote } from './chunk-exchange.ts'
-import { getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
+import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
 import type { HaveState } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
 import { downloadersOf, holderCount, pickNext, rendezvousHash } from './scheduling.ts'
@@ -101,6 +101,11 @@ export class Session {
   readonly manifest: Manifest
   readonly n: number
   readonly #local: Uint8Array
+  /**
+   * Chunks fetched ahead of any reader: each was counted as a cache miss when it arrived, so the
+   * first read of it counts nothing more; later reads are hits.
+   */
+  readonly #fetchedHere: Uint8Array
   localCount = 0
   scanned = false
   /** Settles (never rejects) when the scan of the local store is over; `scanned` says if it worked. */
@@ -137,6 +142,7 @@ export class Session {
     this.manifest = manifest
     this.n = manifest.cids.length
     this.#local = new Uint8Array(Math.ceil(this.n / 8))
+    this.#fetchedHere = new Uint8Array(this.#local.byteLength)
     const session = this
     this.#holdings = {
       self: host.self,
@@ -264,7 +270,8 @@ export class Session {
       try {
         const bytes = await blocks.readChunk(cid, { signal })
         if (!getBit(this.#local, index)) this.#markLocal(index, false)
-        metrics.hit()
+        if (getBit(this.#fetchedHere, index)) clearBit(this.#fetchedHere, index)
+        else metrics.hit()
         return bytes
       } catch (err) {
         if ((err as Error).name !== 'ChunkUnavailableError') throw err
@@ -272,7 +279,6 @@ export class Session {
         this.#unmarkLocal(index)
       }
     }
-    metrics.miss()
     while (true) {
       if (this.#closed != null) throw this.#closed
       const inflight = this.#inflight.get(index)
@@ -474,8 +480,11 @@ export class Session {
   }
 
   async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
-    // Readers get the verified bytes now.
-    for (const waiter of this.#waiters.get(index)?.splice(0) ?? []) waiter.resolve(bytes)
+    this.host.metrics.miss()
+    // Readers get the verified bytes now; with none yet, the first to come counts no hit.
+    const waiters = this.#waiters.get(index)?.splice(0) ?? []
+    if (waiters.length === 0) setBit(this.#fetchedHere, index)
+    for (const waiter of waiters) waiter.resolve(bytes)
     this.#waiters.delete(index)
     try {
       await this.host.blocks.putChunk(cid, bytes, { signal: this.host.signal, verified: true })
@@ -504,7 +513,7 @@ export class Session {
         this.host.markBad(peer)
       } else if (name === 'NotHeldError') {
         const state = this.#peers.get(peer)
-        if (state != null) state.bits[index >> 3] &= ~(0x80 >> (index & 7))
+        if (state != null) clearBit(state.bits, index)
       } else if (name !== 'AbortedError') {
         this.#log('fetch of chunk %d from %s failed - %e', index, peer, err)
         this.#excludeFor(index, peer)
@@ -539,7 +548,7 @@ export class Session {
 
   #unmarkLocal (index: number): void {
     if (!getBit(this.#local, index)) return
-    this.#local[index >> 3] &= ~(0x80 >> (index & 7))
+    clearBit(this.#local, index)
     this.localCount--
     if (this.complete) {
       this.complete = false
