@@ -81,9 +81,9 @@ await runBench(async cleanup => {
   const agents: BenchAgent[] = [await startAgent(cleanup, join(dir, 'agent-0'))]
   if (topology === 'star') {
     const seed = multiaddrOf(agents[0].agent)
-    // Ten at a time: fifty Node processes starting at once on two cores outlast any start timeout.
-    for (let i = 1; i < agentCount; i += 10) {
-      agents.push(...await Promise.all(Array.from({ length: Math.min(10, agentCount - i) }, async (_, k) =>
+    // Five at a time: fifty Node processes starting at once on two cores outlast any start timeout.
+    for (let i = 1; i < agentCount; i += 5) {
+      agents.push(...await Promise.all(Array.from({ length: Math.min(5, agentCount - i) }, async (_, k) =>
         await startAgent(cleanup, join(dir, `agent-${i + k}`), ['--bootstrap', seed]))))
     }
   } else {
@@ -93,9 +93,15 @@ await runBench(async cleanup => {
   // Peer exchange grows each agent's peer set from its one bootstrap address.
   const want = Math.min(PEER_TARGET, agentCount - 1)
   const ids = agents.map(a => peerIdOf(a.agent))
-  await waitFor(async () => (await Promise.all(agents.map(async a => (await agentStatus(a.url)).peers.length))).every(n => n >= want),
-    { timeoutMs: 120_000, intervalMs: 500, what: `every agent holding ${want} peers` })
-  log(`every agent holds >= ${want} peers after ${fmt((performance.now() - t0) / 1000, 1)} s; settling ${settleMs / 1000} s`)
+  try {
+    await waitFor(async () => (await Promise.all(agents.map(async a => (await agentStatus(a.url)).peers.length))).every(n => n >= want),
+      { timeoutMs: 120_000, intervalMs: 500, what: `every agent holding ${want} peers` })
+    log(`every agent holds >= ${want} peers after ${fmt((performance.now() - t0) / 1000, 1)} s; settling ${settleMs / 1000} s`)
+  } catch (err) {
+    // Reported, not fatal: the distribution below says how far from the target the mesh is.
+    const now = await Promise.all(agents.map(async a => (await agentStatus(a.url)).peers.length))
+    log(`${(err as Error).message}; degrees now: ${now.join(' ')}`)
+  }
   // Let the bootstrap agent shed its surplus and gossipsub's heartbeats build the mesh.
   await sleep(settleMs)
   const peerLists = await Promise.all(agents.map(async a => (await agentStatus(a.url)).peers))

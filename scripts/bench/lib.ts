@@ -195,7 +195,8 @@ export async function startAgent (cleanup: Cleanup, dataDir: string, args: strin
   if (extra != null && extra !== '') process.env.NODE_OPTIONS = `${saved ?? ''} ${extra}`.trim()
   let agent: SpawnedAgent
   try {
-    agent = await spawnAgent({ dataDir, args, timeoutMs: 60_000 })
+    // Many agents starting at once on a busy 2-core machine can need longer (BENCH_START_TIMEOUT_MS).
+    agent = await spawnAgent({ dataDir, args, timeoutMs: envInt('BENCH_START_TIMEOUT_MS', 60_000) })
   } finally {
     if (saved == null) delete process.env.NODE_OPTIONS
     else process.env.NODE_OPTIONS = saved

@@ -1,6 +1,8 @@
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
-import type { ComponentLogger, Connection, IdentifyResult, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, Connection, IdentifyResult, Libp2pEvents, Logger, PeerId, PeerInfo, PeerStore, Startable, Stream, StreamHandler, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   DEFAULT_MAX_PEERS, DEFAULT_PEER_ANNOUNCE_INTERVAL_MS, DEFAULT_PEER_TARGET, DEFAULT_REDIAL_MAX_MS, DEFAULT_REDIAL_MIN_MS,
@@ -36,9 +38,21 @@ export interface PeerExchangeComponents {
     getConnections: (peerId?: PeerId) => Connection[]
   }
   logger: ComponentLogger
+  registrar: {
+    handle: (protocol: string, handler: StreamHandler, options?: { maxInboundStreams?: number }) => Promise<void>
+    unhandle: (protocol: string) => Promise<void>
+  }
   /** The gossipsub service, registered under this name. */
   pubsub: GossipSub
 }
+
+/**
+ * Asked right after connecting while short of peers: the answer is up to SAMPLE_SIZE agents'
+ * addresses the answering agent knows (connected ones first). gossiped announcements reach a
+ * newcomer only through its one bootstrap peer's gossipsub mesh, which it may not be part of.
+ */
+export const PEER_SAMPLE_PROTOCOL = '/peerglance/peer-sample/1.0.0'
+const SAMPLE_SIZE = 16
 
 interface Announcement { addrs: string[] }
 interface Want { image: string, addrs: string[] }
@@ -140,6 +154,7 @@ export class PeerExchange implements Startable {
     this.onDiscovery = this.onDiscovery.bind(this)
     this.onIdentify = this.onIdentify.bind(this)
     this.onDisconnect = this.onDisconnect.bind(this)
+    this.onSampleRequest = this.onSampleRequest.bind(this)
   }
 
   isStarted (): boolean { return this.#running }
@@ -152,6 +167,7 @@ export class PeerExchange implements Startable {
     this.#components.events.addEventListener('peer:discovery', this.onDiscovery)
     this.#components.events.addEventListener('peer:identify', this.onIdentify)
     this.#components.events.addEventListener('peer:disconnect', this.onDisconnect)
+    await this.#components.registrar.handle(PEER_SAMPLE_PROTOCOL, this.onSampleRequest, { maxInboundStreams: 4 })
   }
 
   /** Services start together; gossipsub accepts subscriptions only once it has started, and we dial only once listening. */
@@ -180,6 +196,7 @@ export class PeerExchange implements Startable {
     events.removeEventListener('peer:discovery', this.onDiscovery)
     events.removeEventListener('peer:identify', this.onIdentify)
     events.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.#components.registrar.unhandle(PEER_SAMPLE_PROTOCOL).catch(() => {})
     const pubsub = this.#components.pubsub
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -281,10 +298,48 @@ export class PeerExchange implements Startable {
   }
 
   private onIdentify (evt: CustomEvent<IdentifyResult>): void {
-    const { peerId, listenAddrs, protocols } = evt.detail
+    const { peerId, listenAddrs, protocols, connection } = evt.detail
     // Only agents: a peer that does not gossip is no candidate.
     if (!protocols.some(p => p.startsWith('/meshsub/'))) return
     this.#learn(peerId, listenAddrs.filter(a => !isUnspecified(a)))
+    if (protocols.includes(PEER_SAMPLE_PROTOCOL) && this.#connected().size < this.#target) {
+      void this.#askSample(connection).catch(err => { this.#log('asking %p for peers failed - %e', peerId, err) })
+    }
+  }
+
+  async #askSample (connection: Connection): Promise<void> {
+    const signal = AbortSignal.any([this.#shutdown.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+    const stream = await connection.newStream(PEER_SAMPLE_PROTOCOL, { signal })
+    const lp = lpStream(stream, { maxDataLength: 16 * 1024 })
+    const addrs = JSON.parse(new TextDecoder().decode((await lp.read({ signal })).subarray())) as unknown
+    await stream.close({ signal }).catch(() => {})
+    if (!Array.isArray(addrs)) return
+    // A member's word for other members' addresses: dialling one that is not an agent of the mesh
+    // fails at the membership handshake, and we dial only while short of peers.
+    for (const text of addrs.slice(0, SAMPLE_SIZE)) {
+      try {
+        const addr = multiaddr(String(text))
+        const id = peerIdOf(addr)
+        if (id != null && this.#candidates.get(id) == null) this.#learn(peerIdFromString(id), [addr])
+      } catch {}
+    }
+    this.#maintain()
+  }
+
+  private async onSampleRequest (stream: Stream, connection: Connection): Promise<void> {
+    const connected = this.#connected()
+    const asker = connection.remotePeer.toString()
+    const known = [...this.#candidates].filter(([key, c]) => key !== asker && c.addrs.length > 0)
+    const sample = [...shuffle(known.filter(([key]) => connected.has(key))), ...shuffle(known.filter(([key]) => !connected.has(key)))]
+      .slice(0, SAMPLE_SIZE)
+      .map(([key, c]) => peerIdOf(c.addrs[0]) != null ? c.addrs[0].toString() : `${c.addrs[0].toString()}/p2p/${key}`)
+    try {
+      const lp = lpStream(stream)
+      await lp.write(new TextEncoder().encode(JSON.stringify(sample)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      await stream.close({ signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
   }
 
   private onSubscriptionChange (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void {
