@@ -231,8 +231,9 @@ export class PeerExchange implements Startable {
     wanted = Math.min(wanted, PARALLEL_DIALS - dialing)
     if (wanted <= 0) return
     const eligible = [...this.#candidates].filter(([key, c]) => !connected.has(key) && !c.dialing && c.nextTry <= now)
-    // Alone (a new agent, or one cut off), its bootstrap peers come first.
-    const order = connected.size === 0 ? [...shuffle(eligible.filter(([, c]) => c.bootstrap)), ...shuffle(eligible.filter(([, c]) => !c.bootstrap))] : shuffle(eligible)
+    // Bootstrap peers last: every agent was given the same few, and an agent they closed for
+    // having too many should find another rather than come straight back.
+    const order = [...shuffle(eligible.filter(([, c]) => !c.bootstrap)), ...shuffle(eligible.filter(([, c]) => c.bootstrap))]
     for (const [, candidate] of order.slice(0, wanted)) void this.#dial(candidate)
   }
 
