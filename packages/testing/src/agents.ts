@@ -57,7 +57,8 @@ export async function spawnAgent (opts: { dataDir: string, args?: string[], time
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
   const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`agent did not start in time: ${stderr}`)) }, opts.timeoutMs ?? 20_000)
+    // An agent that did not start in time is killed: nobody else holds its pid to stop it.
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`agent did not start in time: ${stderr}`)) }, opts.timeoutMs ?? 20_000)
     createInterface({ input: child.stdout! }).on('line', line => {
       let entry: Record<string, unknown>
       try { entry = JSON.parse(line) } catch { return }
