@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startAgent } from '@peerglance/testing'
-import type { TestAgent } from '@peerglance/testing'
+import { ACCESS_EXPECTED, ACCESS_STATES, startAgent } from '@peerglance/testing'
+import type { AccessState, TestAgent } from '@peerglance/testing'
 import { asProject, glance } from './client.ts'
 import type { Reply } from './client.ts'
 
@@ -18,61 +18,9 @@ const CALLERS = {
   admin: asProject('ops', 'admin,member,reader')
 }
 type Caller = keyof typeof CALLERS
-const STATES = ['private', 'sharedPending', 'sharedAccepted', 'sharedRejected', 'community', 'public'] as const
-type State = typeof STATES[number]
-
-/** [listed, show, download, update, delete, members] per caller. */
-type Row = [boolean, number, number, number, number, number]
-const OWNER_MEMBER_SHARED: Row = [true, 200, 200, 200, 204, 200]
-const OWNER_READER_SHARED: Row = [true, 200, 403, 403, 403, 200]
-const HIDDEN: Row = [false, 404, 404, 404, 404, 404]
-const EXPECTED: Record<State, Record<Caller, Row>> = {
-  private: {
-    ownerMember: [true, 200, 200, 200, 204, 403],
-    ownerReader: [true, 200, 403, 403, 403, 403],
-    memberProject: HIDDEN,
-    otherProject: HIDDEN,
-    admin: [true, 200, 200, 200, 204, 403]
-  },
-  // A member project sees and downloads a shared image whatever its member status (the database
-  // layer finds it, download_image allows it); only the listing waits for `accepted`.
-  sharedPending: {
-    ownerMember: OWNER_MEMBER_SHARED,
-    ownerReader: OWNER_READER_SHARED,
-    memberProject: [false, 200, 200, 403, 403, 200],
-    otherProject: HIDDEN,
-    admin: OWNER_MEMBER_SHARED
-  },
-  sharedAccepted: {
-    ownerMember: OWNER_MEMBER_SHARED,
-    ownerReader: OWNER_READER_SHARED,
-    memberProject: [true, 200, 200, 403, 403, 200],
-    otherProject: HIDDEN,
-    admin: OWNER_MEMBER_SHARED
-  },
-  sharedRejected: {
-    ownerMember: OWNER_MEMBER_SHARED,
-    ownerReader: OWNER_READER_SHARED,
-    memberProject: [false, 200, 200, 403, 403, 200],
-    otherProject: HIDDEN,
-    admin: OWNER_MEMBER_SHARED
-  },
-  // Community images are listed by default only to their owner, admins included.
-  community: {
-    ownerMember: [true, 200, 200, 200, 204, 403],
-    ownerReader: [true, 200, 403, 403, 403, 403],
-    memberProject: [false, 200, 200, 403, 403, 403],
-    otherProject: [false, 200, 200, 403, 403, 403],
-    admin: [false, 200, 200, 200, 204, 403]
-  },
-  public: {
-    ownerMember: [true, 200, 200, 200, 204, 403],
-    ownerReader: [true, 200, 403, 403, 403, 403],
-    memberProject: [true, 200, 200, 403, 403, 403],
-    otherProject: [true, 200, 200, 403, 403, 403],
-    admin: [true, 200, 200, 200, 204, 403]
-  }
-}
+const STATES = ACCESS_STATES
+type State = AccessState
+const EXPECTED = ACCESS_EXPECTED
 
 const DATA = Buffer.from('image bytes that only the allowed may read')
 const TITLES: Record<number, string> = { 403: '403 Forbidden', 404: '404 Not Found' }
