@@ -5,10 +5,10 @@ import { execFile, execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises'
 import { readFileSync, readdirSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { spawnAgent } from '@peerglance/testing'
+import { freePort, spawnAgent } from '@peerglance/testing'
 import type { SpawnedAgent } from '@peerglance/testing'
 
 export const MiB = 1024 * 1024
@@ -488,17 +488,6 @@ export async function startNodeServer (cleanup: Cleanup, source: string, args: s
 // ---------------------------------------------------------------------------------------------
 // nginx
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => { resolve(port) })
-    })
-  })
-}
-
 async function waitForPort (port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -590,3 +579,5 @@ http {
   await Promise.race([waitForPort(port, 10_000), exited.then(() => { throw new Error(`nginx exited at start; see ${join(prefixDir, 'error.log')}`) })])
   return { url: `http://127.0.0.1:${port}`, pid, cpu: () => processTreeCpu(pid), stop }
 }
+
+export { freePort }

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawnAgent, tmpDir } from '@peerglance/testing'
+import { freePort, spawnAgent, tmpDir } from '@peerglance/testing'
 import type { SpawnedAgent } from '@peerglance/testing'
 
 const BIN = fileURLToPath(new URL('../../packages/agent/bin/peerglance.js', import.meta.url))
@@ -91,10 +90,7 @@ describe('peerglance seed', () => {
   it('says when it cannot reach the agent', async () => {
     const file = join(dir, 'x.raw')
     await writeFile(file, 'x')
-    const server = createServer()
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    const { port } = server.address() as { port: number }
-    await new Promise(resolve => server.close(resolve))
+    const port = await freePort()
     const r = await peerglance('seed', file, '--url', `http://127.0.0.1:${port}`)
     expect(r.code).toBe(1)
     expect(r.stderr).toBe(`peerglance: cannot reach the agent at http://127.0.0.1:${port}: ECONNREFUSED\n`)

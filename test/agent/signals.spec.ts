@@ -1,11 +1,10 @@
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
-import { tmpDir } from '@peerglance/testing'
+import { freePort, tmpDir } from '@peerglance/testing'
 
 // However an operator starts the agent, SIGTERM to what they started stops every agent it began,
 // and no process is left holding a port.
@@ -30,14 +29,6 @@ async function agentPids (dataDir: string): Promise<number[]> {
   } catch {
     return [] // pgrep exits 1 when nothing matches
   }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise(resolve => server.close(resolve))
-  return port
 }
 
 async function answers (port: number): Promise<boolean> {

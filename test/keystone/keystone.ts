@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createServer } from 'node:net'
+import { freePort } from '@peerglance/testing'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/keystone.sh', import.meta.url))
 const KS_HOME = process.env.KS_HOME ?? '/var/tmp/peerglance-keystone'
@@ -73,17 +73,6 @@ export async function setImageEndpoint (url: string): Promise<void> {
   if (res.status !== 201) throw new Error(`endpoint: ${res.status} ${await res.text()}`)
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => { resolve(port) })
-    })
-  })
-}
-
 export interface ExtraKeystone {
   url: string
   stop: () => Promise<void>
@@ -126,3 +115,5 @@ export async function extraKeystone (dir: string, conf: string): Promise<ExtraKe
   await start()
   return { url, start, stop }
 }
+
+export { freePort }

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, stat } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
@@ -9,14 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { loadOrCreatePeerKey, PEER_KEY_FILE } from '../src/index.ts'
 import { cleanup, fullyConnected, readAll, seedImage, startAgent, stopAgent, until } from './fixtures.ts'
 import { cidOf } from '@peerglance/interface'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
+import { freePort } from '@peerglance/testing'
 
 
 describe('the mesh node', () => {

@@ -5,3 +5,4 @@ export { agentStatus, meshOf, multiaddrOf, peerIdOf, waitConnected, waitFor } fr
 export type { AgentStatusDocument, MeshOfOptions, TestMesh, WaitForOptions } from './mesh.ts'
 export { ACCESS_EXPECTED, ACCESS_STATES } from './access-matrix.ts'
 export type { AccessCaller, AccessRow, AccessState } from './access-matrix.ts'
+export { freePort } from './ports.ts'
