@@ -2,15 +2,15 @@
 # Installs the agent on this hypervisor, as root: the project into /opt/peerglance (production
 # dependencies only, with its own Node 24), a `peerglance` system user, the config in
 # /etc/peerglance (kept if present), and the systemd unit, enabled and started.
-#   sudo scripts/install-agent.sh            # from a checkout or an unpacked release
+#   sudo scripts/install-agent.sh            # from a checkout or an unpacked release (scripts/pack.sh)
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-agent.sh: run as root" >&2; exit 1; }
 src=$(cd "$(dirname "$0")/.." && pwd)
 dest=${PEERGLANCE_PREFIX:-/opt/peerglance}
+. "$src/scripts/lib/release-files.sh"
 
 mkdir -p "$dest"
-# The sources the agent runs, not the tests or benchmarks.
-tar -C "$src" --exclude=node_modules --exclude=test -cf - package.json package-lock.json README.md config packages | tar -C "$dest" -xf -
+release_tar "$src" | tar -C "$dest" -xf -
 (cd "$dest" && npm ci --omit=dev --no-audit --no-fund)
 
 getent passwd peerglance >/dev/null || useradd --system --home-dir /var/lib/peerglance --shell /usr/sbin/nologin peerglance

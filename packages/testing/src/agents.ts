@@ -45,10 +45,13 @@ export interface SpawnedAgent extends AsyncDisposable {
   kill: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
-/** The built `peerglance agent` command in a child process, as an operator runs it. */
-export async function spawnAgent (opts: { dataDir: string, args?: string[], timeoutMs?: number, apiListen?: string, prefix?: string[] }): Promise<SpawnedAgent> {
+/**
+ * The `peerglance agent` command in a child process, as an operator runs it: this checkout's, or
+ * another install's when `bin` names its Node and its `peerglance` script.
+ */
+export async function spawnAgent (opts: { dataDir: string, args?: string[], timeoutMs?: number, apiListen?: string, prefix?: string[], bin?: [node: string, peerglance: string] }): Promise<SpawnedAgent> {
   // `prefix` runs the agent through another command that execs it (`ip netns exec NS`), so the child is still the agent.
-  const command = [...opts.prefix ?? [], process.execPath, BIN, 'agent', '--data-dir', opts.dataDir, '--api-listen', opts.apiListen ?? '127.0.0.1:0', '--log-level', 'info', ...opts.args ?? []]
+  const command = [...opts.prefix ?? [], ...opts.bin ?? [process.execPath, BIN], 'agent', '--data-dir', opts.dataDir, '--api-listen', opts.apiListen ?? '127.0.0.1:0', '--log-level', 'info', ...opts.args ?? []]
   const child = spawn(command[0], command.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe']
   })
