@@ -13,7 +13,7 @@ import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import type { Holdings } from '@peerglance/image-cache'
 import { LevelMetadataStore, decodeManifest, encodeManifest } from '@peerglance/metadata-store'
-import { HoldingsExchange, Mesh, MetadataSync, PeerRecordSigner } from '@peerglance/mesh'
+import { HoldingsExchange, Mesh, MetadataSync, PeerRecordSigner, PrefetchOrders } from '@peerglance/mesh'
 import type { Authenticator, ImageReader, Manifest } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
@@ -45,6 +45,7 @@ export class Agent {
   readonly registry = new Registry()
   #sync: MetadataSync | undefined
   #holdings: HoldingsExchange | undefined
+  #orders: PrefetchOrders | undefined
   readonly #localHoldings: Holdings
   readonly #audit: AuditLog | undefined
   readonly #manifestFetches = new Map<string, Promise<Manifest | undefined>>()
@@ -165,7 +166,8 @@ export class Agent {
       manifest: async imageId => await this.metadata.getManifest(imageId),
       mesh: this.mesh,
       stateRoot: () => this.#sync?.stateRoot,
-      peerHoldings: async () => await this.#holdings?.askAll() ?? []
+      peerHoldings: async named => await this.#holdings?.askAll(named) ?? [],
+      orderPrefetch: async (imageId, agents) => { await this.#orders?.send({ image: imageId, agents }) }
     })
   }
 
@@ -236,6 +238,11 @@ export class Agent {
       this.#holdings = new HoldingsExchange(this.mesh.libp2p, async () => (await this.#localHoldings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
       await this.#holdings.start()
       started.push(this.#holdings)
+      this.#orders = new PrefetchOrders(this.mesh.libp2p, (imageId, from) => {
+        this.log.info({ imageId, from }, 'prefetch ordered')
+        this.cache.order(this.metadata.getImage(imageId), imageId)
+      })
+      this.#orders.start()
       const { host, port } = parseListen(this.config.api.listen)
       this.#url = await this.api.listen({ host, port })
       this.#status = 'started'
@@ -263,6 +270,7 @@ export class Agent {
     clearTimeout(timer)
     this.api.server.closeAllConnections()
     await closing
+    this.#orders?.stop()
     await this.#holdings?.stop()
     await this.#sync?.stop()
     await this.cache.stop()

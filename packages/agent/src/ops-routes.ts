@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
-import { ForbiddenError, ImageNotFoundError } from '@peerglance/interface'
+import { readJson } from '@peerglance/glance-api'
+import { ForbiddenError, ImageNotFoundError, ValidationError } from '@peerglance/interface'
 import type { Identity, ImageRecord, Manifest } from '@peerglance/interface'
 
 /** What the status document says about the mesh; absent when the agent runs alone. */
@@ -28,8 +29,10 @@ export interface OpsComponents {
   mesh?: MeshView
   /** Whether each part the API depends on is running (readiness, apart from /healthcheck's liveness). */
   readiness: () => Record<string, boolean>
-  /** What each connected peer says it holds (image id → share), for the coverage view. */
-  peerHoldings: () => Promise<Array<{ peer: string, images?: Record<string, number>, error?: string }>>
+  /** What the peers named, or else every connected peer, say they hold (image id → share), for the coverage view. */
+  peerHoldings: (named?: readonly string[]) => Promise<Array<{ peer: string, images?: Record<string, number>, error?: string }>>
+  /** Orders the agents named (peer ids, or 'all', this one included) to fetch the image now. */
+  orderPrefetch?: (imageId: string, agents: 'all' | string[]) => Promise<void>
   /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
   stateRoot?: () => string | undefined
   /** Who counts as an admin: the access policy's `context_is_admin`, so an operator's override holds here too. */
@@ -111,21 +114,42 @@ function routes (app: FastifyInstance, c: OpsComponents): void {
   })
 
 
-  // Each image's share on this agent and on every connected peer (as the peers say).
-  app.get('/peerglance/v1/coverage', async () => {
+  // Each image's share on this agent and on every connected peer, or on the peers named in
+  // `?agents=ID,ID` (as the peers say).
+  app.get<{ Querystring: { agents?: string } }>('/peerglance/v1/coverage', async request => {
+    const named = request.query.agents?.split(',').filter(id => id !== '')
+    if (named != null && named.length > MAX_NAMED_AGENTS) throw new ValidationError(`At most ${MAX_NAMED_AGENTS} agents may be named.`)
     const here: Record<string, number> = {}
     for (const image of c.images()) {
       if (image.status === 'deleted' || image.size == null) continue
       const manifest = await c.manifest(image.id)
       if (manifest != null) here[image.id] = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
     }
-    return { agents: [{ peer: c.mesh?.peerId ?? null, self: true, images: here }, ...await c.peerHoldings()] }
+    return { agents: [{ peer: c.mesh?.peerId ?? null, self: true, images: here }, ...await c.peerHoldings(named)] }
+  })
+
+  // `peerglance prefetch IMAGE --agents all|ID…`: the agents named fetch an active image now.
+  app.post('/peerglance/v1/prefetch', async (request, reply) => {
+    const { image_id: imageId, agents } = (await readJson(request) ?? {}) as Record<string, unknown>
+    if (typeof imageId !== 'string') throw new ValidationError('image_id must be a string.')
+    if (agents !== 'all' && !(Array.isArray(agents) && agents.length > 0 && agents.length <= MAX_NAMED_AGENTS && agents.every(a => typeof a === 'string' && a !== ''))) {
+      throw new ValidationError(`agents must be "all" or a list of 1 to ${MAX_NAMED_AGENTS} peer ids.`)
+    }
+    const image = [...c.images()].find(i => i.id === imageId && i.status !== 'deleted')
+    if (image == null) throw new ImageNotFoundError(`No image found with ID ${imageId}`)
+    if (image.status !== 'active') throw new ValidationError('Only images with status active can be targeted for queueing')
+    if (c.orderPrefetch == null) throw new ValidationError('This agent runs without a mesh: there are no other agents to order.')
+    await c.orderPrefetch(imageId, agents as 'all' | string[])
+    return await reply.code(202).send({ image_id: imageId, agents })
   })
 
   app.get('/metrics', async (_request, reply) => {
     return await reply.type(c.registry.contentType).send(await c.registry.metrics())
   })
 }
+
+/** Bounds what one request may name (and so how many peers one request dials). */
+const MAX_NAMED_AGENTS = 1000
 
 async function cacheView (cache: OpsComponents['cache']): Promise<Record<string, number>> {
   const { used, max, free } = await cache.usage()

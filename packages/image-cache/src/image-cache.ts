@@ -50,6 +50,10 @@ const DEFAULTS = {
   sweepIntervalMs: 30_000
 }
 
+/** How long an order for an image whose record has not arrived yet is kept; metadata takes seconds. */
+const EXPECT_MS = 60_000
+const MAX_EXPECTED = 1000
+
 /**
  * The images this agent keeps for its hypervisor. Above the high watermark it evicts the least
  * recently read images, never a pinned one, an image being read, or one whose complete copies on
@@ -63,6 +67,8 @@ export class LruImageCache implements ImageCache, Startable {
   readonly #init: Required<Omit<ImageCacheInit, 'maxBytes'>> & { maxBytes: number | null }
   readonly #state: CacheState
   readonly #queue: string[] = []
+  /** Images ordered here before their record arrived: image id → until when the order holds. */
+  readonly #expected = new Map<string, number>()
   readonly #readers = new Map<string, number>()
   #prefetching: { imageId: string, abort: AbortController } | undefined
   #sweeping: Promise<void> | undefined
@@ -136,9 +142,25 @@ export class LruImageCache implements ImageCache, Startable {
     this.#dequeue(imageId)
   }
 
-  /** An image record changed: prefetch it if it carries a tag the operator named. */
+  /**
+   * Another agent's operator ordered this image here (`peerglance prefetch --agents`): queue it
+   * now if its record says it is active, or when the record arrives within `withinMs`.
+   */
+  order (image: { id: string, status: string } | undefined, id: string, withinMs = EXPECT_MS): void {
+    if (image?.status === 'active') { this.queue(id); return }
+    if (this.#expected.size >= MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!)
+    this.#expected.set(id, Date.now() + withinMs)
+  }
+
+  /** An image record changed: prefetch it if it was ordered here or carries a tag the operator named. */
   imageChanged (image: { id: string, status: string, tags: readonly string[] }): void {
-    if (image.status !== 'active' || this.#init.prefetchTags.length === 0) return
+    if (image.status !== 'active') return
+    const until = this.#expected.get(image.id)
+    if (until != null) {
+      this.#expected.delete(image.id)
+      if (until >= Date.now()) { this.queue(image.id); return }
+    }
+    if (this.#init.prefetchTags.length === 0) return
     if (!image.tags.some(t => this.#init.prefetchTags.includes(t))) return
     if ((this.#state.entries.get(image.id)?.lastModified ?? 0) > 0) return
     this.queue(image.id)

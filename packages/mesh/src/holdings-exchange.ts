@@ -1,3 +1,4 @@
+import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 
@@ -50,12 +51,18 @@ export class HoldingsExchange {
     }
   }
 
-  /** Every connected peer's holdings, asked a few at a time; a peer that fails says why. */
-  async askAll (): Promise<PeerHoldings[]> {
-    const peers = this.#libp2p.getPeers()
+  /**
+   * The holdings of the peers named (dialled if need be), or of every connected peer, asked a few
+   * at a time; a peer that fails or cannot be named says why.
+   */
+  async askAll (named?: readonly string[]): Promise<PeerHoldings[]> {
+    const self = this.#libp2p.peerId.toString()
+    const peers: Array<PeerId | PeerHoldings> = named == null
+      ? this.#libp2p.getPeers()
+      : named.filter(id => id !== self).map(id => { try { return peerIdFromString(id) } catch { return { peer: id, error: 'not a peer id' } } })
     const out: PeerHoldings[] = []
     for (let i = 0; i < peers.length; i += PEERS_AT_ONCE) {
-      out.push(...await Promise.all(peers.slice(i, i + PEERS_AT_ONCE).map(async peer => await this.#ask(peer))))
+      out.push(...await Promise.all(peers.slice(i, i + PEERS_AT_ONCE).map(async peer => 'peer' in peer ? peer : await this.#ask(peer))))
     }
     return out
   }

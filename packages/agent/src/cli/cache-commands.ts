@@ -8,12 +8,16 @@ const COMMON = `  --url URL   the agent's API (default: ${DEFAULT_URL}; or OS_IM
   --json      print the result as JSON
   -h, --help  show this help`
 
-export const PREFETCH_USAGE = `Usage: peerglance prefetch IMAGE_ID [--timeout SECONDS] [--url URL] [--json]
+export const PREFETCH_USAGE = `Usage: peerglance prefetch IMAGE_ID [--agents all|PEER_ID[,PEER_ID…]]... [--timeout SECONDS] [--url URL] [--json]
 
 Has the agent fetch the whole image through the mesh now (Glance's cache-queue), and shows its
-progress until every chunk is here.
+progress until every chunk is here. With --agents, orders those agents instead (this one too when
+named, or with 'all'), and shows each one's progress until all of them hold the whole image.
+With 'all' the order reaches every agent; the progress shown is that of this agent and its
+connected peers.
 
 Options:
+  --agents all|IDS   the agents that fetch it: 'all', or peer ids (repeatable, or comma-separated)
   --timeout SECONDS  give up waiting after this long (default 3600); the fetch goes on
 ${COMMON}`
 
@@ -32,12 +36,12 @@ among the mesh's last copies (cache.minReplicas) or pinned.
 Options:
 ${COMMON}`
 
-interface Parsed { id: string, client: ApiClient, json: boolean, timeoutMs: number }
+interface Parsed { id: string, client: ApiClient, json: boolean, timeoutMs: number, agents?: 'all' | string[] }
 
 function parse (argv: string[], io: CommandIo, usage: string): Parsed | undefined {
   let parsed
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { url: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { url: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, agents: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } } })
   } catch (err) {
     throw new CommandError(`${(err as Error).message}\n\n${usage}`, 2)
   }
@@ -46,7 +50,12 @@ function parse (argv: string[], io: CommandIo, usage: string): Parsed | undefine
   if (positionals.length !== 1) throw new CommandError(`expected one IMAGE_ID\n\n${usage}`, 2)
   const timeout = Number(values.timeout ?? 3600)
   if (!Number.isFinite(timeout) || timeout <= 0) throw new CommandError(`--timeout wants a number of seconds, got '${values.timeout}'`, 2)
+  if (values.agents != null && usage !== PREFETCH_USAGE) throw new CommandError(`--agents is for prefetch only\n\n${usage}`, 2)
+  const named = values.agents?.flatMap(a => a.split(',')).map(a => a.trim()).filter(a => a !== '')
+  if (named != null && named.length === 0) throw new CommandError(`--agents wants 'all' or peer ids\n\n${usage}`, 2)
+  if (named?.includes('all') === true && named.length > 1) throw new CommandError(`--agents: 'all' stands alone\n\n${usage}`, 2)
   return {
+    agents: named?.[0] === 'all' ? 'all' : named,
     id: positionals[0]!,
     client: new ApiClient({ url: values.url ?? io.env.OS_IMAGE_URL ?? DEFAULT_URL, token: io.env.OS_AUTH_TOKEN }),
     json: values.json === true,
@@ -66,6 +75,7 @@ async function imageStatus (client: ApiClient, id: string): Promise<StatusImage>
 export async function prefetchCommand (argv: string[], io: CommandIo): Promise<number> {
   const p = parse(argv, io, PREFETCH_USAGE)
   if (p == null) return 0
+  if (p.agents != null) return await prefetchOn(p, p.agents, io)
   await p.client.request('PUT', `/v2/cache/${p.id}`)
   const started = Date.now()
   const tty = io.stderr.isTTY === true
@@ -80,6 +90,41 @@ export async function prefetchCommand (argv: string[], io: CommandIo): Promise<n
   const seconds = (Date.now() - started) / 1000
   io.stdout.write(p.json ? `${JSON.stringify({ id: p.id, size: image.size, localShare: 1, seconds })}\n` : `image ${p.id}: all ${formatBytes(image.size ?? 0)} here (${seconds.toFixed(1)} s)\n`)
   return 0
+}
+
+interface Coverage { agents: Array<{ peer: string | null, self?: boolean, images?: Record<string, number>, error?: string }> }
+
+/** `prefetch --agents`: order the agents, then follow each one's share until all hold it whole. */
+async function prefetchOn (p: Parsed, agents: 'all' | string[], io: CommandIo): Promise<number> {
+  await p.client.json('POST', '/peerglance/v1/prefetch', { image_id: p.id, agents })
+  const started = Date.now()
+  const tty = io.stderr.isTTY === true
+  const query = agents === 'all' ? '' : `?agents=${agents.map(encodeURIComponent).join(',')}`
+  for (;;) {
+    const { agents: rows } = await p.client.json<Coverage>('GET', `/peerglance/v1/coverage${query}`)
+    const shares = new Map<string, number | undefined>()
+    for (const row of rows) {
+      const peer = row.peer ?? 'this agent'
+      if (agents !== 'all' && !agents.includes(peer)) continue
+      shares.set(peer, row.error == null ? row.images?.[p.id] ?? 0 : undefined)
+    }
+    if (agents !== 'all') for (const peer of agents) if (!shares.has(peer)) shares.set(peer, undefined)
+    const done = [...shares.values()].filter(s => s === 1).length
+    if (done === shares.size) {
+      if (tty) io.stderr.write('\n')
+      const seconds = (Date.now() - started) / 1000
+      io.stdout.write(p.json
+        ? `${JSON.stringify({ id: p.id, agents: Object.fromEntries(shares), seconds })}\n`
+        : `image ${p.id}: whole on ${done} agent${done === 1 ? '' : 's'} (${seconds.toFixed(1)} s)\n`)
+      return 0
+    }
+    if (Date.now() - started > p.timeoutMs) {
+      const behind = [...shares].filter(([, s]) => s !== 1).map(([peer, s]) => `${peer} ${s == null ? 'unreachable' : `${Math.round(s * 100)} %`}`)
+      throw new CommandError(`image ${p.id}: not whole after ${p.timeoutMs / 1000} s on ${behind.join(', ')}; the agents keep fetching`)
+    }
+    if (tty) io.stderr.write(`\r${p.id} whole on ${done} of ${shares.size} agents `)
+    await new Promise(resolve => setTimeout(resolve, 1000))
+  }
 }
 
 export function pinCommand (pinned: boolean) {
