@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
 import { FsChunkStore } from '@peerglance/chunk-store'
-import { Mesh } from '@peerglance/mesh'
+import { createMesh } from '@peerglance/mesh'
 import { child, children, commands, cpuSec, fmt, GiB, machineBusy, median, MiB, peakRssMiB, reply, seedChunks } from './p2p-lib.ts'
 import type { Child } from './p2p-lib.ts'
 
@@ -76,7 +76,7 @@ async function seedRole (dir: string, mib: number, variant: Variant): Promise<vo
   await store.start()
   const manifestFile = join(dir, 'manifest.json')
   await seedChunks(store, manifestFile, mib)
-  const mesh = new Mesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, noiseCrypto: spec.noise })
+  const mesh = await createMesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, noiseCrypto: spec.noise })
   await mesh.start()
   reply({ ready: true, addr: mesh.multiaddrs[0], manifestFile })
   await commands(async () => {})
@@ -109,7 +109,7 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as Manifest
   const store = spec.base === 'swarm+fs' ? new FsChunkStore({ dir: join(dir, 'chunks') }) : undefined
   await store?.start()
-  const mesh = new Mesh({ chunks: store ?? discardingBlocks(), getManifestBytes: async () => undefined }, {
+  const mesh = await createMesh({ chunks: store ?? discardingBlocks(), getManifestBytes: async () => undefined }, {
     dataDir: dir,
     bootstrap: [seedAddr],
     noiseCrypto: spec.noise,

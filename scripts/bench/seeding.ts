@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Manifest } from '@peerglance/interface'
 import { FsChunkStore } from '@peerglance/chunk-store'
-import { Mesh } from '@peerglance/mesh'
+import { createMesh } from '@peerglance/mesh'
 import { child, children, commands, cpuSec, fmt, machineBusy, median, MiB, peakRssMiB, reply, seedChunks } from './p2p-lib.ts'
 import type { Child } from './p2p-lib.ts'
 
@@ -41,7 +41,7 @@ async function seedRole (dir: string, mib: number, file: string): Promise<void> 
     }
     await new Promise<void>(resolve => out.end(() => { resolve() }))
   }
-  const mesh = new Mesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir })
+  const mesh = await createMesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir })
   await mesh.start()
   reply({ ready: true, addr: mesh.multiaddrs[0], manifestFile })
   await commands(async cmd => {
@@ -55,7 +55,7 @@ async function downloaderRole (dir: string, seedAddr: string, manifestFile: stri
   const manifest = JSON.parse(await (await import('node:fs/promises')).readFile(manifestFile, 'utf8')) as Manifest
   const store = new FsChunkStore({ dir: join(dir, 'chunks') })
   await store.start()
-  const mesh = new Mesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, bootstrap: [seedAddr] })
+  const mesh = await createMesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, bootstrap: [seedAddr] })
   await mesh.start()
   reply({ ready: true, peerId: mesh.peerId })
   await commands(async cmd => {

@@ -1,5 +1,7 @@
 import { AGENT_USAGE, ConfigError, loadConfig, parseAgentArgs } from '@peerglance/config'
 import { PolicySyntaxError } from '@peerglance/glance-domain'
+import type { AgentConfig } from '@peerglance/config'
+import type { Logger } from 'pino'
 import type { Agent } from './create-agent.ts'
 import { CommandError } from './cli/io.ts'
 import type { CommandIo } from './cli/io.ts'
@@ -56,6 +58,8 @@ async function main (argv: string[]): Promise<number> {
     process.stderr.write(`peerglance: unknown command '${command}' (try: peerglance --help)\n`)
     return 2
   }
+  let config: AgentConfig
+  let log: Logger | undefined
   let agent: Agent
   try {
     const args = parseAgentArgs(rest)
@@ -63,14 +67,20 @@ async function main (argv: string[]): Promise<number> {
       process.stdout.write(`${AGENT_USAGE}\n`)
       return 0
     }
+    config = loadConfig({ file: args.configFile, overrides: args.overrides })
     // Loaded here, not at the top: the operator commands need none of libp2p, LevelDB or fastify.
-    const { Agent } = await import('./create-agent.ts')
-    agent = new Agent(loadConfig({ file: args.configFile, overrides: args.overrides }))
+    const [{ createAgent }, { createLogger }] = await Promise.all([import('./create-agent.ts'), import('./logger.ts')])
+    log = createLogger(config.log)
+    agent = await createAgent(config, { logger: log })
   } catch (err) {
     // A policy rule that does not parse is as much a configuration mistake as a bad option.
-    if ((err as Error).name !== ConfigError.name && (err as Error).name !== PolicySyntaxError.name) throw err
-    process.stderr.write(`peerglance: ${(err as Error).message}\n`)
-    return 2
+    if ((err as Error).name === ConfigError.name || (err as Error).name === PolicySyntaxError.name) {
+      process.stderr.write(`peerglance: ${(err as Error).message}\n`)
+      return 2
+    }
+    if (log == null) throw err
+    log.fatal({ err }, 'agent failed to start')
+    return 1
   }
 
   let stopping = false

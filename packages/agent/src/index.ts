@@ -1,3 +1,3 @@
-export { Agent } from './create-agent.ts'
-export type { AgentOverrides, AgentStatus } from './create-agent.ts'
+export { Agent, createAgent } from './create-agent.ts'
+export type { AgentOverrides, AgentParts, AgentStatus } from './create-agent.ts'
 export { createLogger } from './logger.ts'

@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises'
 import type { FsChunkStore } from '@peerglance/chunk-store'
 import type { Holdings } from '@peerglance/image-cache'
-import type { Manifest } from '@peerglance/interface'
+import type { ManifestSource } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { Mesh } from '@peerglance/mesh'
 
@@ -9,8 +9,8 @@ export interface LocalHoldingsComponents {
   metadata: LevelMetadataStore
   chunks: FsChunkStore
   mesh: Mesh
-  /** The image's manifest, fetched from peers when this agent has never held it. */
-  manifest: (imageId: string) => Promise<Manifest | undefined>
+  /** Each image's manifest, fetched from peers when this agent has never held it. */
+  manifests: ManifestSource
   /** Where the chunk files live, for the file system's free space. */
   dataDir: string
 }
@@ -33,7 +33,7 @@ export function localHoldings (c: LocalHoldingsComponents): Holdings {
       return manifest == null ? 0 : await c.mesh.completeCopies(manifest, { enough })
     },
     async fetch (imageId, signal) {
-      const manifest = await c.manifest(imageId)
+      const manifest = await c.manifests.fetch(imageId)
       if (manifest == null || manifest.size === 0) return
       // Reading the whole image through the mesh keeps every chunk it fetches.
       for await (const _ of c.mesh.reader.read(imageId, manifest, 0, manifest.size - 1, { signal })) { /* kept by the swarm */ }

@@ -3,7 +3,7 @@ import {
   ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageNotFoundError, ImageTooLargeError, InvalidStatusTransitionError,
   NotFoundError, ValidationError
 } from '@peerglance/interface'
-import type { AbortOptions, ChunkStore, Identity, ImageCache, ImageReader, ImageRecord, IngestResult, Manifest, MetadataStore, TaskRecord } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, Identity, ImageCache, ImageReader, ImageRecord, IngestResult, Manifest, ManifestSource, MetadataStore, TaskRecord } from '@peerglance/interface'
 import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
 import type { ImageService } from './image-service.ts'
 import { HAS_SERVABLE_DATA, transition } from './status.ts'
@@ -26,11 +26,6 @@ const HASH_ALGO = 'sha512'
  * same `saving` image.
  */
 const WORKER_PROPERTY = 'os_glance_stage_host'
-
-/** Where the manifest of an image uploaded elsewhere comes from: peers, in a mesh. */
-export interface ManifestSource {
-  fetch (imageId: string, opts?: AbortOptions): Promise<Manifest | undefined>
-}
 
 /**
  * The data side of an image: upload (`PUT /file`), stage + import (glance-direct), download and

@@ -1,5 +1,5 @@
 import { StorageFullError } from '@peerglance/interface'
-import type { CacheClearTarget, CachedImage, ImageCache, Logger, Startable } from '@peerglance/interface'
+import type { AbortOptions, CacheClearTarget, CachedImage, ImageCache, ImageReader, Logger, Manifest, Startable } from '@peerglance/interface'
 import { CacheState } from './cache-state.ts'
 import { bytesToFree, evictionOrder } from './eviction.ts'
 import type { Candidate } from './eviction.ts'
@@ -74,8 +74,8 @@ export class LruImageCache implements ImageCache, Startable {
   #sweeping: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
   #running = false
-  /** Running totals, for metrics and the status document. */
-  readonly stats = { evictions: 0, evictedBytes: 0 }
+  /** Running totals, for metrics and the status document; `servedBytes`: image bytes sent to clients. */
+  readonly stats = { evictions: 0, evictedBytes: 0, servedBytes: 0 }
 
   constructor (components: ImageCacheComponents, init: ImageCacheInit) {
     this.#c = components
@@ -103,8 +103,29 @@ export class LruImageCache implements ImageCache, Startable {
 
   // ---- events from the agent ----
 
+  /**
+   * `inner` as the API's downloads read it: an image being read is not evicted meanwhile (least
+   * recently read goes first), one read whole here becomes a cache entry, the bytes are counted.
+   */
+  reader (inner: ImageReader): ImageReader {
+    return { read: (imageId, manifest, start, end, opts) => this.#read(inner, imageId, manifest, start, end, opts) }
+  }
+
+  async * #read (inner: ImageReader, imageId: string, manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncGenerator<Uint8Array> {
+    const done = this.#reading(imageId)
+    try {
+      for await (const part of inner.read(imageId, manifest, start, end, opts)) {
+        this.stats.servedBytes += part.byteLength
+        yield part
+      }
+      if (start === 0 && end === manifest.size - 1) this.#complete(imageId)
+    } finally {
+      done()
+    }
+  }
+
   /** A download of the image starts here; call the returned function when it ends. */
-  reading (imageId: string): () => void {
+  #reading (imageId: string): () => void {
     const e = this.#state.entry(imageId)
     e.hits++
     e.lastAccessed = Date.now()
@@ -123,7 +144,7 @@ export class LruImageCache implements ImageCache, Startable {
    * A download read the whole image here: it is a cache entry now (as a Glance API node caches
    * what it serves). An image only uploaded here is the mesh's copy, not a cache entry.
    */
-  complete (imageId: string): void {
+  #complete (imageId: string): void {
     this.#listed(imageId)
     void this.sweep()
   }

@@ -23,6 +23,31 @@ export interface MetadataStore {
   isReferenced (cid: string): Promise<boolean>
 }
 
+/**
+ * The manifest of an image, wherever it is: this agent's copy, or one fetched from peers (in a
+ * mesh) and kept. Undefined when the image names no manifest.
+ */
+export interface ManifestSource {
+  fetch (imageId: string, opts?: AbortOptions): Promise<Manifest | undefined>
+}
+
+/**
+ * The manifests this agent keeps, as agents exchange them: canonical bytes, content-addressed by
+ * the CID each image's replicated record names.
+ */
+export interface ManifestBook {
+  getManifest (imageId: string): Promise<Manifest | undefined>
+  /** The CID of the manifest the image names, known before the manifest itself is here. */
+  manifestCidOf (imageId: string): string | null
+  /** The canonical bytes of the manifest held here (what peers are sent). */
+  manifestBytes (imageId: string): Promise<Uint8Array | undefined>
+  /**
+   * Decodes manifest bytes a peer sent (checked against `manifestCidOf` by the caller) and keeps
+   * them while the image still names that manifest.
+   */
+  manifestArrived (imageId: string, bytes: Uint8Array): Promise<Manifest>
+}
+
 /** What one pass over an upload stream produced: its chunks and the whole-image digests. */
 export interface IngestResult {
   size: number

@@ -135,6 +135,11 @@ export class ChunkExchange implements Startable {
     this.#server = new ExchangeServer(components, this.#log, () => this.#running)
   }
 
+  /** Who answers peers' HAVE requests and hears their ANNOUNCEs (the swarm, made after the exchange). */
+  answerHavesWith (haves: HaveHandler): void {
+    this.#components.haves = haves
+  }
+
   /** What the server side did, for tests and logs. */
   get stats (): ExchangeStats { return this.#server.stats }
 

@@ -8,7 +8,6 @@ import type { ChunkExchangeInit } from './chunk-exchange.ts'
 import { equalBytes, sha256 } from './bytes.ts'
 import { getBit, HAVE_NONE } from './framing.ts'
 import type { HaveState } from './framing.ts'
-import { NotStartedError } from './errors.ts'
 import { pinoComponentLogger } from './logger.ts'
 import type { PinoLike } from './logger.ts'
 import { MeshMetrics } from './metrics.ts'
@@ -53,53 +52,87 @@ const MANIFEST_RACE = 3
 const DEFAULT_MANIFEST_TIMEOUT_MS = 5_000
 
 /**
+ * The mesh's parts, built in dependency order and not started: the libp2p node (its peer key
+ * is read, or made, now), the chunk exchange on it, and the read-through swarm over the exchange.
+ */
+export async function createMesh (components: MeshComponents, init: MeshInit = {}): Promise<Mesh> {
+  const logger = components.logger != null ? pinoComponentLogger(components.logger) : defaultLogger()
+  const getManifestBytes = components.getManifestBytes
+  const libp2p = await createMeshNode({ ...init, holds: async id => await getManifestBytes(id) != null })
+  const metrics = new MeshMetrics({ registry: components.registry, connectedPeers: () => libp2p.getPeers().length })
+  const exchange = new ChunkExchange({
+    network: libp2p,
+    blocks: components.chunks,
+    getManifestBytes,
+    traffic: { sent: (_peer, bytes) => { metrics.sent(bytes) }, received: (_peer, bytes) => { metrics.received(bytes) } },
+    logger
+  }, init)
+  const swarm = new Swarm({
+    blocks: components.chunks,
+    local: components.local,
+    exchange,
+    peerId: libp2p.peerId,
+    events: libp2p,
+    connectedPeers: () => libp2p.getPeers(),
+    metrics,
+    logger
+  }, init)
+  // The swarm answers peers' HAVE requests and hears their ANNOUNCEs: who holds what.
+  exchange.answerHavesWith(swarm)
+  return new Mesh({ libp2p, exchange, swarm, metrics, logger, pino: components.logger }, init)
+}
+
+export interface MeshParts {
+  libp2p: MeshLibp2p
+  exchange: ChunkExchange
+  swarm: Swarm
+  metrics: MeshMetrics
+  logger: ComponentLogger
+  /** For the info log: peers connecting and leaving, the mesh started. */
+  pino?: PinoLike
+}
+
+/**
  * The agent's peer-to-peer side in one object: the libp2p node, the chunk exchange and the
- * read-through swarm. Construction does no I/O; `start()` loads the peer key, listens, dials the
- * bootstrap peers and begins answering peers. `reader` can be handed out before start.
+ * read-through swarm (made by `createMesh`). `start()` listens, dials the bootstrap peers and
+ * begins answering peers.
  */
 export class Mesh implements Startable {
   readonly [Symbol.toStringTag] = '@peerglance/mesh'
   readonly metrics: MeshMetrics
+  /** The libp2p node; other services (metadata sync) register protocols and topics on it. */
+  readonly libp2p: MeshLibp2p
+  readonly exchange: ChunkExchange
   /** Streams images through the swarm; fails with ShuttingDownError while the mesh is not running. */
   readonly reader: ImageReader
-  readonly #components: MeshComponents
+  readonly #swarm: Swarm
   readonly #init: MeshInit
-  readonly #componentLogger: ComponentLogger
+  readonly #pino: PinoLike | undefined
   readonly #log: Logger
-  #libp2p: MeshLibp2p | undefined
-  #exchange: ChunkExchange | undefined
-  #swarm: Swarm | undefined
   #status: Status = 'stopped'
   #lifecycle: Promise<void> = Promise.resolve()
 
-  constructor (components: MeshComponents, init: MeshInit = {}) {
-    this.#components = components
+  constructor (parts: MeshParts, init: MeshInit = {}) {
+    this.libp2p = parts.libp2p
+    this.exchange = parts.exchange
+    this.#swarm = parts.swarm
+    this.metrics = parts.metrics
     this.#init = init
-    this.#componentLogger = components.logger != null ? pinoComponentLogger(components.logger) : defaultLogger()
-    this.#log = this.#componentLogger.forComponent('peerglance:mesh')
-    this.metrics = new MeshMetrics({ registry: components.registry })
-    this.metrics.setConnectedPeers(() => this.#libp2p?.getPeers().length ?? 0)
+    this.#pino = parts.pino
+    this.#log = parts.logger.forComponent('peerglance:mesh')
     this.reader = {
       read: (imageId, manifest, start, end, opts) => this.swarm.read(imageId, manifest, start, end, opts)
     }
+    // Operators want to see the mesh form and break up in the info log; libp2p's own log is far chattier.
+    this.libp2p.addEventListener('peer:connect', event => { this.#pino?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer connected') })
+    this.libp2p.addEventListener('peer:disconnect', event => { this.#pino?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer disconnected') })
   }
 
   get status (): Status { return this.#status }
 
-  /** The libp2p node; other services (metadata sync) register protocols and topics on it. */
-  get libp2p (): MeshLibp2p {
-    if (this.#libp2p == null) throw new NotStartedError('the mesh has not started')
-    return this.#libp2p
-  }
-
   get swarm (): Swarm {
-    if (this.#swarm == null || this.#status !== 'started') throw new ShuttingDownError('The peer-to-peer mesh is not running.')
+    if (this.#status !== 'started') throw new ShuttingDownError('The peer-to-peer mesh is not running.')
     return this.#swarm
-  }
-
-  get exchange (): ChunkExchange {
-    if (this.#exchange == null) throw new NotStartedError('the mesh has not started')
-    return this.#exchange
   }
 
   get peerId (): string {
@@ -112,7 +145,7 @@ export class Mesh implements Startable {
   }
 
   connectedPeers (): string[] {
-    return this.#libp2p?.getPeers().map(p => p.toString()) ?? []
+    return this.libp2p.getPeers().map(p => p.toString())
   }
 
   async start (): Promise<void> {
@@ -120,7 +153,9 @@ export class Mesh implements Startable {
       if (this.#status === 'started') return
       this.#status = 'starting'
       try {
-        await this.#start()
+        await this.libp2p.start()
+        await this.exchange.start()
+        await this.#swarm.start()
         this.#status = 'started'
       } catch (err) {
         await this.#teardown()
@@ -129,47 +164,7 @@ export class Mesh implements Startable {
       }
     })
     this.#log('mesh started as %s on %s', this.peerId, this.multiaddrs.join(' '))
-    this.#components.logger?.info({ component: 'mesh', peer: this.peerId, multiaddrs: this.multiaddrs }, 'mesh started')
-  }
-
-  async #start (): Promise<void> {
-    const getManifest = this.#components.getManifestBytes
-    const libp2p = await createMeshNode({ ...this.#init, logger: this.#init.logger, holds: async id => await getManifest(id) != null })
-    this.#libp2p = libp2p
-    const traffic = {
-      sent: (_peer: string, bytes: number) => { this.metrics.sent(bytes) },
-      received: (_peer: string, bytes: number) => { this.metrics.received(bytes) }
-    }
-    let swarm: Swarm | undefined
-    const exchange = new ChunkExchange({
-      network: libp2p,
-      blocks: this.#components.chunks,
-      getManifestBytes: this.#components.getManifestBytes,
-      haves: {
-        asked: (peer, key, note) => swarm?.asked(peer, key, note) ?? { state: 0 },
-        announced: (peer, key, note) => { swarm?.announced(peer, key, note) }
-      },
-      traffic,
-      logger: this.#componentLogger
-    }, this.#init)
-    swarm = new Swarm({
-      blocks: this.#components.chunks,
-      local: this.#components.local,
-      exchange,
-      peerId: libp2p.peerId,
-      events: libp2p,
-      connectedPeers: () => libp2p.getPeers(),
-      metrics: this.metrics,
-      logger: this.#componentLogger
-    }, this.#init)
-    this.#exchange = exchange
-    this.#swarm = swarm
-    // Operators want to see the mesh form and break up in the info log; libp2p's own log is far chattier.
-    libp2p.addEventListener('peer:connect', event => { this.#components.logger?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer connected') })
-    libp2p.addEventListener('peer:disconnect', event => { this.#components.logger?.info({ component: 'mesh', peer: event.detail.toString() }, 'peer disconnected') })
-    await libp2p.start()
-    await exchange.start()
-    await swarm.start()
+    this.#pino?.info({ component: 'mesh', peer: this.peerId, multiaddrs: this.multiaddrs }, 'mesh started')
   }
 
   async stop (): Promise<void> {
@@ -182,10 +177,10 @@ export class Mesh implements Startable {
   }
 
   async #teardown (): Promise<void> {
-    await this.#swarm?.stop().catch(err => { this.#log.error('swarm stop failed - %e', err) })
-    await this.#exchange?.stop().catch(err => { this.#log.error('exchange stop failed - %e', err) })
+    await this.#swarm.stop().catch(err => { this.#log.error('swarm stop failed - %e', err) })
+    await this.exchange.stop().catch(err => { this.#log.error('exchange stop failed - %e', err) })
     try {
-      await this.#libp2p?.stop()
+      await this.libp2p.stop()
     } catch (err) {
       this.#log.error('libp2p stop failed - %e', err)
     }
@@ -194,7 +189,7 @@ export class Mesh implements Startable {
   /** Stops any download of the image (it was deleted here). */
   async forgetImage (imageId: string): Promise<void> {
     if (this.#status !== 'started') return
-    await this.#swarm?.abandon(imageId)
+    await this.#swarm.abandon(imageId)
   }
 
   /**

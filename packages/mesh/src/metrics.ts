@@ -20,13 +20,11 @@ export class MeshMetrics {
   readonly chunkFetchSeconds: Histogram
   readonly connectedPeers: Gauge
   readonly totals = { bytesSent: 0, bytesReceived: 0, cacheHits: 0, cacheMisses: 0, chunksFetched: 0, badChunks: 0 }
-  #connectedPeers: () => number
 
   constructor (init: MeshMetricsInit = {}) {
     this.registry = init.registry ?? new Registry()
     const registers = [this.registry]
-    this.#connectedPeers = init.connectedPeers ?? (() => 0)
-    const read = (): number => this.#connectedPeers()
+    const read = init.connectedPeers ?? (() => 0)
     this.bytesSent = new Counter({ name: 'peerglance_peer_bytes_sent_total', help: 'Bytes of chunk-exchange frames sent to peers', registers })
     this.bytesReceived = new Counter({ name: 'peerglance_peer_bytes_received_total', help: 'Bytes of chunk-exchange frames received from peers', registers })
     this.cacheHits = new Counter({ name: 'peerglance_cache_hits_total', help: 'Image chunks served to reads from the local store that no read had to fetch', registers })
@@ -43,11 +41,6 @@ export class MeshMetrics {
       registers,
       collect () { this.set(read()) }
     })
-  }
-
-  /** Sets where the connected-peers gauge reads from (the node exists after the metrics). */
-  setConnectedPeers (read: () => number): void {
-    this.#connectedPeers = read
   }
 
   sent (bytes: number): void {

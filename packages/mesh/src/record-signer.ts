@@ -2,8 +2,7 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import type { RecordSigner, Startable } from '@peerglance/interface'
-import { loadOrCreatePeerKey } from './peer-key.ts'
+import type { RecordSigner } from '@peerglance/interface'
 
 // DER prefixes that make a raw 32-byte Ed25519 key a PKCS#8 private / SPKI public key for node:crypto.
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
@@ -12,8 +11,8 @@ const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 const MAX_CACHED_KEYS = 4096
 
 export interface PeerRecordSignerInit {
-  /** Holds `peer.key`, the agent's libp2p identity (peer-key.ts). */
-  dataDir: string
+  /** The agent's libp2p identity (peer-key.ts): Ed25519. */
+  key: PrivateKey
   /** Peer ids whose signatures no longer count (mesh.revokedPeers). */
   revoked?: readonly string[]
 }
@@ -23,38 +22,20 @@ export interface PeerRecordSignerInit {
  * whose public key is their peer id. Uses node:crypto KeyObjects made once per key, since a
  * catch-up verifies one signature per write it receives.
  */
-export class PeerRecordSigner implements RecordSigner, Startable {
-  readonly #init: PeerRecordSignerInit
+export class PeerRecordSigner implements RecordSigner {
+  readonly id: string
   readonly #revoked: Set<string>
   readonly #keys = new Map<string, KeyObject | null>()
-  #private: KeyObject | undefined
-  #id: string | undefined
+  readonly #private: KeyObject
 
   constructor (init: PeerRecordSignerInit) {
-    this.#init = init
+    if (init.key.type !== 'Ed25519') throw new Error('record signing needs an Ed25519 peer key')
+    this.#private = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, init.key.raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
+    this.id = peerIdFromPrivateKey(init.key).toString()
     this.#revoked = new Set(init.revoked ?? [])
   }
 
-  async start (): Promise<void> {
-    if (this.#private != null) return
-    this.useKey(await loadOrCreatePeerKey(this.#init.dataDir))
-  }
-
-  async stop (): Promise<void> {}
-
-  useKey (key: PrivateKey): void {
-    if (key.type !== 'Ed25519') throw new Error('record signing needs an Ed25519 peer key')
-    this.#private = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, key.raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
-    this.#id = peerIdFromPrivateKey(key).toString()
-  }
-
-  get id (): string {
-    if (this.#id == null) throw new Error('record signer not started')
-    return this.#id
-  }
-
   sign (message: Uint8Array): string {
-    if (this.#private == null) throw new Error('record signer not started')
     return sign(null, message, this.#private).toString('base64')
   }
 

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FsChunkStore } from '@peerglance/chunk-store'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
-import { Mesh } from '../src/index.ts'
+import { createMesh } from '../src/index.ts'
+import type { Mesh } from '../src/index.ts'
 import type { MeshInit } from '../src/index.ts'
 
 export const KiB = 1024
@@ -50,7 +51,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<TestAgent> {
   await store.start()
   const manifests = new Map<string, Uint8Array>()
   const blocks = opts.wrap?.(store) ?? store
-  const mesh = new Mesh({
+  const mesh = await createMesh({
     chunks: blocks,
     local: opts.local === false ? undefined : store,
     getManifestBytes: async id => manifests.get(id)

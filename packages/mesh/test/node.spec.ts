@@ -117,8 +117,8 @@ describe('the mesh node', () => {
     const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs, init: {} })
     // A second mesh on its own registry: the metrics of two meshes never collide.
     await leech.mesh.stop()
-    const { Mesh } = await import('../src/index.ts')
-    const mesh = new Mesh({ chunks: leech.store, getManifestBytes: async () => undefined, registry }, { dataDir: leech.dir, bootstrap: seed.mesh.multiaddrs })
+    const { createMesh } = await import('../src/index.ts')
+    const mesh = await createMesh({ chunks: leech.store, getManifestBytes: async () => undefined, registry }, { dataDir: leech.dir, bootstrap: seed.mesh.multiaddrs })
     await mesh.start()
     try {
       await until(() => mesh.connectedPeers().length === 1, 10_000, 'connection')

@@ -6,7 +6,7 @@ import { defaultConfig } from '@peerglance/config'
 import { replicationRules } from '@peerglance/glance-domain'
 import type { ImageRecord, Manifest, RejectedRecord, ReplicatedRecord } from '@peerglance/interface'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
-import { PeerRecordSigner } from '../src/index.ts'
+import { PeerRecordSigner, loadOrCreatePeerKey } from '../src/index.ts'
 
 const ID = '6f1f2c1e-6d1c-4a53-9a53-1d6f0c2b9e01'
 const dirs: string[] = []
@@ -22,8 +22,7 @@ interface Agent { store: LevelMetadataStore, signer: PeerRecordSigner, rejected:
 async function agent (opts: { revoked?: string[], rules?: boolean } = {}): Promise<Agent> {
   const dir = await mkdtemp(join(tmpdir(), 'record-trust-'))
   dirs.push(dir)
-  const signer = new PeerRecordSigner({ dataDir: dir, revoked: opts.revoked })
-  await signer.start()
+  const signer = new PeerRecordSigner({ key: await loadOrCreatePeerKey(dir), revoked: opts.revoked })
   const store = new LevelMetadataStore({ path: join(dir, 'db'), signer, ...opts.rules === false ? {} : { rules: replicationRules({ ...defaultConfig().glance, userStorageQuota: 0 }) } })
   await store.start()
   stores.push(store)

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import type {
-  ChangeOrigin, ImageRecord, Manifest, MemberRecord, MetadataStore, RecordSigner, RejectedRecord, Replica, ReplicatedRecord,
+  ChangeOrigin, ImageRecord, Manifest, ManifestBook, MemberRecord, MetadataStore, RecordSigner, RejectedRecord, Replica, ReplicatedRecord,
   ReplicationRules, Startable, TaskRecord
 } from '@peerglance/interface'
 import { HybridClock, wallOf } from './hlc.ts'
-import { manifestCid } from './manifest-codec.ts'
+import { decodeManifest, encodeManifest, manifestCid } from './manifest-codec.ts'
 import {
   MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, replicaIdOf, sealsFor, stamp, toImage, toMember,
   unsealed, versionOf
@@ -72,7 +72,7 @@ type BatchOp = { type: 'put', sublevel: unknown, key: string, value: unknown } |
  * are also held in memory, so reads are synchronous; manifests and chunk references stay on disk.
  * A write is visible in memory at once and reaches disk in call order.
  */
-export class LevelMetadataStore implements MetadataStore, Replica, Startable {
+export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica, Startable {
   readonly #db: Level<string, unknown>
   readonly #records: Sublevel<ReplicatedRecord>
   readonly #tasks: Sublevel<TaskRecord>
@@ -201,16 +201,19 @@ export class LevelMetadataStore implements MetadataStore, Replica, Startable {
     return await this.#persist([...ops, ...await this.#manifestOps(image.id, undefined)], true)
   }
 
-  /**
-   * Keeps a manifest fetched from a peer, if it is still the one the image names. Returns whether
-   * it was kept.
-   */
-  async manifestArrived (imageId: string, manifest: Manifest): Promise<boolean> {
+  async manifestBytes (imageId: string): Promise<Uint8Array | undefined> {
+    const manifest = await this.getManifest(imageId)
+    return manifest == null ? undefined : encodeManifest(manifest)
+  }
+
+  /** Decodes a manifest fetched from a peer, and keeps it if it is still the one the image names. */
+  async manifestArrived (imageId: string, bytes: Uint8Array): Promise<Manifest> {
+    const manifest = decodeManifest(bytes)
     const cid = manifestCid(manifest)
-    if (cid !== this.manifestCidOf(imageId)) return false
+    if (cid !== this.manifestCidOf(imageId)) return manifest
     const orphans = await this.#persist(await this.#manifestOps(imageId, { cid, manifest }), true)
     this.#emitOrphans(orphans)
-    return true
+    return manifest
   }
 
   /**

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { Agent } from '@peerglance/agent'
+import { createAgent } from '@peerglance/agent'
+import type { Agent } from '@peerglance/agent'
 import { loadConfig } from '@peerglance/config'
 import type { ConfigOverrides } from '@peerglance/config'
 
@@ -26,7 +27,7 @@ export interface TestAgent extends AsyncDisposable {
 export async function startAgent (opts: { dataDir?: string, config?: ConfigOverrides, keepData?: boolean } = {}): Promise<TestAgent> {
   const dataDir = opts.dataDir ?? await tmpDir()
   const config = loadConfig({ overrides: { log: { level: 'silent' }, ...opts.config, dataDir, api: { listen: '127.0.0.1:0', ...opts.config?.api } } })
-  const agent = new Agent(config)
+  const agent = await createAgent(config)
   await agent.start()
   const stop = async (): Promise<void> => {
     await agent.stop()
