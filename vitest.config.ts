@@ -17,7 +17,7 @@ export default defineConfig({
         test: {
           name: 'clients',
           include: ['test/**/*.spec.ts'],
-          exclude: ['test/keystone/**'],
+          exclude: ['test/keystone/**', 'test/upstream/**'],
           pool: 'forks',
           testTimeout: 300_000,
           hookTimeout: 120_000,
@@ -30,6 +30,18 @@ export default defineConfig({
           name: 'keystone',
           include: ['test/keystone/**/*.spec.ts'],
           globalSetup: ['test/keystone/global-setup.ts'],
+          pool: 'forks',
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+          fileParallelism: false
+        }
+      },
+      {
+        test: {
+          // Against the real Glance 25 that scripts/glance.sh starts behind that Keystone.
+          name: 'upstream',
+          include: ['test/upstream/**/*.spec.ts'],
+          globalSetup: ['test/upstream/global-setup.ts'],
           pool: 'forks',
           testTimeout: 300_000,
           hookTimeout: 120_000,

@@ -13,7 +13,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   mesh: ['interface'],
   'auth-keystone': ['interface'],
   'glance-api': ['interface', 'glance-domain'],
-  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'image-cache', 'glance-api', 'mesh', 'auth-keystone'],
+  upstream: ['interface'],
+  agent: ['interface', 'config', 'glance-domain', 'metadata-store', 'chunk-store', 'image-cache', 'glance-api', 'mesh', 'auth-keystone', 'upstream'],
   testing: ['agent', 'config', 'interface', 'chunk-store']
 }
 

@@ -28,19 +28,8 @@ REGION=RegionOne
 SOCKET=$KS_HOME/run/mysqld.sock
 CONF=$KS_HOME/keystone.conf
 WAIT_SECONDS=60
-
-log () { echo "keystone.sh: $*" >&2; }
-die () { log "$*"; exit 1; }
-
-# Bounded wait: wait_for SECONDS WHAT COMMAND...
-wait_for () {
-  local seconds=$1 what=$2; shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "$what did not come up within ${seconds}s (logs in $KS_HOME/log)"
-    sleep 0.2
-  done
-}
+SERVICE_NAME=keystone.sh SERVICE_HOME=$KS_HOME
+source "$(dirname "$0")/lib/services.sh"
 
 install_packages () {
   local missing=()
@@ -50,28 +39,8 @@ install_packages () {
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   command -v memcached >/dev/null || missing+=(memcached)
   ((${#missing[@]} == 0)) && return 0
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    die "missing packages: ${missing[*]}; install them as root: apt-get install -y --no-install-recommends ${missing[*]}"
-  fi
-  log "installing ${missing[*]}"
-  # Package scripts must not start the distribution's own services: this script runs its own.
-  local policy=/usr/sbin/policy-rc.d added_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added_policy=1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  ((added_policy)) && rm -f "$policy"
-  return 0
+  apt_install "${missing[@]}"
 }
-
-secret () {
-  local file=$KS_HOME/secrets/$1
-  [[ -s $file ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$file")
-  cat "$file"
-}
-
-pid_alive () { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_mariadb () {
   mariadb-admin --socket="$SOCKET" ping >/dev/null 2>&1 && return 0
@@ -209,18 +178,6 @@ start () {
   start_keystone
   create_accounts
   log "Keystone is up at http://127.0.0.1:$KS_PORT/v3 (accounts in $KS_HOME/env.json)"
-}
-
-stop_pid () {
-  local file=$1 name=$2
-  pid_alive "$file" || return 0
-  local pid; pid=$(cat "$file")
-  kill "$pid"
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    ((SECONDS < deadline)) || { log "$name (pid $pid) ignored SIGTERM; killing it"; kill -9 "$pid"; break; }
-    sleep 0.2
-  done
 }
 
 stop () {

@@ -67,7 +67,8 @@ export async function setImageEndpoint (url: string): Promise<void> {
     const created = await (await admin('POST', '/services', { service: { type: 'image', name: 'glance', enabled: true } })).json() as { service: { id: string } }
     serviceId = created.service.id
   }
-  const endpoints = await (await admin('GET', `/endpoints?service_id=${serviceId}`)).json() as { endpoints: Array<{ id: string }> }
+  // Only this region's: the test upstream Glance (scripts/glance.sh) has its own region.
+  const endpoints = await (await admin('GET', `/endpoints?service_id=${serviceId}&region_id=${env.region}`)).json() as { endpoints: Array<{ id: string }> }
   for (const e of endpoints.endpoints) await admin('DELETE', `/endpoints/${e.id}`)
   const res = await admin('POST', '/endpoints', { endpoint: { service_id: serviceId, interface: 'public', region_id: env.region, url, enabled: true } })
   if (res.status !== 201) throw new Error(`endpoint: ${res.status} ${await res.text()}`)

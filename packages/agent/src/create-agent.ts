@@ -14,12 +14,13 @@ import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { HoldingsExchange, MetadataSync, PeerManifests, PeerRecordSigner, PrefetchOrders, createMesh, loadOrCreatePeerKey } from '@peerglance/mesh'
 import type { Mesh } from '@peerglance/mesh'
-import type { Authenticator } from '@peerglance/interface'
+import type { Authenticator, ImageRecord } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
 import { AuditLog } from './audit-log.ts'
 import { opsRoutes } from './ops-routes.ts'
+import { upstreamOrigin } from './upstream-origin.ts'
 
 export interface AgentOverrides {
   logger?: Logger
@@ -112,6 +113,19 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     audit
   }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs, https })
 
+  // The cloud's existing Glance, when there is one: its images mirrored into the mesh.
+  const upstream = upstreamOrigin(config, {
+    metadata,
+    libp2p: mesh.libp2p,
+    deleteImage: async image => {
+      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
+      await metadata.putImage(deleted)
+      await data.imageDeleted(deleted)
+    },
+    logger: log.child({ component: 'upstream' }),
+    registry
+  })
+
   // Reactions to metadata changes, local or replicated.
   metadata.onChange((record, origin) => {
     if (record.kind !== 'image') return
@@ -161,7 +175,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
       cache,
       sync,
       peerHoldings,
-      orders
+      orders,
+      ...upstream == null ? [] : [upstream]
     ]
   })
   opsRoutes(api, {

@@ -5,6 +5,7 @@ import { ConfigError, type ConfigIssue } from './errors.ts'
 import { collectIssues } from './issues.ts'
 import { AgentConfig } from './schema/agent.ts'
 import { authIssues } from './schema/auth.ts'
+import { upstreamIssues } from './schema/upstream.ts'
 
 /** What a caller may override: any subset of the options, nested as in AgentConfig. */
 export type ConfigOverrides = DeepPartial<AgentConfig>
@@ -64,7 +65,7 @@ function readPolicyFile (file: string): Record<string, string> {
 
 /** Options that depend on each other, checked once each is valid on its own. */
 function crossIssues (config: AgentConfig): ConfigIssue[] {
-  const issues = authIssues(config.auth, config.api.listen)
+  const issues = [...authIssues(config.auth, config.api.listen), ...upstreamIssues(config.upstream)]
   if ((config.api.tls.cert == null) !== (config.api.tls.key == null)) {
     issues.push({ path: 'api.tls', message: 'needs both cert and key, or neither' })
   }

@@ -46,7 +46,7 @@ export const SCHEMA_EXTRA_PROPERTIES: Record<string, Record<string, unknown>> = 
 }
 
 /** Extra properties Glance never shows (glance/api/v2/images.py ResponseSerializer). */
-export const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host'])
+export const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host', 'os_glance_hash_op_host', 'os_glance_upstream'])
 
 export const UUID_PATTERN = /^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$/
 

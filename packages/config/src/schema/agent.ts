@@ -10,6 +10,7 @@ import { LogConfig } from './log.ts'
 import { MeshConfig } from './mesh.ts'
 import { PolicyConfig } from './policy.ts'
 import { ShutdownConfig } from './shutdown.ts'
+import { UpstreamConfig } from './upstream.ts'
 
 // Property order is the order of config/peerglance.yaml.
 export const AgentConfig = Type.Object({
@@ -23,6 +24,7 @@ export const AgentConfig = Type.Object({
   cache: CacheConfig,
   glance: GlanceConfig,
   mesh: MeshConfig,
+  upstream: UpstreamConfig,
   shutdown: ShutdownConfig
 }, {
   additionalProperties: false,

@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { keystoneEnv, issueToken } from '../keystone/keystone.ts'
+import type { Account } from '../keystone/keystone.ts'
+import { openstackKeystoneCli } from '../clients/cli.ts'
+import type { Cli } from '../clients/cli.ts'
+
+const GL_HOME = process.env.GL_HOME ?? '/var/tmp/peerglance-glance'
+
+export interface GlanceEnv {
+  url: string
+  keystoneUrl: string
+  region: string
+  storeDir: string
+  accessLog: string
+  pidFile: string
+  account: { username: string, password: string, projectName: string, userDomainName: string, projectDomainName: string }
+}
+
+/** What scripts/glance.sh wrote: the upstream's URL, region, access log and service account. */
+export function glanceEnv (): GlanceEnv {
+  return JSON.parse(readFileSync(join(GL_HOME, 'env.json'), 'utf8')) as GlanceEnv
+}
+
+/** `openstack` as `account`, with the upstream Glance found in the catalog by its region. */
+export function upstreamCli (account: Account, home: string): Cli {
+  return openstackKeystoneCli({
+    OS_AUTH_URL: keystoneEnv().url,
+    OS_USERNAME: account.username,
+    OS_PASSWORD: account.password,
+    OS_PROJECT_NAME: account.projectName,
+    OS_USER_DOMAIN_NAME: 'Default',
+    OS_PROJECT_DOMAIN_NAME: 'Default',
+    OS_REGION_NAME: glanceEnv().region
+  }, home)
+}
+
+/** A request to the upstream Glance as `account`. */
+export async function upstreamFetch (account: Account, path: string, init: RequestInit = {}): Promise<Response> {
+  const { token } = await issueToken(account)
+  return await fetch(`${glanceEnv().url}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, 'x-auth-token': token } })
+}
+
+/** The upstream's service account, as Keystone helpers take it. */
+export function glanceAccount (): Account {
+  const a = glanceEnv().account
+  return { username: a.username, password: a.password, projectName: a.projectName, projectId: '', userId: '' }
+}
+
+/** An agent config file with the upstream set (JSON is YAML); `extra` is merged into `upstream`. */
+export async function upstreamConfig (dir: string, extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}): Promise<string> {
+  const env = glanceEnv()
+  const file = join(dir, `upstream-${Math.random().toString(36).slice(2)}.yaml`)
+  await writeFile(file, JSON.stringify({
+    ...top,
+    upstream: {
+      url: env.url,
+      keystone: { url: env.keystoneUrl, username: env.account.username, password: env.account.password, projectName: 'service' },
+      pollIntervalMs: 1000,
+      ...extra
+    }
+  }))
+  return file
+}
+
+/** Bytes the upstream sent for GET /v2/images/ID/file since `fromOffset` of its log (headers included, as it logs). */
+export function fileBytesLogged (imageId: string, fromOffset: number): { requests: number, bytes: number } {
+  const text = readFileSync(glanceEnv().accessLog, 'utf8').slice(fromOffset)
+  let requests = 0
+  let bytes = 0
+  for (const m of text.matchAll(new RegExp(`"GET /v2/images/${imageId}/file HTTP/1\\.1" (\\d{3}) (\\d+)`, 'g'))) {
+    requests++
+    bytes += Number(m[2])
+  }
+  return { requests, bytes }
+}
+
+export function accessLogSize (): number {
+  return readFileSync(glanceEnv().accessLog).byteLength
+}
