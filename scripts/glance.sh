@@ -94,35 +94,50 @@ bootstrap () {
     GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'localhost';"
   glance-manage --config-file "$CONF" db_sync >"$GL_HOME/log/db-sync.log" 2>&1 \
     || die "glance-manage db_sync failed (log: $GL_HOME/log/db-sync.log)"
-  KS_URL="http://127.0.0.1:$KS_PORT/v3" KS_ADMIN_PASSWORD=$(bash "$here/keystone.sh" env | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accounts"]["admin"]["password"])') \
-    GL_PASSWORD=$(secret glance) GL_REGION=$REGION GL_URL="http://127.0.0.1:$GL_PORT" /usr/bin/python3 - <<'EOF'
-import os
-from keystoneauth1 import session
-from keystoneauth1.identity import v3
-from keystoneclient.v3 import client
-
-auth = v3.Password(auth_url=os.environ['KS_URL'], username='admin', password=os.environ['KS_ADMIN_PASSWORD'],
-                   project_name='admin', user_domain_name='Default', project_domain_name='Default')
-ks = client.Client(session=session.Session(auth=auth))
-project = ks.projects.list(name='service', domain='default')[0]
+  keystone_admin <<'EOF'
 users = ks.users.list(name='glance', domain='default')
 user = users[0] if users else ks.users.create(name='glance', domain='default', password=os.environ['GL_PASSWORD'])
 ks.users.update(user, password=os.environ['GL_PASSWORD'])
+project = ks.projects.list(name='service', domain='default')[0]
 for role in ('service', 'admin'):
     ks.roles.grant(ks.roles.list(name=role)[0], user=user, project=project)
-# The catalog entry a cloud has for its Glance, in a region of its own (tests point RegionOne's
-# image endpoint at agents).
-region = os.environ['GL_REGION']
-if not any(r.id == region for r in ks.regions.list()):
-    ks.regions.create(id=region)
-services = ks.services.list(type='image')
-service = services[0] if services else ks.services.create(name='glance', type='image')
-for endpoint in ks.endpoints.list(service=service, region=region):
-    ks.endpoints.delete(endpoint)
-for interface in ('public', 'internal'):
-    ks.endpoints.create(service=service, url=os.environ['GL_URL'], interface=interface, region=region)
 EOF
   touch "$marker"
+}
+
+# The catalog entry a cloud has for its Glance, in a region of its own (the Keystone tests point
+# RegionOne's image endpoint at agents); checked on every start, since other tests edit the catalog.
+register_endpoint () {
+  keystone_admin <<'EOF'
+region, url = os.environ['GL_REGION'], os.environ['GL_URL']
+services = ks.services.list(type='image')
+service = services[0] if services else ks.services.create(name='glance', type='image')
+current = ks.endpoints.list(service=service, region=region)
+if sorted((e.interface, e.url) for e in current) != [('internal', url), ('public', url)]:
+    if not any(r.id == region for r in ks.regions.list()):
+        ks.regions.create(id=region)
+    for endpoint in current:
+        ks.endpoints.delete(endpoint)
+    for interface in ('public', 'internal'):
+        ks.endpoints.create(service=service, url=url, interface=interface, region=region)
+EOF
+}
+
+# Runs the Python on stdin with `ks`, a keystoneclient logged in as Keystone's admin.
+keystone_admin () {
+  local admin_password
+  admin_password=$(bash "$here/keystone.sh" env | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accounts"]["admin"]["password"])')
+  KS_URL="http://127.0.0.1:$KS_PORT/v3" KS_ADMIN_PASSWORD=$admin_password GL_PASSWORD=$(secret glance) GL_REGION=$REGION \
+    GL_URL="http://127.0.0.1:$GL_PORT" /usr/bin/python3 -c '
+import os, sys
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
+from keystoneclient.v3 import client
+auth = v3.Password(auth_url=os.environ["KS_URL"], username="admin", password=os.environ["KS_ADMIN_PASSWORD"],
+                   project_name="admin", user_domain_name="Default", project_domain_name="Default")
+ks = client.Client(session=session.Session(auth=auth))
+exec(sys.stdin.read())
+'
 }
 
 glance_up () { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$GL_PORT/healthcheck" 2>/dev/null; }
@@ -159,6 +174,7 @@ start () {
   chmod 700 "$GL_HOME/secrets"
   write_conf
   bootstrap
+  register_endpoint
   start_glance
   write_env
   log "Glance is up at http://127.0.0.1:$GL_PORT (account in $GL_HOME/env.json)"
