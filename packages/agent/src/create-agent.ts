@@ -8,7 +8,7 @@ import { KeystoneAuthenticator } from '@peerglance/auth-keystone'
 import { ConfigError, parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService, replicationRules } from '@peerglance/glance-domain'
+import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService, MetadefService, replicationRules } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
@@ -108,6 +108,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     data,
     members: new MemberService({ images, metadata }),
     cache: new CacheService({ images, metadata, cache }),
+    metadefs: new MetadefService({ metadata, policy }, rules),
     authenticator: authenticator(config, log),
     logger: log.child({ component: 'glance-api' }),
     audit

@@ -13,6 +13,7 @@ import { imageDataRoutes } from './routes/image-data.ts'
 import { memberRoutes } from './routes/members.ts'
 import { infoRoutes } from './routes/info.ts'
 import { cacheRoutes } from './routes/cache.ts'
+import { metadefRoutes } from './routes/metadefs.ts'
 
 export type { GlanceApiComponents } from './components.ts'
 
@@ -114,6 +115,7 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
   memberRoutes(app, components)
   infoRoutes(app, components, init.rules)
   cacheRoutes(app, components)
+  metadefRoutes(app, components)
   return app
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Authenticator } from '@peerglance/interface'
-import type { CacheService, ImageDataService, ImageService, MemberService } from '@peerglance/glance-domain'
+import type { CacheService, ImageDataService, ImageService, MemberService, MetadefService } from '@peerglance/glance-domain'
 import type { AuditSink } from './audit.ts'
 
 /** What the Glance API is built from; route modules take the parts they use. */
@@ -9,6 +9,7 @@ export interface GlanceApiComponents {
   data: ImageDataService
   members: MemberService
   cache: CacheService
+  metadefs: MetadefService
   authenticator: Authenticator
   logger: FastifyBaseLogger
   /** Where image actions are recorded; none: no audit trail. */

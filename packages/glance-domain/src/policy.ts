@@ -1,4 +1,4 @@
-import { ForbiddenError, ImageNotFoundError } from '@peerglance/interface'
+import { ForbiddenError, ImageNotFoundError, NotFoundError } from '@peerglance/interface'
 import type { Identity, ImageRecord, MemberRecord } from '@peerglance/interface'
 import { PolicySyntaxError, evaluate, parseRule, referencedRules } from './policy-language.ts'
 import type { Check, Credentials, Target } from './policy-language.ts'
@@ -25,6 +25,11 @@ const OWNER_OR_IMAGE_MEMBER_OR_NOT_PRIVATE = `project_id:%(project_id)s or ${IMA
 const ADMIN_OR_PROJECT_MEMBER = `${ADMIN} or (${PROJECT_MEMBER})`
 const ADMIN_OR_PROJECT_READER = `${ADMIN} or (${PROJECT_READER})`
 const ADMIN_OR_READER_OF_OWNER_OR_MEMBER = `${ADMIN} or role:reader and (project_id:%(project_id)s or ${IMAGE_MEMBER})`
+// glance/policies/metadef.py: definitions are read by the owner project's readers and, when
+// public, by every reader; only admins write them.
+const ADMIN_OR_READER_GET_NAMESPACE = `${ADMIN} or (role:reader and (project_id:%(project_id)s or 'public':%(visibility)s))`
+const METADEF_ADMIN = 'rule:metadef_admin'
+const METADEF_READ = { check: ADMIN_OR_READER_GET_NAMESPACE, legacy: 'rule:metadef_default' }
 /** The legacy default of every rule below that has one: before 2021 the policy file was nearly empty. */
 const LEGACY = 'rule:default'
 
@@ -58,12 +63,42 @@ export const GLANCE_RULES = {
   modify_member: { check: `${ADMIN} or (role:member and ${IMAGE_MEMBER})`, legacy: LEGACY },
   cache_image: { check: ADMIN },
   cache_list: { check: ADMIN },
-  cache_delete: { check: ADMIN }
+  cache_delete: { check: ADMIN },
+  metadef_default: { check: '' },
+  metadef_admin: { check: ADMIN },
+  get_metadef_namespace: METADEF_READ,
+  get_metadef_namespaces: { check: ADMIN_OR_PROJECT_READER, legacy: 'rule:metadef_default' },
+  modify_metadef_namespace: { check: METADEF_ADMIN },
+  add_metadef_namespace: { check: METADEF_ADMIN },
+  delete_metadef_namespace: { check: METADEF_ADMIN },
+  get_metadef_object: METADEF_READ,
+  get_metadef_objects: METADEF_READ,
+  modify_metadef_object: { check: METADEF_ADMIN },
+  add_metadef_object: { check: METADEF_ADMIN },
+  delete_metadef_object: { check: METADEF_ADMIN },
+  list_metadef_resource_types: METADEF_READ,
+  get_metadef_resource_type: METADEF_READ,
+  add_metadef_resource_type_association: { check: METADEF_ADMIN },
+  remove_metadef_resource_type_association: { check: METADEF_ADMIN },
+  get_metadef_property: METADEF_READ,
+  get_metadef_properties: METADEF_READ,
+  modify_metadef_property: { check: METADEF_ADMIN },
+  add_metadef_property: { check: METADEF_ADMIN },
+  remove_metadef_property: { check: METADEF_ADMIN },
+  get_metadef_tag: METADEF_READ,
+  get_metadef_tags: METADEF_READ,
+  modify_metadef_tag: { check: METADEF_ADMIN },
+  add_metadef_tag: { check: METADEF_ADMIN },
+  add_metadef_tags: { check: METADEF_ADMIN },
+  delete_metadef_tag: { check: METADEF_ADMIN },
+  delete_metadef_tags: { check: METADEF_ADMIN }
 } as const satisfies Record<string, RuleDefault>
 
 export type RuleName = keyof typeof GLANCE_RULES
+/** The metadata definition API's rules (glance/policies/metadef.py), checked against a namespace. */
+export type MetadefRule = Exclude<Extract<RuleName, `${string}metadef_${string}`>, 'metadef_default' | 'metadef_admin'>
 /** Rules checked against an existing image. */
-export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule>
+export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule | MetadefRule | 'metadef_default' | 'metadef_admin'>
 /** The image cache API's rules (glance/policies/cache.py), checked without an image. */
 export type CacheRule = 'cache_image' | 'cache_list' | 'cache_delete'
 
@@ -86,6 +121,9 @@ export interface PolicyInit {
   /** Operator overrides, rule name to check string, as in an oslo.policy YAML file. */
   rules?: Readonly<Record<string, string>>
 }
+
+/** What the metadef rules see of a namespace. */
+export interface NamespaceTarget { owner: string | null, visibility: string }
 
 /** The proposal of a new image that `add_image` is checked against. */
 export interface ProposedImage { owner: string | null, visibility?: string }
@@ -181,6 +219,29 @@ export class GlancePolicy {
     if (!this.allows('get_images', who, { project_id: who.projectId })) {
       throw new ForbiddenError('You are not authorized to complete get_images action.')
     }
+  }
+
+  /**
+   * Whether the caller can find the namespace at all (glance/db/sqlalchemy/metadef_api/namespace.py
+   * _is_namespace_visible): admins, anyone for a namespace with no owner or a public one, its owner.
+   */
+  canFindNamespace (who: Identity, namespace: NamespaceTarget): boolean {
+    if (this.isAdmin(who) || namespace.owner == null || namespace.visibility === 'public') return true
+    return who.projectId != null && namespace.owner === who.projectId
+  }
+
+  /**
+   * Checks a metadef rule against a namespace (or, without one, the caller's project). A refusal
+   * is a 404 when the caller may not even `get_metadef_namespace` it, so nothing reveals that it
+   * exists, and a 403 otherwise (MetadefAPIPolicy._enforce).
+   */
+  enforceMetadef (rule: MetadefRule, who: Identity, namespace?: NamespaceTarget & { name: string }): void {
+    const target = namespace == null ? { project_id: who.projectId } : { project_id: namespace.owner, visibility: namespace.visibility }
+    if (this.allows(rule, who, target)) return
+    if (namespace != null && (rule === 'get_metadef_namespace' || !this.allows('get_metadef_namespace', who, target))) {
+      throw new NotFoundError(`Namespace ${namespace.name} not found`)
+    }
+    throw new ForbiddenError(`You are not authorized to complete ${rule} action.`)
   }
 
   /** Whether `rule` allows the caller on the image, without raising (ImageAPIPolicy.check). */

@@ -1,5 +1,6 @@
 import type { ImageRecord, MemberRecord, ReplicationRules } from '@peerglance/interface'
 import { MEMBER_STATUSES } from '@peerglance/interface'
+import { metadefRefusal } from './metadef-schemas.ts'
 import { BASE_PROPERTIES, UUID_PATTERN, propertyRefusal } from './properties.ts'
 import type { GlanceRules } from './rules.ts'
 import { imageSchema } from './schemas.ts'
@@ -57,6 +58,8 @@ export function replicationRules (rules: GlanceRules): ReplicationRules {
         if (typeof next[key] !== 'string' || !TIMESTAMP.test(next[key])) return `${key} is not a timestamp`
       }
       return undefined
-    }
+    },
+
+    metadefRefusal
   }
 }

@@ -1,3 +1,4 @@
+import { metadefSchemaDocuments } from './metadef-schemas.ts'
 import { SCHEMA_EXTRA_PROPERTIES } from './properties.ts'
 
 export interface SchemaFormats { diskFormats: readonly string[], containerFormats: readonly string[] }
@@ -104,12 +105,6 @@ const TASK_PROPERTIES = {
   schema: { type: 'string' }
 }
 
-/** Metadefs are out of scope, but glanceclient's CLI fetches two of these schemas on first run. */
-const METADEFS = ['namespace', 'namespaces', 'resource_type', 'resource_types', 'property', 'properties', 'object', 'objects', 'tag', 'tags']
-
-/** Glance names these two documents after what they describe (glance/api/v2/metadef_resource_types.py). */
-const METADEF_NAMES: Record<string, string> = { resource_type: 'resource_type_association', resource_types: 'resource_type_associations' }
-
 /** Every document under `/v2/schemas/`, by path. */
 export function schemaDocuments (formats: SchemaFormats): Map<string, Record<string, unknown>> {
   const docs = new Map<string, Record<string, unknown>>([
@@ -120,8 +115,6 @@ export function schemaDocuments (formats: SchemaFormats): Map<string, Record<str
     ['task', { name: 'task', properties: TASK_PROPERTIES }],
     ['tasks', { name: 'tasks', properties: { tasks: { type: 'array', items: { name: 'task', properties: TASK_PROPERTIES } }, schema: { type: 'string' }, first: { type: 'string' }, next: { type: 'string' } }, links: [{ rel: 'first', href: '{first}' }, { rel: 'next', href: '{next}' }, { rel: 'describedby', href: '{schema}' }] }]
   ])
-  for (const name of METADEFS) {
-    docs.set(`metadefs/${name}`, { name: METADEF_NAMES[name] ?? name, properties: {}, additionalProperties: true })
-  }
+  for (const [path, doc] of metadefSchemaDocuments()) docs.set(path, doc)
   return docs
 }

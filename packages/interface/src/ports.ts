@@ -1,4 +1,5 @@
 import type { ImageRecord, Manifest, MemberRecord, TaskRecord } from './image.ts'
+import type { MetadefRecord } from './metadef.ts'
 import type { AbortOptions } from './startable.ts'
 
 /**
@@ -21,6 +22,10 @@ export interface MetadataStore {
   /** Atomically forgets the image's data and writes the image; returns the CIDs nothing refers to any more. */
   dataRemoved (image: ImageRecord): Promise<string[]>
   isReferenced (cid: string): Promise<boolean>
+  /** Every metadata definition this agent holds, deleted ones included. */
+  metadefs (): Iterable<MetadefRecord>
+  /** Writes definitions in one batch (a namespace created with its objects, properties, tags). */
+  putMetadefs (records: readonly MetadefRecord[]): Promise<void>
 }
 
 /**
@@ -126,8 +131,8 @@ export interface VersionedField {
  * stays deleted).
  */
 export interface ReplicatedRecord {
-  kind: 'image' | 'member'
-  /** `<imageId>` for images, `<imageId>!<memberId>` for members. */
+  kind: 'image' | 'member' | 'metadef'
+  /** `<imageId>` for images, `<imageId>!<memberId>` for members, `<type>!<id>` for metadata definitions. */
   key: string
   fields: Record<string, VersionedField>
   /** The signature of each write (by clock) whose fields the record still holds. */
@@ -161,6 +166,7 @@ export interface ReplicationRules {
   /** Why `next` may not replace `prev` (undefined when it may): schema, lengths, quotas, status table. */
   imageRefusal (next: ImageRecord, prev: ImageRecord | undefined): string | undefined
   memberRefusal (next: MemberRecord): string | undefined
+  metadefRefusal (next: MetadefRecord): string | undefined
 }
 
 /** A record from a peer that was not merged, and why. */

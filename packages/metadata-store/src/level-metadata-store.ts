@@ -1,14 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import type {
-  ChangeOrigin, ImageRecord, Manifest, ManifestBook, MemberRecord, MetadataStore, RecordSigner, RejectedRecord, Replica, ReplicatedRecord,
+  ChangeOrigin, ImageRecord, Manifest, ManifestBook, MemberRecord, MetadataStore, MetadefRecord, RecordSigner, RejectedRecord, Replica,
+  ReplicatedRecord,
   ReplicationRules, Startable, TaskRecord
 } from '@peerglance/interface'
 import { HybridClock, wallOf } from './hlc.ts'
 import { decodeManifest, encodeManifest, manifestCid } from './manifest-codec.ts'
 import {
-  MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, replicaIdOf, sealsFor, stamp, toImage, toMember,
-  unsealed, versionOf
+  MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, metadefFields, metadefKey, replicaIdOf, sealsFor, stamp,
+  toImage, toMember, toMetadef, unsealed, versionOf
 } from './versioned.ts'
 
 export interface LevelMetadataStoreInit {
@@ -39,10 +40,12 @@ function contentHash (record: ReplicatedRecord): string {
   return createHash('sha256').update(JSON.stringify(record)).digest('base64')
 }
 
+const KINDS = new Set<unknown>(['image', 'member', 'metadef'] satisfies Array<ReplicatedRecord['kind']>)
+
 /** Why a record from a peer is not even shaped like one, or undefined. */
 function malformedRecord (record: ReplicatedRecord): string | undefined {
   if (record == null || typeof record !== 'object') return 'not an object'
-  if (record.kind !== 'image' && record.kind !== 'member') return `unknown kind ${String(record.kind)}`
+  if (!KINDS.has(record.kind)) return `unknown kind ${String(record.kind)}`
   if (typeof record.key !== 'string' || record.key.length === 0 || record.key.length > 512) return 'bad key'
   if (record.fields == null || typeof record.fields !== 'object') return 'no fields'
   for (const field of Object.values(record.fields)) {
@@ -84,6 +87,7 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   readonly #images = new Map<string, ImageRecord>()
   readonly #members = new Map<string, Map<string, MemberRecord>>()
   readonly #taskCache = new Map<string, Map<string, TaskRecord>>()
+  readonly #metadefs = new Map<string, MetadefRecord>()
   readonly #listeners = new Set<(record: ReplicatedRecord, origin: ChangeOrigin) => void>()
   readonly #orphanListeners = new Set<(cids: string[]) => void>()
   readonly #rejectedListeners = new Set<(rejected: RejectedRecord) => void>()
@@ -246,6 +250,19 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     return () => this.#orphanListeners.delete(listener)
   }
 
+  metadefs (): Iterable<MetadefRecord> {
+    return this.#metadefs.values()
+  }
+
+  async putMetadefs (records: readonly MetadefRecord[]): Promise<void> {
+    const ops: BatchOp[] = []
+    for (const metadef of records) {
+      const record = this.#stampLocal('metadef', metadefKey(metadef.type, metadef.id), metadefFields(metadef), false)
+      if (record != null) ops.push(this.#recordOp(record))
+    }
+    await this.#persist(ops)
+  }
+
   // ---- Replica: what the mesh's metadata sync reads and merges ----
 
   records (): Iterable<ReplicatedRecord> {
@@ -325,7 +342,9 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     if (this.#rules != null) {
       const why = record.kind === 'image'
         ? this.#rules.imageRefusal(toImage(record), ours == null ? undefined : toImage(ours))
-        : record.fields.removed?.v === true ? undefined : this.#rules.memberRefusal(toMember(record)!)
+        : record.kind === 'metadef'
+          ? this.#rules.metadefRefusal(toMetadef(record))
+          : record.fields.removed?.v === true ? undefined : this.#rules.memberRefusal(toMember(record)!)
       if (why != null) return { reason: 'invalid', detail: why }
     }
     return record
@@ -358,6 +377,10 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     this.#state.set(`${record.kind}!${record.key}`, record)
     if (record.kind === 'image') {
       this.#images.set(record.key, toImage(record))
+      return
+    }
+    if (record.kind === 'metadef') {
+      this.#metadefs.set(record.key, toMetadef(record))
       return
     }
     const member = toMember(record)

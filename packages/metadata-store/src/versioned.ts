@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { ImageRecord, MemberRecord, RecordSigner, ReplicatedRecord, VersionedField, WriteSeal } from '@peerglance/interface'
+import type { ImageRecord, MemberRecord, MetadefRecord, MetadefType, RecordSigner, ReplicatedRecord, VersionedField, WriteSeal } from '@peerglance/interface'
 import { wallOf } from './hlc.ts'
 
 /** Extra properties are versioned one by one, so concurrent edits of different keys both survive. */
@@ -132,6 +132,8 @@ function wins (name: string, theirs: VersionedField, ours: VersionedField, kind:
     if (ours.v === 'deleted' && theirs.v !== 'deleted') return false
     if (theirs.v === 'deleted' && ours.v !== 'deleted') return true
   }
+  // A deleted definition stays deleted, as a deleted image does (a new one gets a new id).
+  if (kind === 'metadef' && name === 'deleted' && ours.v !== theirs.v) return theirs.v === true
   return theirs.c > ours.c
 }
 
@@ -255,6 +257,29 @@ export function toMember (record: ReplicatedRecord): MemberRecord | undefined {
     status: record.fields.status?.v as MemberRecord['status'],
     created_at: record.fields.created_at?.v as string,
     updated_at: record.fields.updated_at?.v as string
+  }
+}
+
+export function metadefFields (record: MetadefRecord): Record<string, unknown> {
+  return { name: record.name, namespace: record.namespace, body: record.body, created_at: record.created_at, updated_at: record.updated_at, deleted: record.deleted }
+}
+
+export function metadefKey (type: MetadefType, id: string): string {
+  return `${type}!${id}`
+}
+
+export function toMetadef (record: ReplicatedRecord): MetadefRecord {
+  const at = record.key.indexOf('!')
+  const value = (name: string): any => record.fields[name]?.v ?? null
+  return {
+    type: record.key.slice(0, at) as MetadefType,
+    id: record.key.slice(at + 1),
+    namespace: value('namespace'),
+    name: value('name'),
+    body: value('body') ?? {},
+    created_at: value('created_at'),
+    updated_at: value('updated_at'),
+    deleted: value('deleted') === true
   }
 }
 
