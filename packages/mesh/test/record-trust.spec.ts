@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defaultConfig } from '@peerglance/config'
-import { replicationRules } from '@peerglance/glance-domain'
-import type { ImageRecord, Manifest, RejectedRecord, ReplicatedRecord } from '@peerglance/interface'
+import { GlancePolicy, MetadefService, replicationRules } from '@peerglance/glance-domain'
+import type { ImageRecord, Manifest, MetadefRecord, RejectedRecord, ReplicatedRecord } from '@peerglance/interface'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { PeerRecordSigner, loadOrCreatePeerKey } from '../src/index.ts'
 
@@ -212,5 +212,75 @@ describe('an active image\'s data', () => {
     expect(await b.store.merge([record(a)])).toBe(1)
     expect(b.store.getImage(ID)!.status).toBe('deleted')
     expect(b.store.manifestCidOf(ID)).toBeNull()
+  })
+})
+
+describe('metadata definitions from peers', () => {
+  const NS_ID = '0d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f'
+  const at = '2026-01-01T00:00:00Z'
+  const def = (over: Partial<MetadefRecord>): MetadefRecord => ({ type: 'namespace', id: NS_ID, namespace: null, name: 'OS::Test', body: { visibility: 'public', protected: false, owner: 'admin' }, created_at: at, updated_at: at, deleted: false, ...over })
+  const records = (a: Agent): ReplicatedRecord[] => [...a.store.records()].filter(r => r.kind === 'metadef').map(r => structuredClone(r))
+  const service = (a: Agent): MetadefService => new MetadefService({ metadata: a.store, policy: new GlancePolicy() }, { ...defaultConfig().glance, userStorageQuota: 0 })
+  const admin = { projectId: 'admin', userId: 'admin', roles: ['admin'] }
+
+  it('are merged when signed and valid: a namespace with its contents reads the same on both agents', async () => {
+    const a = await agent()
+    const b = await agent()
+    await service(a).createNamespace(admin, { namespace: 'OS::Test', visibility: 'public', objects: [{ name: 'o' }], tags: [{ name: 't' }], properties: { p: { title: 'P', type: 'string' } }, resource_type_associations: [{ name: 'OS::Glance::Image', prefix: 'x_' }] })
+    expect(await b.store.merge(records(a))).toBe(5)
+    expect(b.rejected).toEqual([])
+    const [onA, onB] = [service(a).getNamespace(admin, 'OS::Test'), service(b).getNamespace(admin, 'OS::Test')]
+    expect(onB).toEqual(onA)
+    expect(onB).toMatchObject({ objects: [{ name: 'o' }], tags: [{ name: 't' }], properties: { p: { title: 'P', type: 'string' } } })
+  })
+
+  it('are refused when forged in transit or not what the API would store, and change nothing', async () => {
+    const a = await agent()
+    const b = await agent()
+    const mallory = await agent({ rules: false })
+    await a.store.putMetadefs([def({})])
+    const tampered = records(a)[0]
+    tampered.fields.body.v = { visibility: 'private', protected: true, owner: 'mallory' }
+    expect(await b.store.merge([tampered], 'peer-x')).toBe(0)
+    // Validly signed by a member, but no API would have accepted these.
+    const invalid = [
+      def({ id: '1d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f', body: { visibility: 'shared' } }),
+      def({ id: '2d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f', name: 'x'.repeat(81) }),
+      def({ id: '3d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f', body: { script: '<x>' } }),
+      def({ id: 'not-a-uuid' }),
+      def({ type: 'property', id: '4d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f', namespace: NS_ID, name: 'p', body: { title: 'P', type: 'text' } }),
+      def({ type: 'association', id: `${NS_ID}!OS::Other`, namespace: NS_ID, name: 'OS::Nova::Flavor', body: {} }),
+      def({ type: 'bogus' as MetadefRecord['type'], id: '5d4c3f7e-2b1a-4c5d-8e9f-0a1b2c3d4e5f' })
+    ]
+    await mallory.store.putMetadefs(invalid)
+    expect(await b.store.merge(records(mallory), 'mallory')).toBe(0)
+    expect([...b.store.metadefs()]).toEqual([])
+    expect(b.rejected.map(r => r.reason)).toEqual(['signature', ...invalid.map(() => 'invalid')])
+    expect(await b.store.merge(records(a))).toBe(1)
+    expect([...b.store.metadefs()].map(d => d.body)).toEqual([{ visibility: 'public', protected: false, owner: 'admin' }])
+  })
+
+  it('converge whatever order they arrive in: a deletion is final, and of two namespaces created with one name everyone shows the same', async () => {
+    const a = await agent()
+    const b = await agent()
+    await a.store.putMetadefs([def({})])
+    await b.store.merge(records(a))
+    // A deletes it while B, later, changes it.
+    await a.store.putMetadefs([def({ deleted: true })])
+    await b.store.putMetadefs([def({ body: { visibility: 'private', protected: true, owner: 'admin' }, updated_at: '2026-01-01T00:00:01Z' })])
+    await a.store.merge(records(b))
+    await b.store.merge(records(a))
+    for (const x of [a, b]) expect(() => service(x).getNamespace(admin, 'OS::Test')).toThrow(/was not found/)
+
+    // Two agents create "OS::Twin" at once, each with its own id and contents.
+    await service(a).createNamespace(admin, { namespace: 'OS::Twin', description: 'from a', objects: [{ name: 'oa' }] })
+    await service(b).createNamespace(admin, { namespace: 'OS::Twin', description: 'from b', objects: [{ name: 'ob' }] })
+    const [fromA, fromB] = [records(a), records(b)]
+    await a.store.merge(fromB)
+    await b.store.merge(fromA.reverse())
+    const [onA, onB] = [service(a).getNamespace(admin, 'OS::Twin'), service(b).getNamespace(admin, 'OS::Twin')]
+    expect(onA).toEqual(onB)
+    expect((onA.objects as unknown[]).length).toBe(1)
+    expect(service(a).listNamespaces(admin, {}).namespaces).toEqual(service(b).listNamespaces(admin, {}).namespaces)
   })
 })
