@@ -7,6 +7,7 @@ import { CommandError } from './cli/io.ts'
 import type { CommandIo } from './cli/io.ts'
 import { evictCommand, pinCommand, prefetchCommand } from './cli/cache-commands.ts'
 import { credentialCommand } from './cli/credential.ts'
+import { metadefsCommand } from './cli/metadefs.ts'
 import { seedCommand } from './cli/seed.ts'
 import { statusCommand } from './cli/status.ts'
 
@@ -21,6 +22,7 @@ Commands:
   unpin     undo pin
   evict     drop an image from the local agent's cache
   credential  sign a mesh membership credential for an agent with the operator's key
+  metadefs  load Glance's metadata definition files into the mesh (metadefs load DIR)
 
 peerglance COMMAND --help tells more.`
 
@@ -32,7 +34,8 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number
   pin: pinCommand(true),
   unpin: pinCommand(false),
   evict: evictCommand,
-  credential: credentialCommand
+  credential: credentialCommand,
+  metadefs: metadefsCommand
 }
 
 async function operatorCommand (command: (argv: string[], io: CommandIo) => Promise<number>, argv: string[]): Promise<number> {

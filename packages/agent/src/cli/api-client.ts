@@ -24,7 +24,8 @@ export class ApiClient {
     return await res.json() as T
   }
 
-  async request (method: string, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<Response> {
+  /** The response, unless its status is an error that `accepted` does not list (then CommandError). */
+  async request (method: string, path: string, init: RequestInit & { duplex?: 'half' } = {}, accepted: readonly number[] = []): Promise<Response> {
     const headers = new Headers(init.headers)
     if (this.#token != null) headers.set('x-auth-token', this.#token)
     let res: Response
@@ -33,7 +34,7 @@ export class ApiClient {
     } catch (err) {
       throw new CommandError(`cannot reach the agent at ${this.url}: ${causeOf(err)}`)
     }
-    if (!res.ok) throw new CommandError(`${method} ${path}: ${res.status} ${await errorText(res)}`)
+    if (!res.ok && !accepted.includes(res.status)) throw new CommandError(`${method} ${path}: ${res.status} ${await errorText(res)}`)
     return res
   }
 }
