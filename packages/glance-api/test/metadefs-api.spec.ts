@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAgent } from '@peerglance/testing'
 import type { TestAgent } from '@peerglance/testing'
@@ -213,6 +214,8 @@ describe('metadef policy (Glance 25 defaults)', () => {
     await api.call('POST', NS, { body: { namespace: pub, owner: 'alpha', visibility: 'public' } })
 
     expect((await alphaReader.call('GET', `${NS}/${priv}`)).status).toBe(200)
+    expect((await alphaReader.call('GET', `${NS}?limit=1000`)).json.namespaces.map((x: { namespace: string }) => x.namespace)).toEqual(expect.arrayContaining([priv, pub]))
+    expect((await alphaReader.call('GET', `${NS}/${priv}/resource_types`)).status).toBe(200)
     expect((await alphaReader.call('GET', `${NS}/${priv}/objects/o`)).status).toBe(200)
     expect((await alpha.call('PUT', `${NS}/${priv}/objects/o`, { body: { name: 'x' } })).status).toBe(403)
     expect((await alpha.call('DELETE', `${NS}/${priv}`)).status).toBe(403)
@@ -227,5 +230,28 @@ describe('metadef policy (Glance 25 defaults)', () => {
     // No role at all: not even the list.
     expect((await glance(agent.url, { 'x-project-id': 'gamma', 'x-roles': '' }).call('GET', NS)).status).toBe(403)
     expect((await api.call('GET', `${NS}/${priv}/objects/o`)).status).toBe(200)
+  })
+})
+
+describe('fuzzing the metadefs API', () => {
+  it('any JSON body to any metadef write: no 5xx, and a refusal stores nothing', async () => {
+    const ns = unique('fuzz')
+    await api.call('POST', NS, { body: { namespace: ns, objects: [{ name: 'o' }], tags: [{ name: 't' }], properties: { p: { title: 'P', type: 'string' } } } })
+    const snapshot = (): string => JSON.stringify([...agent.agent.metadata.metadefs()])
+    const keys = fc.constantFrom('namespace', 'name', 'visibility', 'protected', 'owner', 'description', 'display_name', 'objects', 'properties', 'tags',
+      'resource_type_associations', 'required', 'title', 'type', 'enum', 'items', 'prefix', 'self', 'created_at', 'minimum', 'maxLength', '__proto__', 'constructor')
+    const value = fc.oneof(fc.jsonValue(), fc.constantFrom('public', 'private', 'string', 'array', ns, 'o', 't', 'p'), fc.array(fc.record({ name: fc.oneof(fc.string(), fc.constantFrom('o', 't')) })),
+      fc.dictionary(fc.string(), fc.record({ title: fc.string(), type: fc.constantFrom('string', 'integer', 'bogus') }, { requiredKeys: [] })))
+    const body = fc.oneof(fc.dictionary(keys, value, { maxKeys: 5 }).map(o => JSON.stringify(o)), fc.json(), fc.string())
+    const target = fc.constantFrom(['POST', NS], ['PUT', `${NS}/${ns}`], ['POST', `${NS}/${ns}/objects`], ['PUT', `${NS}/${ns}/objects/o`],
+      ['POST', `${NS}/${ns}/properties`], ['PUT', `${NS}/${ns}/properties/p`], ['POST', `${NS}/${ns}/tags`], ['PUT', `${NS}/${ns}/tags/t`],
+      ['POST', `${NS}/${ns}/resource_types`], ['POST', `${NS}/${ns}/tags/${encodeURIComponent('x'.repeat(81))}`])
+    await fc.assert(fc.asyncProperty(target, body, async ([method, path], text) => {
+      const before = snapshot()
+      const r = await api.call(method, path, { raw: text, headers: { 'content-type': 'application/json' } })
+      expect(r.status, r.text).toBeLessThan(500)
+      if (r.status >= 400) expect(snapshot()).toBe(before)
+    }), { numRuns: 300, interruptAfterTimeLimit: 3000, markInterruptAsFailure: false })
+    expect((await api.call('GET', '/versions')).status).toBe(200)
   })
 })

@@ -105,7 +105,7 @@ export class MetadefService {
     const marker = last(query.marker)
     const markerNs = marker == null ? undefined : this.#find(who, catalog, marker)
     const page = paginate(namespaces, { ...sortOf(query, NAMESPACE_SORT_KEYS, 'namespace'), limit, marker: markerNs }, nsValue)
-      .filter(ns => this.#policy.allows('get_metadef_namespace', who, target(ns)))
+      .filter(ns => this.#policy.permitsMetadef('get_metadef_namespace', who, target(ns)))
     const params = new URLSearchParams()
     for (const [key, value] of Object.entries(query)) if (key !== 'marker' && value != null) params.set(key, last(value)!)
     const qs = params.toString()
@@ -368,7 +368,7 @@ export class MetadefService {
     const catalog = this.#catalog()
     const ns = this.#find(who, catalog, namespace)
     this.#enforce('list_metadef_resource_types', who, ns)
-    const shown = this.#policy.allows('get_metadef_resource_type', who, { project_id: ns.body.owner as string, visibility: ns.body.visibility as string })
+    const shown = this.#policy.permitsMetadef('get_metadef_resource_type', who, target(ns))
     return { resource_type_associations: shown ? catalog.children(ns, 'association').map(associationView) : [] }
   }
 

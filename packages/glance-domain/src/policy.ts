@@ -236,12 +236,16 @@ export class GlancePolicy {
    * exists, and a 403 otherwise (MetadefAPIPolicy._enforce).
    */
   enforceMetadef (rule: MetadefRule, who: Identity, namespace?: NamespaceTarget & { name: string }): void {
-    const target = namespace == null ? { project_id: who.projectId } : { project_id: namespace.owner, visibility: namespace.visibility }
-    if (this.allows(rule, who, target)) return
-    if (namespace != null && (rule === 'get_metadef_namespace' || !this.allows('get_metadef_namespace', who, target))) {
+    if (this.permitsMetadef(rule, who, namespace)) return
+    if (namespace != null && (rule === 'get_metadef_namespace' || !this.permitsMetadef('get_metadef_namespace', who, namespace))) {
       throw new NotFoundError(`Namespace ${namespace.name} not found`)
     }
     throw new ForbiddenError(`You are not authorized to complete ${rule} action.`)
+  }
+
+  /** Whether a metadef rule allows the caller on the namespace (MetadefAPIPolicy's target), without raising. */
+  permitsMetadef (rule: MetadefRule, who: Identity, namespace?: NamespaceTarget): boolean {
+    return this.allows(rule, who, namespace == null ? { project_id: who.projectId } : { project_id: namespace.owner, visibility: namespace.visibility })
   }
 
   /** Whether `rule` allows the caller on the image, without raising (ImageAPIPolicy.check). */
