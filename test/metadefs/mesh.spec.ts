@@ -70,8 +70,7 @@ describe('metadata definitions across a mesh of agent processes', () => {
     // C's host is taken: the attacker has its peer key and the mesh secret, and runs its own code.
     await c.kill('SIGKILL')
     const key = await loadOrCreatePeerKey(c.dataDir)
-    const signer = new PeerRecordSigner({ dataDir: c.dataDir })
-    signer.useKey(key)
+    const signer = new PeerRecordSigner({ key })
     const work = await tmpDir('peerglance-metadef-attacker-')
     dirs.push(work)
     const store = new LevelMetadataStore({ path: join(work, 'db'), signer })
