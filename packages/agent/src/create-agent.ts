@@ -95,13 +95,28 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     cache.order(metadata.getImage(imageId), imageId)
   })
 
+  // The cloud's existing Glance, when there is one: its images mirrored into the mesh,
+  // their bytes read through on first use.
+  const upstream = upstreamOrigin(config, {
+    metadata,
+    chunks,
+    libp2p: mesh.libp2p,
+    deleteImage: async image => {
+      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
+      await metadata.putImage(deleted)
+      await data.imageDeleted(deleted)
+    },
+    logger: log.child({ component: 'upstream' }),
+    registry
+  })
+
   // Glance's use cases and API.
   const images = new ImageService({
     metadata,
     policy,
     events: { imageDeleted: async image => { await data.imageDeleted(image) } }
   }, rules)
-  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(mesh.reader), manifests, room: cache }, { host: () => metadata.replicaId })
+  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(upstream?.reader(mesh.reader) ?? mesh.reader), manifests: upstream?.manifests(manifests) ?? manifests, room: cache }, { host: () => metadata.replicaId })
   const audit = config.audit.file == null ? undefined : new AuditLog(config.audit.file)
   const api = buildGlanceApi({
     images,
@@ -113,19 +128,6 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     logger: log.child({ component: 'glance-api' }),
     audit
   }, { rules, publicEndpoint: config.api.publicEndpoint, requestTimeoutMs: config.api.requestTimeoutMs, https })
-
-  // The cloud's existing Glance, when there is one: its images mirrored into the mesh.
-  const upstream = upstreamOrigin(config, {
-    metadata,
-    libp2p: mesh.libp2p,
-    deleteImage: async image => {
-      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
-      await metadata.putImage(deleted)
-      await data.imageDeleted(deleted)
-    },
-    logger: log.child({ component: 'upstream' }),
-    registry
-  })
 
   // Reactions to metadata changes, local or replicated.
   metadata.onChange((record, origin) => {

@@ -1,0 +1,105 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { rm } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { meshOf, tmpDir, waitFor } from '@peerglance/testing'
+import type { TestMesh } from '@peerglance/testing'
+import { keystoneEnv } from '../keystone/keystone.ts'
+import { accessLogSize, fileBytesLogged, upstreamConfig, upstreamFetch } from './upstream.ts'
+
+const GLANCE_SH = fileURLToPath(new URL('../../scripts/glance.sh', import.meta.url))
+const SIZE = 24 * 1024 * 1024 + 12345
+
+let dir: string
+let mesh: TestMesh
+
+beforeAll(async () => {
+  dir = await tmpDir('peerglance-upstream-')
+  mesh = await meshOf(2, { args: ['--config', await upstreamConfig(dir)] })
+})
+
+afterAll(async () => {
+  await mesh?.close()
+  if (dir != null) await rm(dir, { recursive: true, force: true })
+  // Whatever a test did to it, the upstream is up for the next file.
+  execFileSync('bash', [GLANCE_SH, 'start'], { stdio: 'ignore', timeout: 120_000 })
+})
+
+/** An active image made upstream as alpha-member, with these bytes. */
+async function upstreamImage (name: string, data: Uint8Array): Promise<string> {
+  const member = keystoneEnv().accounts['alpha-member']
+  const res = await upstreamFetch(member, '/v2/images', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, disk_format: 'raw', container_format: 'bare' }) })
+  expect(res.status).toBe(201)
+  const { id } = await res.json() as { id: string }
+  const put = await upstreamFetch(member, `/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data })
+  expect(put.status).toBe(204)
+  return id
+}
+
+/** Every agent lists the image, active. */
+async function listed (id: string): Promise<void> {
+  for (const agent of mesh.agents) {
+    await waitFor(async () => {
+      const res = await fetch(`${agent.url}/v2/images/${id}`)
+      return res.status === 200 && (await res.json() as { status: string }).status === 'active'
+    }, { timeoutMs: 20_000 })
+  }
+}
+
+async function download (url: string, id: string): Promise<{ status: number, sha512: string, bytes: number, body: string }> {
+  const res = await fetch(`${url}/v2/images/${id}/file`)
+  const data = Buffer.from(await res.arrayBuffer())
+  return { status: res.status, sha512: createHash('sha512').update(data).digest('hex'), bytes: data.byteLength, body: res.status === 200 ? '' : data.toString() }
+}
+
+async function metric (url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const line = text.split('\n').find(l => l.startsWith(`${name} `))
+  return line == null ? NaN : Number(line.split(' ')[1])
+}
+
+describe('an existing Glance as the origin: bytes', () => {
+  let cached: { id: string, sha512: string }
+
+  it('downloads an upstream image byte-exact through two agents at once; the upstream sends it once', async () => {
+    const data = randomBytes(SIZE)
+    const sha512 = createHash('sha512').update(data).digest('hex')
+    const id = await upstreamImage('read-through', data)
+    await listed(id)
+    const from = accessLogSize()
+    const results = await Promise.all(mesh.agents.map(async agent => await download(agent.url, id)))
+    for (const r of results) expect(r).toEqual({ status: 200, sha512, bytes: SIZE, body: '' })
+    const logged = fileBytesLogged(id, from)
+    console.log(`upstream sent ${logged.bytes} bytes in ${logged.requests} request(s) for a ${SIZE}-byte image read by 2 agents at once`)
+    expect(logged.bytes).toBeGreaterThanOrEqual(SIZE)
+    expect(logged.bytes).toBeLessThanOrEqual(SIZE * 1.1)
+    const received = await Promise.all(mesh.agents.map(async agent => await metric(agent.url, 'peerglance_upstream_bytes_received_total')))
+    expect(received.reduce((a, b) => a + b, 0)).toBe(SIZE)
+    // Both keep it: a second read is served by the mesh alone.
+    const again = accessLogSize()
+    for (const agent of mesh.agents) expect(await download(agent.url, id)).toEqual({ status: 200, sha512, bytes: SIZE, body: '' })
+    expect(fileBytesLogged(id, again).requests).toBe(0)
+    cached = { id, sha512 }
+  })
+
+  it('with the upstream stopped, serves what the mesh holds and answers 503 with a message for what it does not', async () => {
+    const missing = await upstreamImage('not-yet-read', randomBytes(1024 * 1024))
+    await listed(missing)
+    const refreshed = await metric(mesh.agents[0].url, 'peerglance_upstream_last_refresh_seconds')
+    expect(refreshed).toBeGreaterThan(Date.now() / 1000 - 60)
+    execFileSync('bash', [GLANCE_SH, 'stop'], { stdio: 'ignore', timeout: 60_000 })
+    for (const agent of mesh.agents) {
+      expect(await download(agent.url, cached.id)).toEqual({ status: 200, sha512: cached.sha512, bytes: SIZE, body: '' })
+      const res = await download(agent.url, missing)
+      expect(res.status).toBe(503)
+      expect(res.body).toMatch(/upstream/i)
+      // Metadata stays: both images are still listed.
+      expect((await fetch(`${agent.url}/v2/images/${missing}`)).status).toBe(200)
+    }
+    // The last refresh stays where it was while the upstream is down.
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    const stale = await metric(mesh.agents[0].url, 'peerglance_upstream_last_refresh_seconds')
+    expect(stale).toBeLessThan(Date.now() / 1000 - 2)
+  })
+})
