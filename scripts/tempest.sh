@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The upstream tempest image API tests (Debian's tempest 33) against one agent, through a real
-# Keystone: tempest authenticates with passwords, creates its own projects and users (dynamic
-# credentials, as admin) and finds the agent in the catalog. Not part of `npm test`: it takes
-# minutes and its result is recorded in docs/conformance.md.
+# The upstream tempest image API tests (Debian's tempest 33) against two agents in two sites (two
+# stores), through a real Keystone: tempest authenticates with passwords, creates its own projects
+# and users (dynamic credentials, as admin) and finds agent A in the catalog (agent B, in the other
+# site, is its `alternate_image_endpoint`). Not part of `npm test`: it takes minutes and its result
+# is recorded in docs/conformance.md.
 #
 #   scripts/tempest.sh [REGEX]      default: ^tempest\.api\.image\.
 #
@@ -29,11 +30,12 @@ KS_URL=$(field 'd["url"]')
 REGION=$(field 'd["region"]')
 
 WORK=$(mktemp -d /tmp/peerglance-tempest-XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-AGENT_PID=
+free_port () { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT=$(free_port); PORT_B=$(free_port); P2P_A=$(free_port); WEB_PORT=$(free_port)
+AGENT_PID=; AGENT_B_PID=; WEB_PID=
 
-catalog () { # catalog register URL | catalog remove
-  KS_ENV=$KS_ENV SERVICE_TYPE=$SERVICE_TYPE /usr/bin/python3 - "$@" <<'EOF'
+catalog () { # catalog register TYPE URL | catalog remove TYPE
+  KS_ENV=$KS_ENV SERVICE_TYPE=$2 /usr/bin/python3 - "$1" "${3:-}" <<'EOF'
 import json, os, sys
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
@@ -54,16 +56,26 @@ EOF
 }
 
 cleanup () {
-  [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-  catalog remove || log 'could not remove the catalog entry'
+  for pid in $AGENT_PID $AGENT_B_PID $WEB_PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  catalog remove "$SERVICE_TYPE" || log 'could not remove the catalog entry'
+  catalog remove "$SERVICE_TYPE-b" || log 'could not remove the catalog entry of agent B'
   if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-cat >"$WORK/agent.yaml" <<EOF
-dataDir: $WORK/data
+# What web-download fetches (tempest's default http_image is on the internet): a local web server.
+mkdir -p "$WORK/www"
+head -c 1048576 /dev/urandom >"$WORK/www/image.img"
+python3 -m http.server --bind 127.0.0.1 --directory "$WORK/www" "$WEB_PORT" >"$WORK/web.log" 2>&1 &
+WEB_PID=$!
+
+agent_config () { # agent_config SITE PORT P2P BOOTSTRAP
+  cat <<EOF
+dataDir: $WORK/data-$1
+agent:
+  site: $1
 api:
-  listen: 127.0.0.1:$PORT
+  listen: 127.0.0.1:$2
 log:
   level: info
 auth:
@@ -74,17 +86,53 @@ auth:
     password: $(field 'd["accounts"]["peerglance"]["password"]')
     projectName: service
 glance:
-  enabledImportMethods: [glance-direct]
+  enabledImportMethods: [glance-direct, web-download, copy-image, glance-download]
+import:
+  # tempest waits for an import without stores to reach every store it lists.
+  defaultStores: all
+  siteTimeoutMs: 50000
+  webDownload:
+    allowedPorts: [$WEB_PORT]
+    allowedNetworks: [127.0.0.1/32]
+  glanceDownload:
+    serviceType: $SERVICE_TYPE
+mesh:
+  listen: [/ip4/127.0.0.1/tcp/$3]
+  bootstrap: [$4]
 EOF
-"$ROOT/node_modules/.bin/node" packages/agent/bin/peerglance.js agent --config "$WORK/agent.yaml" >"$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$PORT/versions" 2>/dev/null && break
-  kill -0 "$AGENT_PID" 2>/dev/null || { log "the agent exited; see $WORK/agent.log"; tail -5 "$WORK/agent.log" >&2; exit 1; }
-  sleep 0.2
-done
-catalog register "http://127.0.0.1:$PORT"
-log "agent (pid $AGENT_PID) on http://127.0.0.1:$PORT, catalog type $SERVICE_TYPE"
+}
+
+start_agent () { # start_agent SITE PORT P2P BOOTSTRAP; sets STARTED_PID
+  agent_config "$@" >"$WORK/agent-$1.yaml"
+  "$ROOT/node_modules/.bin/node" packages/agent/bin/peerglance.js agent --config "$WORK/agent-$1.yaml" >"$WORK/agent-$1.log" 2>&1 &
+  STARTED_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$2/versions" 2>/dev/null && return 0
+    kill -0 "$STARTED_PID" 2>/dev/null || { log "agent $1 exited; see $WORK/agent-$1.log"; tail -5 "$WORK/agent-$1.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  log "agent $1 did not answer"; exit 1
+}
+
+start_agent site-a "$PORT" "$P2P_A" ''
+AGENT_PID=$STARTED_PID
+SEED=$(python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("msg") == "mesh started":
+        print(e["multiaddrs"][0])
+        break' "$WORK/agent-site-a.log")
+start_agent site-b "$PORT_B" 0 "$SEED"
+AGENT_B_PID=$STARTED_PID
+catalog register "$SERVICE_TYPE" "http://127.0.0.1:$PORT"
+catalog register "$SERVICE_TYPE-b" "http://127.0.0.1:$PORT_B"
+# Agent A knows site-b once B's signed announcement reached it: a few seconds after they connect.
+for _ in $(seq 1 150); do grep -q '"peer connected"' "$WORK/agent-site-a.log" && break; sleep 0.2; done
+sleep 6
+log "agents (pids $AGENT_PID, $AGENT_B_PID) on http://127.0.0.1:$PORT (site-a) and :$PORT_B (site-b), catalog types $SERVICE_TYPE, $SERVICE_TYPE-b"
 
 tempest init --workspace-path "$WORK/workspaces.yaml" "$WORK/ws" >/dev/null
 cat >"$WORK/ws/etc/tempest.conf" <<EOF
@@ -107,6 +155,10 @@ api_v2 = false
 catalog_type = $SERVICE_TYPE
 endpoint_type = public
 build_timeout = 60
+alternate_image_endpoint = $SERVICE_TYPE-b
+alternate_image_endpoint_type = public
+http_image = http://127.0.0.1:$WEB_PORT/image.img
+image_caching_enabled = ${IMAGE_CACHING:-false}
 [image-feature-enabled]
 api_v2 = true
 api_v1 = false

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -8,7 +8,7 @@ import { KeystoneAuthenticator } from '@peerglance/auth-keystone'
 import { ConfigError, parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { CacheService, GlancePolicy, ImageDataService, ImageService, MemberService, MetadefService, replicationRules } from '@peerglance/glance-domain'
+import { CacheService, GlancePolicy, ImageDataService, ImageService, ImportService, MemberService, MetadefService, SiteCopies, StoreService, TaskService, replicationRules } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
@@ -21,6 +21,10 @@ import { createLogger } from './logger.ts'
 import { AuditLog } from './audit-log.ts'
 import { opsRoutes } from './ops-routes.ts'
 import { upstreamOrigin } from './upstream-origin.ts'
+import { CONVERT_DIR, QemuImgConverter } from './qemu-converter.ts'
+import { KeystoneRemoteGlance } from './remote-glance.ts'
+import { siteDirectory } from './site-directory.ts'
+import { HttpWebSource } from './web-source.ts'
 
 export interface AgentOverrides {
   logger?: Logger
@@ -64,6 +68,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   }, {
     privateKey: peerKey,
     listen: config.mesh.listen,
+    site: config.agent.site,
     bootstrap: config.mesh.bootstrap,
     mdns: config.mesh.mdns,
     membership: { secret: config.mesh.key, operator: config.mesh.operatorKey, credentialFile: config.mesh.credentialFile, revoked: config.mesh.revokedPeers },
@@ -116,7 +121,30 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     policy,
     events: { imageDeleted: async image => { await data.imageDeleted(image) } }
   }, rules)
-  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(upstream?.reader(mesh.reader) ?? mesh.reader), manifests: upstream?.manifests(manifests) ?? manifests, room: cache }, { host: () => metadata.replicaId })
+  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(upstream?.reader(mesh.reader) ?? mesh.reader), manifests: upstream?.manifests(manifests) ?? manifests, room: cache }, { host: () => metadata.replicaId, site: config.agent.site })
+  // Stores are sites: imports land on them, and this agent fetches what its site is sent.
+  const sites = siteDirectory(config.agent.site, () => mesh.status === 'started' ? mesh.sites().keys() : [], () => metadata.images())
+  const siteCopies = new SiteCopies({
+    metadata,
+    holder: { fetch: async (id, signal) => { await holdings.fetch(id, signal) }, keep: (id, kept) => { cache.pin(id, kept) }, drop: async id => { await cache.remove(id) } },
+    logger: log.child({ component: 'site-copies' })
+  }, { site: config.agent.site })
+  const imports = new ImportService({
+    images,
+    data,
+    metadata,
+    sites,
+    web: new HttpWebSource(config.import.webDownload),
+    remote: config.auth.keystone.url == null ? undefined : new KeystoneRemoteGlance({ keystoneUrl: config.auth.keystone.url, serviceType: config.import.glanceDownload.serviceType }),
+    converter: config.import.conversionFormat == null ? undefined : new QemuImgConverter({ tmpDir: join(config.dataDir, CONVERT_DIR) }),
+    logger: log.child({ component: 'import' })
+  }, {
+    webFilter: config.import.webDownload,
+    conversionFormat: config.import.conversionFormat,
+    siteTimeoutMs: config.import.siteTimeoutMs,
+    defaultStores: config.import.defaultStores,
+    downloadProperties: config.import.glanceDownload.extraProperties
+  })
   const audit = config.audit.file == null ? undefined : new AuditLog(config.audit.file)
   const api = buildGlanceApi({
     images,
@@ -124,6 +152,9 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     members: new MemberService({ images, metadata }),
     cache: new CacheService({ images, metadata, cache }),
     metadefs: new MetadefService({ metadata, policy }, rules),
+    imports,
+    stores: new StoreService({ images, metadata, sites }),
+    tasks: new TaskService({ metadata, policy }),
     authenticator: authenticator(config, log),
     logger: log.child({ component: 'glance-api' }),
     audit
@@ -133,6 +164,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   metadata.onChange((record, origin) => {
     if (record.kind !== 'image') return
     const image = metadata.getImage(record.key)
+    if (image != null) siteCopies.imageChanged(image)
     if (image != null && image.status !== 'deleted') {
       cache.imageChanged(image)
       return
@@ -154,6 +186,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   // After a crash: uploads that were running go back to `queued`, and chunks nothing names go.
   const recovery = {
     async start () {
+      // Conversions a crash interrupted left their temporary files.
+      await rm(join(config.dataDir, CONVERT_DIR), { recursive: true, force: true })
       const recovered = await data.recover()
       const collected = await chunks.collect(chunks.listCids(), async cid => await metadata.isReferenced(cid))
       if (recovered > 0 || collected > 0) log.warn({ recovered, collected }, 'recovered interrupted uploads')
@@ -176,6 +210,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
       recovery,
       mesh,
       cache,
+      siteCopies,
       sync,
       peerHoldings,
       orders,

@@ -14,6 +14,7 @@ import { memberRoutes } from './routes/members.ts'
 import { infoRoutes } from './routes/info.ts'
 import { cacheRoutes } from './routes/cache.ts'
 import { metadefRoutes } from './routes/metadefs.ts'
+import { storeRoutes, taskRoutes } from './routes/stores-tasks.ts'
 
 export type { GlanceApiComponents } from './components.ts'
 
@@ -116,6 +117,8 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
   infoRoutes(app, components, init.rules)
   cacheRoutes(app, components)
   metadefRoutes(app, components)
+  storeRoutes(app, components)
+  taskRoutes(app, components)
   return app
 }
 

@@ -1,12 +1,12 @@
-import { randomUUID } from 'node:crypto'
 import {
-  ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageNotFoundError, ImageTooLargeError, InvalidStatusTransitionError,
+  ChunkUnavailableError, ConflictError, ForbiddenError, ImageGoneError, ImageTooLargeError, InvalidStatusTransitionError,
   NotFoundError, ValidationError
 } from '@peerglance/interface'
-import type { AbortOptions, ChunkStore, Identity, ImageCache, ImageReader, ImageRecord, IngestResult, Manifest, ManifestSource, MetadataStore, TaskRecord } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, Identity, ImageCache, ImageReader, ImageRecord, IngestResult, Manifest, ManifestSource, MetadataStore } from '@peerglance/interface'
 import { HEAD_BYTES, TAIL_BYTES, checkUpload, inspect } from './format-inspector.ts'
 import type { ImageService } from './image-service.ts'
 import { HAS_SERVABLE_DATA, transition } from './status.ts'
+import { withSite, withoutSites } from './sites.ts'
 import { now } from './time.ts'
 
 export interface UploadOptions {
@@ -47,8 +47,10 @@ export class ImageDataService {
    * manifest of an image whose data this agent has never held.
    */
   readonly #hostOf: () => string
+  readonly #site: string | undefined
 
-  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource, room?: Pick<ImageCache, 'reserve' | 'room'> }, init: { host?: string | (() => string) } = {}) {
+  constructor (components: { images: ImageService, metadata: MetadataStore, chunks: ChunkStore, reader?: ImageReader, manifests?: ManifestSource, room?: Pick<ImageCache, 'reserve' | 'room'> }, init: { host?: string | (() => string), site?: string } = {}) {
+    this.#site = init.site
     // A function, because an agent's id is known only once its stores have started.
     const host = init.host ?? 'local'
     this.#hostOf = typeof host === 'function' ? host : () => host
@@ -65,7 +67,7 @@ export class ImageDataService {
     const image = this.#images.authorized(who, id, 'upload_image')
     requireFormats(image)
     if (image.status !== 'queued') throw new InvalidStatusTransitionError(`Image status transition from ${image.status} to saving is not allowed`)
-    return await this.#write(who, image, 'saving', source, opts)
+    return await this.#write(image, 'saving', source, opts)
   }
 
   /** `PUT /stage`: the bytes are kept (and hashed) now; `import` makes them the image's data. */
@@ -73,22 +75,22 @@ export class ImageDataService {
     this.#requireMethod('glance-direct')
     const image = this.#images.authorized(who, id, 'modify_image')
     if (image.status !== 'queued') throw new ConflictError(`Image status transition from ${image.status} to uploading is not allowed`)
-    return await this.#write(who, image, 'uploading', source, opts)
+    return await this.#write(image, 'uploading', source, opts)
   }
 
-  async #write (who: Identity, image: ImageRecord, during: 'saving' | 'uploading', source: AsyncIterable<Uint8Array>, opts: UploadOptions): Promise<ImageRecord> {
+  async #write (image: ImageRecord, during: 'saving' | 'uploading' | 'importing', source: AsyncIterable<Uint8Array>, opts: UploadOptions): Promise<ImageRecord> {
     // Before anything changes: an upload this agent's disk or cache cap cannot hold is refused up
     // front (StorageFullError, 413), not after filling the disk. Without a size, it stops at the room.
     if (this.#room != null && opts.expectedSize != null) await this.#room.reserve(opts.expectedSize)
     const room = this.#room == null ? Infinity : await this.#room.room()
     // The status flips synchronously (the store's view is updated before the write resolves),
     // so a second upload racing this one sees `saving` and gets 409.
-    await this.#metadata.putImage(this.#claim(transition(image, during)))
+    if (image.status !== during) await this.#metadata.putImage(this.#claim(transition(image, during)))
     let ingested: IngestResult | undefined
     try {
       ingested = await this.#chunks.ingest(source, { maxBytes: Math.min(this.#maxBytes(image), room), expectedSize: opts.expectedSize, signal: opts.signal })
       // The ingest kept the head; the tail is read from the chunks just written, all local.
-      const virtualSize = during === 'saving' ? await this.#inspect(image, ingested, this.#localReader, ingested.head) : null
+      const virtualSize = during !== 'uploading' ? await this.#inspect(image, ingested, this.#localReader, ingested.head) : null
       const current = this.#metadata.getImage(image.id)
       if (current == null || current.status !== during) {
         throw new ImageGoneError(`Image ${image.id} could not be found after upload. The image may have been deleted during the upload.`)
@@ -96,8 +98,8 @@ export class ImageDataService {
       const manifest: Manifest = {
         size: ingested.size, chunkSize: ingested.chunkSize, cids: ingested.cids, md5: ingested.md5, sha512: ingested.sha512, staged: during === 'uploading'
       }
-      const finished: ImageRecord = during === 'saving'
-        ? { ...release(transition(current, 'active')), size: ingested.size, virtual_size: virtualSize, checksum: ingested.md5, os_hash_algo: HASH_ALGO, os_hash_value: ingested.sha512 }
+      const finished: ImageRecord = during !== 'uploading'
+        ? { ...this.#placedHere(release(transition(current, 'active'))), size: ingested.size, virtual_size: virtualSize, checksum: ingested.md5, os_hash_algo: HASH_ALGO, os_hash_value: ingested.sha512 }
         : { ...current, size: ingested.size, updated_at: now() }
       await this.#metadata.dataAdded(finished, manifest)
       return finished
@@ -132,7 +134,12 @@ export class ImageDataService {
   /** Back to `queued` with no data, unless someone deleted the image meanwhile. */
   async #restore (id: string, during: 'saving' | 'uploading' | 'importing'): Promise<void> {
     const current = this.#metadata.getImage(id)
-    if (current?.status === during) await this.#metadata.dataRemoved(release(transition(current, 'queued')))
+    if (current?.status === during) await this.#metadata.dataRemoved(withoutSites(release(transition(current, 'queued'))))
+  }
+
+  /** Data written here: this agent's site holds a complete copy. */
+  #placedHere (image: ImageRecord): ImageRecord {
+    return this.#site == null ? image : withSite(image, this.#site, 'active')
   }
 
   #claim (image: ImageRecord): ImageRecord {
@@ -143,73 +150,57 @@ export class ImageDataService {
     await this.#chunks.collect(new Set(cids), async cid => await this.#metadata.isReferenced(cid))
   }
 
-  /** `POST /import` (glance-api.md §12.2). Answers at once; the import finishes in the background. */
-  async import (who: Identity, id: string, body: unknown, opts: { requestId?: string } = {}): Promise<void> {
-    const method = (body as { method?: { name?: unknown } } | null)?.method
-    if (body == null || typeof body !== 'object' || method == null || typeof method !== 'object' || typeof method.name !== 'string') {
-      throw new ValidationError('Import request requires a \'method\' field.')
-    }
-    for (const flag of ['all_stores', 'all_stores_must_succeed'] as const) {
-      const v = (body as Record<string, unknown>)[flag]
-      if (v !== undefined && typeof v !== 'boolean') throw new ValidationError(`'${flag}' must be boolean value only`)
-    }
-    if ((body as Record<string, unknown>).all_stores_must_succeed === false) throw new ValidationError('This option is only available in multi-store deployments.')
-    const name = method.name
-    if (!this.#images.rules.enabledImportMethods.includes(name)) throw new ValidationError(`Import method ${name} is not valid.`)
-    // Only copy-image has its own rule; any other import writes the image (images.py import_image).
-    const image = this.#images.authorized(who, id, name === 'copy-image' ? 'copy_image' : 'modify_image')
-    if (image.container_format == null || image.disk_format == null) {
-      throw new ConflictError('\'disk_format\' and \'container_format\' must be set prior to import.')
-    }
-    if (image.status !== 'uploading') throw new ConflictError(`Image status '${image.status}' is not valid for this import method`)
-
-    const importing = this.#claim(transition(image, 'importing'))
-    await this.#metadata.putImage(importing)
-    const task = await this.#startTask(who, image, body as Record<string, unknown>, opts.requestId)
-    // Glance runs the import as an asynchronous task and answers 202 first.
-    setImmediate(() => { void this.#finishImport(importing, task) })
+  /**
+   * An import's bytes from outside the mesh (web-download, glance-download, a conversion's
+   * output), written to an image already `importing`: hashed, capped and inspected as an upload
+   * is, then the image is active and this agent's site holds it. On failure the image is back
+   * to `queued` with nothing stored.
+   */
+  async importData (image: ImageRecord, source: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<ImageRecord> {
+    return await this.#write(image, 'importing', source, opts)
   }
 
-  async #finishImport (image: ImageRecord, task: TaskRecord): Promise<void> {
-    try {
-      const manifest = await this.#metadata.getManifest(image.id) ?? await this.#manifests?.fetch(image.id)
-      if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
-      // Staged data may sit on the agent that staged it: read through peers.
-      const virtualSize = await this.#inspect(image, manifest, this.#reader)
-      const current = this.#metadata.getImage(image.id)
-      if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
-      await this.#metadata.dataAdded({
-        ...release(transition(current, 'active')), size: manifest.size, virtual_size: virtualSize, checksum: manifest.md5, os_hash_algo: HASH_ALGO, os_hash_value: manifest.sha512
-      }, { ...manifest, staged: false })
-      await this.#metadata.putTask({ ...task, status: 'success', result: { image_id: image.id }, updated_at: now() })
-    } catch (err) {
-      const manifest = await this.#metadata.getManifest(image.id)
-      await this.#restore(image.id, 'importing')
-      if (manifest != null) await this.#forget(manifest.cids)
-      await this.#metadata.putTask({ ...task, status: 'failure', message: (err as Error).message, updated_at: now() })
+  /** glance-direct: the staged bytes (here or on the agent that staged them) become the image's data. */
+  async importStaged (image: ImageRecord): Promise<ImageRecord> {
+    const manifest = await this.#metadata.getManifest(image.id) ?? await this.#manifests?.fetch(image.id)
+    if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
+    // Staged data may sit on the agent that staged it: read through peers.
+    const virtualSize = await this.#inspect(image, manifest, this.#reader)
+    const current = this.#metadata.getImage(image.id)
+    if (current?.status !== 'importing') throw new ImageGoneError('Image was deleted during import.')
+    // Staged here (every chunk on this disk): this agent's site holds the image already.
+    const local = await this.#metadata.getManifest(image.id) != null && (await Promise.all(manifest.cids.map(async cid => await this.#chunks.has(cid)))).every(Boolean)
+    const activated = release(transition(current, 'active'))
+    const active: ImageRecord = {
+      ...(local ? this.#placedHere(activated) : activated), size: manifest.size, virtual_size: virtualSize, checksum: manifest.md5, os_hash_algo: HASH_ALGO, os_hash_value: manifest.sha512
     }
+    await this.#metadata.dataAdded(active, { ...manifest, staged: false })
+    return active
   }
 
-  async #startTask (who: Identity, image: ImageRecord, input: Record<string, unknown>, requestId?: string): Promise<TaskRecord> {
-    const at = now()
-    const task: TaskRecord = {
-      id: randomUUID(), type: 'api_image_import', status: 'processing', owner: image.owner, image_id: image.id,
-      request_id: requestId ?? null, user_id: who.userId, input, result: null, message: '', created_at: at, updated_at: at, expires_at: null
-    }
-    await this.#metadata.putTask(task)
-    return task
+  /** The staged bytes of an image (here or on the agent that staged them), e.g. to convert them. */
+  async * readStaged (id: string): AsyncIterable<Uint8Array> {
+    const manifest = await this.#metadata.getManifest(id) ?? await this.#manifests?.fetch(id)
+    if (manifest == null || !manifest.staged) throw new NotFoundError('No staging data found for this image.')
+    if (manifest.size === 0) return
+    // Copies: the reader reuses its buffers, and a file writer may hold several at once.
+    for await (const part of this.#reader.read(id, manifest, 0, manifest.size - 1)) yield Buffer.from(part)
   }
 
-  tasks (who: Identity, id: string): TaskRecord[] {
-    try {
-      this.#images.authorized(who, id, 'get_image')
-    } catch (err) {
-      // images.py get_task_info: any refusal is a 404.
-      if ((err as Error).name === ForbiddenError.name) throw new ImageNotFoundError(`No image found with ID ${id}`)
-      throw err
-    }
-    return this.#metadata.tasks(id)
+  /** An import that failed: back to `queued`, and the chunks nothing else uses go. */
+  async importFailed (id: string): Promise<void> {
+    const manifest = await this.#metadata.getManifest(id)
+    await this.#restore(id, 'importing')
+    if (manifest != null) await this.#forget(manifest.cids)
   }
+
+  /** Marks the image as worked on by this agent (Glance's `os_glance_stage_host`). */
+  claim (image: ImageRecord): ImageRecord {
+    return this.#claim(image)
+  }
+
+  /** This agent's site: the store uploads and imports that ran here land in. */
+  get site (): string | undefined { return this.#site }
 
   /** What `GET /file` streams; `manifest: null` means "no data yet", which Glance answers with 204. */
   async download (who: Identity, id: string, opts: AbortOptions = {}): Promise<Download> {

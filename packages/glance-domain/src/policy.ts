@@ -56,6 +56,12 @@ export const GLANCE_RULES = {
   deactivate: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
   reactivate: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
   copy_image: { check: ADMIN },
+  get_image_location: { check: ADMIN_OR_PROJECT_READER, legacy: LEGACY },
+  delete_image_location: { check: ADMIN, legacy: LEGACY },
+  get_task: { check: LEGACY },
+  get_tasks: { check: LEGACY },
+  tasks_api_access: { check: ADMIN },
+  stores_info_detail: { check: ADMIN },
   add_member: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
   delete_member: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
   get_member: { check: ADMIN_OR_READER_OF_OWNER_OR_MEMBER, legacy: LEGACY },
@@ -98,7 +104,9 @@ export type RuleName = keyof typeof GLANCE_RULES
 /** The metadata definition API's rules (glance/policies/metadef.py), checked against a namespace. */
 export type MetadefRule = Exclude<Extract<RuleName, `${string}metadef_${string}`>, 'metadef_default' | 'metadef_admin'>
 /** Rules checked against an existing image. */
-export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule | MetadefRule | 'metadef_default' | 'metadef_admin'>
+export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule | MetadefRule | 'metadef_default' | 'metadef_admin' | ServiceRule>
+/** Rules of the tasks API and store discovery (glance/policies/tasks.py, discovery.py), checked without an image. */
+export type ServiceRule = 'get_task' | 'get_tasks' | 'tasks_api_access' | 'stores_info_detail'
 /** The image cache API's rules (glance/policies/cache.py), checked without an image. */
 export type CacheRule = 'cache_image' | 'cache_list' | 'cache_delete'
 

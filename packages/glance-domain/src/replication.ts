@@ -1,13 +1,18 @@
-import type { ImageRecord, MemberRecord, ReplicationRules } from '@peerglance/interface'
+import type { ImageRecord, MemberRecord, ReplicationRules, TaskRecord } from '@peerglance/interface'
 import { MEMBER_STATUSES } from '@peerglance/interface'
 import { metadefRefusal } from './metadef-schemas.ts'
 import { BASE_PROPERTIES, UUID_PATTERN, propertyRefusal } from './properties.ts'
 import type { GlanceRules } from './rules.ts'
 import { imageSchema } from './schemas.ts'
+import { MAX_SITES_PER_IMAGE, SITE_PROPERTY_PREFIX, sitePropertyRefusal } from './sites.ts'
 import { canReach } from './status.ts'
 import { violation } from './validate.ts'
 
 const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/
+const TASK_TYPES = ['import', 'api_image_import', 'location_import']
+const TASK_STATUSES = ['pending', 'processing', 'success', 'failure']
+/** A task's input and result are small documents; a peer's may not make every agent keep a big one. */
+const MAX_TASK_JSON_BYTES = 65_535
 
 /**
  * The API's rules for records that arrive from peers: a peer's record is held to what this
@@ -36,9 +41,11 @@ export function replicationRules (rules: GlanceRules): ReplicationRules {
       for (const [key, value] of props) {
         if (BASE_PROPERTIES.has(key)) return `extra property ${key} shadows a base attribute`
         if (value !== null && typeof value !== 'string') return `property ${key.slice(0, 40)} is not a string`
-        const why = propertyRefusal(key, value)
+        const why = propertyRefusal(key, value) ?? (key.startsWith(SITE_PROPERTY_PREFIX) ? sitePropertyRefusal(key, value) : undefined)
         if (why != null) return why
       }
+      const sites = props.filter(([k]) => k.startsWith(SITE_PROPERTY_PREFIX)).length
+      if (sites > MAX_SITES_PER_IMAGE) return `${sites} sites, more than ${MAX_SITES_PER_IMAGE}`
       const counted = props.filter(([k]) => !k.startsWith('os_glance')).length
       if (rules.imagePropertyQuota >= 0 && counted > rules.imagePropertyQuota) return `${counted} properties, more than image_property_quota ${rules.imagePropertyQuota}`
       for (const tag of next.tags) {
@@ -60,6 +67,26 @@ export function replicationRules (rules: GlanceRules): ReplicationRules {
       return undefined
     },
 
-    metadefRefusal
+    metadefRefusal,
+
+    taskRefusal (next: TaskRecord): string | undefined {
+      if (!UUID_PATTERN.test(next.image_id) || !UUID_PATTERN.test(next.id)) return 'task of an image id or with an id that is not a UUID'
+      if (!TASK_TYPES.includes(next.type)) return `task type ${String(next.type).slice(0, 40)} is not one of ${TASK_TYPES.join(', ')}`
+      if (!TASK_STATUSES.includes(next.status)) return `task status ${String(next.status).slice(0, 40)} is not one of ${TASK_STATUSES.join(', ')}`
+      for (const key of ['owner', 'request_id', 'user_id'] as const) {
+        const v = next[key]
+        if (v !== null && (typeof v !== 'string' || v.length > 255)) return `task ${key} is not a string of at most 255 characters`
+      }
+      for (const key of ['created_at', 'updated_at'] as const) {
+        if (typeof next[key] !== 'string' || !TIMESTAMP.test(next[key])) return `task ${key} is not a timestamp`
+      }
+      if (next.expires_at !== null && (typeof next.expires_at !== 'string' || !TIMESTAMP.test(next.expires_at))) return 'task expires_at is not a timestamp'
+      if (typeof next.message !== 'string' || Buffer.byteLength(next.message) > MAX_TASK_JSON_BYTES) return 'task message is not a string of at most 64 KiB'
+      for (const key of ['input', 'result'] as const) {
+        const v = next[key]
+        if (v !== null && (typeof v !== 'object' || Array.isArray(v) || Buffer.byteLength(JSON.stringify(v)) > MAX_TASK_JSON_BYTES)) return `task ${key} is not an object of at most 64 KiB`
+      }
+      return undefined
+    }
   }
 }

@@ -14,7 +14,8 @@ export interface MetadataStore {
   members (imageId: string): MemberRecord[]
   putMember (member: MemberRecord): Promise<void>
   deleteMember (imageId: string, memberId: string): Promise<void>
-  tasks (imageId: string): TaskRecord[]
+  /** The import tasks of one image, or of every image. */
+  tasks (imageId?: string): TaskRecord[]
   putTask (task: TaskRecord): Promise<void>
   getManifest (imageId: string): Promise<Manifest | undefined>
   /** Atomically records the image's data and the image itself (upload or stage finished). */
@@ -131,8 +132,8 @@ export interface VersionedField {
  * stays deleted).
  */
 export interface ReplicatedRecord {
-  kind: 'image' | 'member' | 'metadef'
-  /** `<imageId>` for images, `<imageId>!<memberId>` for members, `<type>!<id>` for metadata definitions. */
+  kind: 'image' | 'member' | 'metadef' | 'task'
+  /** `<imageId>` for images, `<imageId>!<memberId>` for members, `<type>!<id>` for metadata definitions, `<imageId>!<taskId>` for import tasks. */
   key: string
   fields: Record<string, VersionedField>
   /** The signature of each write (by clock) whose fields the record still holds. */
@@ -167,6 +168,7 @@ export interface ReplicationRules {
   imageRefusal (next: ImageRecord, prev: ImageRecord | undefined): string | undefined
   memberRefusal (next: MemberRecord): string | undefined
   metadefRefusal (next: MetadefRecord): string | undefined
+  taskRefusal (next: TaskRecord): string | undefined
 }
 
 /** A record from a peer that was not merged, and why. */
@@ -236,4 +238,49 @@ export interface Logger {
   info: (obj: object, msg?: string) => void
   warn: (obj: object, msg?: string) => void
   error: (obj: object, msg?: string) => void
+}
+
+/** Bytes an import reads from outside the mesh (web-download, another region's Glance). */
+export interface ExternalData {
+  body: AsyncIterable<Uint8Array>
+  /** Content-Length, when the source sent one. */
+  size?: number
+}
+
+/** Fetches a web-download URI, refusing any target (after redirects too) the operator's rules forbid. */
+export interface WebSource {
+  open (uri: string, opts?: AbortOptions): Promise<ExternalData>
+}
+
+/** Which image of which Glance a glance-download reads, and the caller's token to ask with. */
+export interface RemoteImageRef {
+  region: string
+  /** Catalog interface: public, internal or admin. */
+  interface: string
+  imageId: string
+  token: string
+}
+
+/** Another region's Glance, found in the Keystone catalog and asked as the caller (glance-download). */
+export interface RemoteGlance {
+  /** The remote image's document (`GET /v2/images/{id}`). */
+  image (ref: RemoteImageRef, opts?: AbortOptions): Promise<Record<string, unknown>>
+  /** Its bytes (`GET /v2/images/{id}/file`). */
+  data (ref: RemoteImageRef, opts?: AbortOptions): Promise<ExternalData>
+}
+
+/** An image's bytes converted to another disk format, kept in a temporary file until disposed of. */
+export interface ConvertedImage {
+  body: AsyncIterable<Uint8Array>
+  size: number
+  dispose (): Promise<void>
+}
+
+/** Converts image data between disk formats (qemu-img), for imports (Glance's image_conversion plugin). */
+export interface ImageConverter {
+  /**
+   * `check` is given the source's first and last bytes and its size before any tool reads it, and
+   * throws to refuse it (the format inspector's safety checks).
+   */
+  convert (source: AsyncIterable<Uint8Array>, opts: { from: string, to: string, check: (head: Uint8Array, size: number, tail: Uint8Array) => void, signal?: AbortSignal }): Promise<ConvertedImage>
 }

@@ -186,6 +186,11 @@ export class Mesh implements Startable {
     }
   }
 
+  /** The sites agents of the mesh announce, with how many agents each (this one's included). */
+  sites (): Map<string, number> {
+    return this.#libp2p?.services.peerExchange.sites() ?? new Map()
+  }
+
   /** Stops any download of the image (it was deleted here). */
   async forgetImage (imageId: string): Promise<void> {
     if (this.#status !== 'started') return

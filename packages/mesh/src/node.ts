@@ -45,6 +45,8 @@ export interface MeshNodeInit {
   pingTimeoutMs?: number
   /** Whether this agent holds an image: it then dials an agent that asks for it (peer-exchange.ts). */
   holds?: (imageId: string) => Promise<boolean>
+  /** The site this agent announces itself in (peer-exchange.ts). */
+  site?: string
   /** Connections libp2p keeps at most. */
   maxConnections?: number
   /**
@@ -144,7 +146,8 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
         maxPeers: init.maxPeers,
         minDelayMs: init.redialMinMs,
         maxDelayMs: init.redialMaxMs,
-        holds: init.holds
+        holds: init.holds,
+        site: init.site
       }) as (components: any) => PeerExchange
     }
   })

@@ -26,6 +26,8 @@ export interface PeerExchangeInit {
   rotateIntervalMs?: number
   /** Whether this agent holds an image (its manifest), to answer another agent's `want`. */
   holds?: (imageId: string) => Promise<boolean>
+  /** The site this agent says it belongs to in its announcements (`agent.site`). */
+  site?: string
 }
 
 export interface PeerExchangeComponents {
@@ -54,7 +56,10 @@ export interface PeerExchangeComponents {
 export const PEER_SAMPLE_PROTOCOL = '/peerglance/peer-sample/1.0.0'
 const SAMPLE_SIZE = 16
 
-interface Announcement { addrs: string[] }
+interface Announcement { addrs: string[], site?: string }
+
+/** What a site name may look like on the wire (the config's `agent.site` pattern). */
+const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
 interface Want { image: string, addrs: string[] }
 
 /** A connection younger than this is not pruned. */
@@ -117,6 +122,9 @@ export class PeerExchange implements Startable {
   readonly #rotateInterval: number
   readonly #holds: ((imageId: string) => Promise<boolean>) | undefined
   readonly #wanted = new Map<string, number>()
+  readonly #site: string | undefined
+  /** The site each agent last announced, and when (by peer id). */
+  readonly #sites = new Map<string, { site: string, at: number }>()
   readonly #log: Logger
   /** By peer id (or by address for a bootstrap entry whose id is unknown: never, they carry /p2p). */
   readonly #candidates = new Map<string, Candidate>()
@@ -137,6 +145,7 @@ export class PeerExchange implements Startable {
     this.#maxDelay = init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS
     this.#rotateInterval = init.rotateIntervalMs ?? DEFAULT_ROTATE_INTERVAL_MS
     this.#holds = init.holds
+    this.#site = init.site
     this.#log = components.logger.forComponent('peerglance:peer-exchange')
     const self = components.peerId.toString()
     for (const text of init.bootstrap ?? []) {
@@ -362,7 +371,7 @@ export class PeerExchange implements Startable {
     const addrs = this.#components.addressManager.getAddresses().map(a => a.toString())
     if (addrs.length === 0) return
     this.#lastAnnounce = Date.now()
-    const body: Announcement = { addrs }
+    const body: Announcement = this.#site == null ? { addrs } : { addrs, site: this.#site }
     try {
       await this.#components.pubsub.publish(PEERS_TOPIC, new TextEncoder().encode(JSON.stringify(body)))
     } catch (err) {
@@ -426,7 +435,24 @@ export class PeerExchange implements Startable {
       void this.#answerWant(from, body as Want).catch(err => { this.#log('answering a want failed - %e', err) })
       return
     }
+    const { site } = body as Announcement
+    if (typeof site === 'string' && SITE_NAME.test(site)) this.#sites.set(from.toString(), { site, at: Date.now() })
     this.#learn(from, this.#ownAddrs(from, body.addrs))
+  }
+
+  /**
+   * The sites agents announced lately (each agent's signed announcement names its own site, so an
+   * agent can only place itself), and how many agents in each; this agent's own included.
+   */
+  sites (): Map<string, number> {
+    const counts = new Map<string, number>()
+    if (this.#site != null) counts.set(this.#site, 1)
+    const now = Date.now()
+    for (const [peer, { site, at }] of this.#sites) {
+      if (now - at > FORGET_AFTER_MS) { this.#sites.delete(peer); continue }
+      counts.set(site, (counts.get(site) ?? 0) + 1)
+    }
+    return counts
   }
 }
 

@@ -9,7 +9,7 @@ import { HybridClock, wallOf } from './hlc.ts'
 import { decodeManifest, encodeManifest, manifestCid } from './manifest-codec.ts'
 import {
   MANIFEST_FIELD, imageFields, manifestCidOf, memberFields, memberKey, merge, metadefFields, metadefKey, replicaIdOf, sealsFor, stamp,
-  toImage, toMember, toMetadef, unsealed, versionOf
+  taskFields, taskKey, toImage, toMember, toMetadef, toTask, unsealed, versionOf
 } from './versioned.ts'
 
 export interface LevelMetadataStoreInit {
@@ -40,7 +40,7 @@ function contentHash (record: ReplicatedRecord): string {
   return createHash('sha256').update(JSON.stringify(record)).digest('base64')
 }
 
-const KINDS = new Set<unknown>(['image', 'member', 'metadef'] satisfies Array<ReplicatedRecord['kind']>)
+const KINDS = new Set<unknown>(['image', 'member', 'metadef', 'task'] satisfies Array<ReplicatedRecord['kind']>)
 
 /** Why a record from a peer is not even shaped like one, or undefined. */
 function malformedRecord (record: ReplicatedRecord): string | undefined {
@@ -126,6 +126,7 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
       this.#clock.observe(versionOf(record))
       this.#apply(record)
     }
+    // Tasks written before they were replicated (kept in their own sublevel, this agent's only).
     for await (const [, task] of this.#tasks.iterator()) this.#cacheTask(task)
   }
 
@@ -169,13 +170,15 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     if (record != null) await this.#persist([this.#recordOp(record)])
   }
 
-  tasks (imageId: string): TaskRecord[] {
+  tasks (imageId?: string): TaskRecord[] {
+    if (imageId == null) return [...this.#taskCache.values()].flatMap(byId => [...byId.values()])
     return [...this.#taskCache.get(imageId)?.values() ?? []]
   }
 
+  /** Tasks are replicated like images, so any agent's tasks API lists every agent's imports. */
   async putTask (task: TaskRecord): Promise<void> {
-    this.#cacheTask(task)
-    await this.#write(async () => await this.#tasks.put(`${task.image_id}!${task.id}`, task))
+    const record = this.#stampLocal('task', taskKey(task.image_id, task.id), taskFields(task), false)
+    if (record != null) await this.#persist([this.#recordOp(record)])
   }
 
   /** The image's manifest, if this agent holds the one the (replicated) image names. */
@@ -344,6 +347,8 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
         ? this.#rules.imageRefusal(toImage(record), ours == null ? undefined : toImage(ours))
         : record.kind === 'metadef'
           ? this.#rules.metadefRefusal(toMetadef(record))
+          : record.kind === 'task'
+            ? this.#rules.taskRefusal(toTask(record))
           : record.fields.removed?.v === true ? undefined : this.#rules.memberRefusal(toMember(record)!)
       if (why != null) return { reason: 'invalid', detail: why }
     }
@@ -381,6 +386,10 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     }
     if (record.kind === 'metadef') {
       this.#metadefs.set(record.key, toMetadef(record))
+      return
+    }
+    if (record.kind === 'task') {
+      this.#cacheTask(toTask(record))
       return
     }
     const member = toMember(record)

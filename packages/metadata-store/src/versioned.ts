@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { ImageRecord, MemberRecord, MetadefRecord, MetadefType, RecordSigner, ReplicatedRecord, VersionedField, WriteSeal } from '@peerglance/interface'
+import type { ImageRecord, MemberRecord, MetadefRecord, MetadefType, RecordSigner, ReplicatedRecord, TaskRecord, VersionedField, WriteSeal } from '@peerglance/interface'
 import { wallOf } from './hlc.ts'
 
 /** Extra properties are versioned one by one, so concurrent edits of different keys both survive. */
@@ -22,6 +22,25 @@ export function imageFields (image: ImageRecord): Record<string, unknown> {
   for (const [key, value] of Object.entries(image.properties)) fields[PROPERTY + key] = value
   for (const tag of image.tags) fields[TAG + tag] = true
   return fields
+}
+
+const TASK_KEYS = ['type', 'status', 'owner', 'request_id', 'user_id', 'input', 'result', 'message', 'created_at', 'updated_at', 'expires_at'] as const
+
+/** An import task, as replicated: one field per attribute, written by the agent running it. */
+export function taskFields (task: TaskRecord): Record<string, unknown> {
+  return Object.fromEntries(TASK_KEYS.map(key => [key, task[key]]))
+}
+
+/** `<imageId>!<taskId>`: an image's tasks are found by prefix. */
+export function taskKey (imageId: string, taskId: string): string {
+  return `${imageId}!${taskId}`
+}
+
+export function toTask (record: ReplicatedRecord): TaskRecord {
+  const at = record.key.indexOf('!')
+  const task: Record<string, unknown> = { id: record.key.slice(at + 1), image_id: record.key.slice(0, at) }
+  for (const key of TASK_KEYS) task[key] = record.fields[key]?.v ?? null
+  return task as unknown as TaskRecord
 }
 
 export function memberFields (member: MemberRecord, removed = false): Record<string, unknown> {

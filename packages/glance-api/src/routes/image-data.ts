@@ -10,10 +10,10 @@ import { parseRange } from '../range.ts'
 type IdParams = { Params: { id: string } }
 
 /** Upload, stage, import and download (glance/api/v2/image_data.py). */
-export function imageDataRoutes (app: FastifyInstance, { data }: GlanceApiComponents): void {
+export function imageDataRoutes (app: FastifyInstance, { data, imports, stores }: GlanceApiComponents): void {
   resource(app, '/v2/images/:id/file', {
     PUT: async (request: FastifyRequest<IdParams>, reply) => {
-      checkStore(request)
+      checkStore(request, stores)
       const started = Date.now()
       const image = await data.upload(request.identity, request.params.id, octetStream(request), uploadOptions(request))
       request.log.info({ imageId: image.id, bytes: image.size, ms: Date.now() - started }, 'upload finished')
@@ -31,8 +31,8 @@ export function imageDataRoutes (app: FastifyInstance, { data }: GlanceApiCompon
 
   resource(app, '/v2/images/:id/import', {
     POST: async (request: FastifyRequest<IdParams>, reply) => {
-      checkStore(request)
-      await data.import(request.identity, request.params.id, await readJson(request), { requestId: request.id })
+      checkStore(request, stores)
+      await imports.import(request.identity, request.params.id, await readJson(request), { requestId: request.id, store: header(request, 'x-image-meta-store'), token: header(request, 'x-auth-token') })
       return reply.code(202).send()
     }
   })
@@ -110,10 +110,10 @@ function abortOnHangUp (request: FastifyRequest): AbortSignal {
   return controller.signal
 }
 
-/** The single store is called `peerglance`; naming another is a 400, as Glance does for unknown stores. */
-function checkStore (request: FastifyRequest): void {
+/** Stores are sites; naming one the mesh does not know is a 400, as Glance does for unknown stores. */
+function checkStore (request: FastifyRequest, stores: GlanceApiComponents['stores']): void {
   const store = header(request, 'x-image-meta-store')
-  if (store != null && store !== 'peerglance') throw new HttpError(400, `Store for identifier ${store} not found`)
+  if (store != null && !stores.list().stores.some(s => s.id === store)) throw new HttpError(400, `Store for identifier ${store} not found`)
 }
 
 function header (request: FastifyRequest, name: string): string | undefined {

@@ -10,7 +10,7 @@ type TagParams = { Params: { id: string, tag: string } }
 type Query = Record<string, string | string[] | undefined>
 
 /** Image records: create, list, show, update, delete, actions, tags (glance/api/v2/images.py). */
-export function imageRoutes (app: FastifyInstance, { images, data }: GlanceApiComponents): void {
+export function imageRoutes (app: FastifyInstance, { images, imports }: GlanceApiComponents): void {
   resource(app, '/v2/images', {
     POST: async (request, reply) => {
       const image = await images.create(request.identity, await readJson(request))
@@ -72,7 +72,7 @@ export function imageRoutes (app: FastifyInstance, { images, data }: GlanceApiCo
   })
 
   resource(app, '/v2/images/:id/tasks', {
-    GET: async (request: FastifyRequest<IdParams>) => ({ tasks: data.tasks(request.identity, request.params.id).map(taskView) })
+    GET: async (request: FastifyRequest<IdParams>) => ({ tasks: imports.tasksOf(request.identity, request.params.id).map(taskView) })
   })
 }
 

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { NotFoundError } from '@peerglance/interface'
 import { schemaDocuments } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import type { GlanceApiComponents } from '../components.ts'
@@ -11,12 +10,6 @@ const MIB = 1024 * 1024
 export function infoRoutes (app: FastifyInstance, { images }: GlanceApiComponents, rules: GlanceRules): void {
   resource(app, '/v2/info/import', {
     GET: async () => ({ 'import-methods': { description: 'Import methods available.', type: 'array', value: rules.enabledImportMethods } })
-  })
-
-  // Each agent is a single-store Glance (its chunk store), so it answers as one: clients then wait
-  // for `active` instead of for a `stores` list that only multi-store images carry.
-  resource(app, '/v2/info/stores', {
-    GET: async () => { throw new NotFoundError('Multi backend is not supported at this site.') }
   })
 
   // The shape Glance gives with keystone limits on; -1 marks limits this agent does not enforce.
