@@ -188,7 +188,7 @@ export class Mesh implements Startable {
 
   /** The sites agents of the mesh announce, with how many agents each (this one's included). */
   sites (): Map<string, number> {
-    return this.#libp2p?.services.peerExchange.sites() ?? new Map()
+    return this.libp2p.services.peerExchange.sites()
   }
 
   /** Stops any download of the image (it was deleted here). */
