@@ -64,7 +64,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     local: chunks,
     getManifestBytes: async imageId => await metadata.manifestBytes(imageId),
     logger: log.child({ component: 'mesh' }),
-    registry
+    registry,
+    imageOfChunk: async cid => await metadata.imageOfChunk(cid)
   }, {
     privateKey: peerKey,
     listen: config.mesh.listen,
@@ -83,7 +84,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const peerHoldings = new HoldingsExchange(mesh.libp2p, async () => (await holdings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
 
   // What this agent keeps.
-  const cache = new LruImageCache({ holdings, logger: log.child({ component: 'image-cache' }) }, {
+  const cache = new LruImageCache({ holdings, transfers: mesh.metrics, logger: log.child({ component: 'image-cache' }) }, {
     statePath: join(config.dataDir, 'cache.json'),
     maxBytes: parseByteSize(config.cache.maxBytes) || null,
     maxDiskPercent: config.cache.maxDiskPercent,
