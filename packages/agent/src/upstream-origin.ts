@@ -2,8 +2,10 @@ import type { AgentConfig } from '@peerglance/config'
 import type { AbortOptions, ChunkStore, ImageReader, ImageRecord, Logger, Manifest } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { MeshLibp2p } from '@peerglance/mesh'
-import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UpstreamMirror } from '@peerglance/upstream'
+import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror } from '@peerglance/upstream'
 import type { MirrorPeers, OriginPeers } from '@peerglance/upstream'
+import { GLANCE_RULES } from '@peerglance/glance-domain'
+import type { PolicyInit, RuleDefault } from '@peerglance/glance-domain'
 import { lpStream } from '@libp2p/utils'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { Counter, Gauge } from 'prom-client'
@@ -17,6 +19,12 @@ export const UPSTREAM_TOPIC = 'peerglance/upstream/1'
  */
 export const ORIGIN_FETCH_PROTOCOL = '/peerglance/origin-fetch/1.0.0'
 const ASK_TIMEOUT_MS = 3000
+
+/** Whether the agent has an upstream: a URL or a region, and a Keystone to log in at. */
+export function upstreamConfigured (config: AgentConfig): boolean {
+  const u = config.upstream
+  return (u.url != null || u.region != null) && (u.keystone.url ?? config.auth.keystone.url) != null
+}
 
 /** Where a download finds an image's manifest (glance-domain's ManifestSource). */
 interface ManifestSource { fetch: (imageId: string, opts?: AbortOptions) => Promise<Manifest | undefined> }
@@ -43,10 +51,9 @@ export function upstreamOrigin (config: AgentConfig, components: {
   logger: Logger
   registry: Registry
 }): UpstreamParts | undefined {
+  if (!upstreamConfigured(config)) return undefined
   const u = config.upstream
-  if (u.url == null && u.region == null) return undefined
-  const keystoneUrl = u.keystone.url ?? config.auth.keystone.url
-  if (keystoneUrl == null) return undefined
+  const keystoneUrl = (u.keystone.url ?? config.auth.keystone.url) as string
   const session = new KeystoneSession({ ...u.keystone, url: keystoneUrl }, { timeoutMs: u.timeoutMs })
   const fixed = u.url?.replace(/\/+$/, '')
   const client = new GlanceClient(session, {
@@ -93,6 +100,12 @@ export function upstreamOrigin (config: AgentConfig, components: {
     collect () { this.set((mirror.lastRefresh ?? 0) / 1000) }
   })
   void refreshed
+  void new Gauge({
+    name: 'peerglance_upstream_refreshes',
+    help: 'Times this agent read the upstream Glance\'s image list whole itself (only pollers do)',
+    registers: [components.registry],
+    collect () { this.set(mirror.refreshes) }
+  })
   const received = new Counter({ name: 'peerglance_upstream_bytes_received_total', help: 'Image bytes read from the upstream Glance', registers: [components.registry] })
   const origin = new OriginFetch({ client, chunks: components.chunks, metadata: m, logger: components.logger, received: n => { received.inc(n) } })
   const originPeers: OriginPeers = {
@@ -139,4 +152,25 @@ export function upstreamOrigin (config: AgentConfig, components: {
       await libp2p.unhandle(ORIGIN_FETCH_PROTOCOL)
     }
   }
+}
+
+/** The rules that write an image or its members: what `upstream.writes: read-only` refuses on upstream images. */
+const WRITE_RULES = [
+  'modify_image', 'delete_image', 'upload_image', 'publicize_image', 'communitize_image', 'deactivate', 'reactivate', 'copy_image',
+  'add_member', 'delete_member', 'modify_member'
+] as const
+
+/**
+ * `upstream.writes: read-only` as policy: each write rule (the operator's, else Glance's default)
+ * also requires that the image is not mirrored from the upstream. Being a policy refusal, a
+ * caller who may see the image gets 403 and one who may not 404, as for any rule.
+ */
+export function readOnlyUpstream (policy: PolicyInit): PolicyInit {
+  const rules: Record<string, string> = { ...policy.rules }
+  for (const name of WRITE_RULES) {
+    const rule: RuleDefault = GLANCE_RULES[name]
+    const text = rules[name] ?? (rule.legacy != null && policy.enforceNewDefaults === false ? `(${rule.check}) or (${rule.legacy})` : rule.check)
+    rules[name] = `(${text}) and not 'true':%(${UPSTREAM_PROPERTY})s`
+  }
+  return { ...policy, rules }
 }

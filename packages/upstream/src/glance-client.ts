@@ -25,15 +25,20 @@ export class GlanceClient {
     this.#timeoutMs = init.timeoutMs
   }
 
-  /** Every image the agent's user may see, all pages. */
+  /**
+   * Every image the agent's user may see, all pages. Glance lists community images only with
+   * `visibility=all` and hidden ones only with `os_hidden=true`, so it takes two listings.
+   */
   async listImages (): Promise<UpstreamImage[]> {
     const out: UpstreamImage[] = []
-    let next: string | undefined = `/v2/images?limit=${PAGE}`
-    // Bounded: a page per PAGE images, and a cycle of `next` links would stop at the limit.
-    for (let pages = 0; next != null && pages < 10_000; pages++) {
-      const body = await this.json(next) as { images?: UpstreamImage[], next?: string }
-      out.push(...body.images ?? [])
-      next = body.next
+    for (const hidden of [false, true]) {
+      let next: string | undefined = `/v2/images?limit=${PAGE}&visibility=all${hidden ? '&os_hidden=true' : ''}`
+      // Bounded: a page per PAGE images, and a cycle of `next` links would stop at the limit.
+      for (let pages = 0; next != null && pages < 10_000; pages++) {
+        const body = await this.json(next) as { images?: UpstreamImage[], next?: string }
+        out.push(...body.images ?? [])
+        next = body.next
+      }
     }
     return out
   }
