@@ -20,7 +20,7 @@ import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
 import { AuditLog } from './audit-log.ts'
 import { opsRoutes } from './ops-routes.ts'
-import { readOnlyUpstream, upstreamConfigured, upstreamOrigin } from './upstream-origin.ts'
+import { readOnlyUpstream, upstreamConfigured, upstreamOrigin, writeThrough } from './upstream-origin.ts'
 import { CONVERT_DIR, QemuImgConverter } from './qemu-converter.ts'
 import { KeystoneRemoteGlance } from './remote-glance.ts'
 import { siteDirectory } from './site-directory.ts'
@@ -42,8 +42,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'peerglance_' })
   const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
-  // Writes to images mirrored from the upstream are refused (a policy rule); write-through is not built yet.
-  const policy = new GlancePolicy(upstreamConfigured(config) ? readOnlyUpstream(config.policy) : config.policy)
+  // In read-only mode, writes to images mirrored from the upstream are refused (a policy rule).
+  const policy = new GlancePolicy(upstreamConfigured(config) && config.upstream.writes === 'read-only' ? readOnlyUpstream(config.policy) : config.policy)
   const https = tlsFiles(config)
   await mkdir(config.dataDir, { recursive: true })
   const peerKey = await loadOrCreatePeerKey(config.dataDir)
@@ -219,6 +219,9 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
       ...upstream == null ? [] : [upstream]
     ]
   })
+  if (upstream != null && config.upstream.writes === 'write-through') {
+    writeThrough(api, upstream, log.child({ component: 'upstream' }))
+  }
   opsRoutes(api, {
     registry,
     isAdmin: who => policy.isAdmin(who),

@@ -73,15 +73,16 @@ export class GlanceClient {
   /**
    * One request to the upstream with the agent's token (or `token`); a 401 to the agent's token
    * renews it and retries once. `stream`: no overall timeout (a download may take long), only
-   * until the headers arrive and the caller's signal.
+   * until the headers arrive and the caller's signal; `untimed`: not even that.
    */
-  async request (path: string, opts: { method?: string, headers?: Record<string, string>, body?: string | ReadableStream<Uint8Array>, token?: string, signal?: AbortSignal, stream?: boolean } = {}): Promise<Response> {
+  async request (path: string, opts: { method?: string, headers?: Record<string, string>, body?: string | ReadableStream<Uint8Array>, token?: string, signal?: AbortSignal, stream?: boolean, untimed?: boolean } = {}): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       const token = opts.token ?? await this.#session.token()
       const base = await this.#endpoint()
       // A stream's timer stops once the headers are here; a JSON answer's covers its body too.
       const timer = new AbortController()
-      const timeout = setTimeout(() => { timer.abort(new Error(`no answer within ${this.#timeoutMs} ms`)) }, this.#timeoutMs)
+      // `untimed`: a body of the caller's is sent first, for as long as that takes.
+      const timeout = setTimeout(() => { if (opts.untimed !== true) timer.abort(new Error(`no answer within ${this.#timeoutMs} ms`)) }, this.#timeoutMs)
       let res: Response
       try {
         res = await fetch(`${base}${path}`, {

@@ -213,6 +213,23 @@ export class UpstreamMirror {
     return { images: upstream.length, written, deleted }
   }
 
+  /**
+   * Mirrors one image now, as the upstream shows it (after a write through to it): written when it
+   * differs, members read when shared, deleted when the upstream no longer has it.
+   */
+  async refreshImage (imageId: string): Promise<void> {
+    const u = await this.#client.image(imageId)
+    const local = this.#store.getImage(imageId)
+    if (u == null) {
+      if (local != null && local.status !== 'deleted' && isMirrored(local)) await this.#store.deleteImage(local)
+      return
+    }
+    if (local?.status === 'deleted') return
+    const next = toRecord(u)
+    if (local == null || !sameRecord(local, next)) await this.#store.putImage(next)
+    if (next.visibility === 'shared') await this.#mirrorMembers(imageId)
+  }
+
   async #mirrorMembers (imageId: string): Promise<number> {
     let theirs: UpstreamMember[]
     try {
