@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['packages/*/test/**/*.spec.ts'],
+          include: ['packages/*/test/**/*.spec.ts', 'scripts/**/*.spec.ts'],
           // Many unit tests run several libp2p nodes and real files in one process: on a loaded
           // 2-core machine 5 s is not enough for them, while each still bounds its own waits.
           testTimeout: 30_000,

@@ -1,5 +1,5 @@
 /**
- * The chunk exchange protocol, `/peerglance/chunks/2.0.0`. This file is its facade (`ChunkExchange`:
+ * The chunk exchange protocol, `/peerglance/chunks/3.0.0`. This file is its facade (`ChunkExchange`:
  * requests this agent sends, verification of chunks as they arrive); the frames and bodies are in
  * framing.ts, the requesting side's streams in exchange-client.ts, the answering side in
  * exchange-server.ts.
@@ -21,7 +21,9 @@
  * - Request bodies are at most 4 MiB, response bodies at most 64 MiB; more ends the stream.
  *
  * Requests and OK responses:
- * - GET: body = the chunk's CID, 36 binary bytes (CIDv1 raw sha2-256). OK body = the chunk. The
+ * - GET: body = the chunk's CID, 36 binary bytes (CIDv1 raw sha2-256); `code` 1 (GET_ONCE) marks a
+ *   fetch from a seed, which a seed refuses (NOT_FOUND) when it sent that chunk to another
+ *   downloader that is still connected within the last 15 s (seed-ledger.ts). OK body = the chunk. The
  *   requester hashes the body as it arrives and fails the request with ChunkIntegrityError
  *   unless it matches the CID; nothing unverified leaves this module.
  * - HAVE: body = u16 BE key length, the image key (UTF-8, see `imageKey`), the asker's own
@@ -31,6 +33,8 @@
  *   going, 1 it is downloading it, 2 it holds all of it) and a bitfield of n bits, most
  *   significant bit first, bit i set when the server holds CID i. Asking is also telling: a
  *   server downloading the same image learns what the asker holds and that it is downloading.
+ *   In every state byte (requests, answers, ANNOUNCEs) the top bit 0x80 says the sender is a
+ *   downloader connected to a seed (framing.ts, NEAR_SEED); 3.0.0 added it.
  * - ANNOUNCE: one way, never answered: body = u16 BE key length, the key, the sender's state
  *   byte, u32 BE `total`, then u32 BE indices of chunks it stored since its last ANNOUNCE. A
  *   downloader sends them to the peers it knows are downloading the same image (docs: swarm.ts).
@@ -52,8 +56,8 @@ import {
   DEFAULT_STREAMS_PER_PEER
 } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
-import { encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, HAVE_COMPLETE, HAVE_NONE, setBit } from './framing.ts'
-import type { HaveState } from './framing.ts'
+import { encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
+import type { HaveSelf, HaveState } from './framing.ts'
 import { collector, PeerLink } from './exchange-client.ts'
 import type { ChunkNetwork, ExchangeTraffic, ResultSink } from './exchange-client.ts'
 import { ExchangeServer } from './exchange-server.ts'
@@ -72,6 +76,8 @@ const MAX_ERROR_BODY = 4096
 
 export interface HaveAnswer {
   state: HaveState
+  /** The peer is a downloader connected to a seed. */
+  nearSeed?: boolean
   /** Bit i set: the peer holds cids[i]. */
   bits: Uint8Array
 }
@@ -101,6 +107,11 @@ export interface ChunkExchangeInit {
 export interface RequestOptions {
   signal?: AbortSignal
   timeoutMs?: number
+}
+
+export interface GetOptions extends RequestOptions {
+  /** A fetch from a seed: the seed refuses it (NotHeldError) if it sent the chunk to another downloader lately (seed-ledger.ts). */
+  once?: boolean
 }
 
 
@@ -164,9 +175,9 @@ export class ChunkExchange implements Startable {
   }
 
   /** The peer's chunk, verified against its CID. NotHeldError when the peer does not have it. */
-  async get (peer: PeerId, cid: string, opts: RequestOptions = {}): Promise<Uint8Array> {
+  async get (peer: PeerId, cid: string, opts: GetOptions = {}): Promise<Uint8Array> {
     const expected = sha256DigestOf(cid)
-    return await this.#request(peer, FRAME_GET, cidToBytes(cid), opts, length => {
+    return await this.#request(peer, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
       const hash = createHash('sha256')
       const body = collector(length)
       // Hash each piece as it arrives, so verifying adds no wait at the end of a chunk.
@@ -187,39 +198,47 @@ export class ChunkExchange implements Startable {
    * Which of `cids` the peer holds, and whether it is downloading the image with `key`; `mine`
    * tells it what we hold (`mine.bits` covers the whole image).
    */
-  async have (peer: PeerId, key: string, cids: readonly string[], mine: { state: HaveState, bits: Uint8Array }, opts: RequestOptions = {}): Promise<HaveAnswer> {
+  async have (peer: PeerId, key: string, cids: readonly string[], mine: HaveSelf & { bits: Uint8Array }, opts: RequestOptions = {}): Promise<HaveAnswer> {
     const bits = new Uint8Array(Math.ceil(cids.length / 8))
     let state: HaveState = HAVE_NONE
+    let nearSeed = false
     for (let from = 0; from < cids.length || from === 0; from += MAX_HAVE_CIDS) {
       const part = cids.slice(from, from + MAX_HAVE_CIDS)
       const body = encodeHaveRequest(key, mine, cids.length, from, part.map(cidToBytes))
-      const answer = await this.#request(peer, FRAME_HAVE, body, opts, collector)
+      const answer = await this.#request(peer, FRAME_HAVE, body, opts, 0, collector)
       if (answer.byteLength !== 1 + Math.ceil(part.length / 8)) throw new ProtocolError('HAVE answer has the wrong length')
-      state = Math.max(state, answer[0] <= HAVE_COMPLETE ? answer[0] : HAVE_NONE) as HaveState
+      const said = readStateByte(answer[0])
+      state = Math.max(state, said.state) as HaveState
+      nearSeed ||= said.nearSeed
       for (let i = 0; i < part.length; i++) {
         if ((answer[1 + (i >> 3)] & (0x80 >> (i & 7))) !== 0) setBit(bits, from + i)
       }
       if (cids.length === 0) break
     }
-    return { state, bits }
+    return { state, nearSeed, bits }
   }
 
   /**
    * Tells a peer what we stored of image `key` since the last time (one way: nothing comes back,
    * and a failure is only logged).
    */
-  async announce (peer: PeerId, key: string, note: { state: HaveState, total: number, indices: readonly number[] }, opts: RequestOptions = {}): Promise<void> {
+  async announce (peer: PeerId, key: string, note: HaveSelf & { total: number, indices: readonly number[] }, opts: RequestOptions = {}): Promise<void> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
     await this.#link(peer).notify(FRAME_ANNOUNCE, encodeAnnounce(key, note), opts.signal)
   }
 
   /** The manifest bytes the peer has for an image, unverified; NotHeldError when it has none. */
   async manifest (peer: PeerId, imageId: string, opts: RequestOptions = {}): Promise<Uint8Array> {
-    return await this.#request(peer, FRAME_MANIFEST, new TextEncoder().encode(imageId), opts, collector)
+    return await this.#request(peer, FRAME_MANIFEST, new TextEncoder().encode(imageId), opts, 0, collector)
   }
 
   debugState (): unknown {
     return [...this.#links.entries()].map(([k, l]) => ({ peer: k.slice(-6), ...l.debugState() }))
+  }
+
+  /** The peer disconnected (the swarm tells us): see seed-ledger.ts. */
+  peerGone (peer: string): void {
+    this.#server.peerGone(peer)
   }
 
   /** Drops the streams to a peer (it went away, or sent bad bytes). */
@@ -228,11 +247,11 @@ export class ChunkExchange implements Startable {
     this.#links.delete(peer)
   }
 
-  async #request (peer: PeerId, type: number, body: Uint8Array, opts: RequestOptions, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
+  async #request (peer: PeerId, type: number, body: Uint8Array, opts: RequestOptions, code: number, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
     const id = this.#nextId
     this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1
-    return await this.#link(peer).request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink)
+    return await this.#link(peer).request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink, code)
   }
 
   #link (peer: PeerId): PeerLink {

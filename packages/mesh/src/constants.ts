@@ -1,5 +1,5 @@
 /** The chunk exchange protocol (chunk-exchange.ts describes the wire format). */
-export const CHUNK_PROTOCOL = '/peerglance/chunks/2.0.0'
+export const CHUNK_PROTOCOL = '/peerglance/chunks/3.0.0'
 
 /** Where agents say how to reach them, so that agents that share a bootstrap peer find each other. */
 export const PEERS_TOPIC = 'peerglance/peers/1'

@@ -21,8 +21,6 @@ export interface ExchangeTraffic {
   /** Bytes of chunk protocol frames this agent sent to / received from a peer. */
   sent: (peer: string, bytes: number) => void
   received: (peer: string, bytes: number) => void
-  /** A chunk's bytes were read to answer a peer's GET. */
-  served?: (cid: string, bytes: number) => void
 }
 
 export interface ClientComponents {
@@ -112,7 +110,7 @@ export class PeerLink {
     for (const wake of this.#waiters.splice(0)) wake()
   }
 
-  async request (id: number, type: number, body: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
+  async request (id: number, type: number, body: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined, okSink: (length: number) => ResultSink, code = 0): Promise<Uint8Array> {
     const channel = await this.#acquire(signal)
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
     // The stream may close (rejecting this) while we still wait to send, and then nobody awaits
@@ -157,7 +155,7 @@ export class PeerLink {
     signal?.addEventListener('abort', onAbort, { once: true })
     channel.pending.push(pending)
     try {
-      const data = frame(type, 0, id, body)
+      const data = frame(type, code, id, body)
       const length = data.byteLength
       if (!channel.stream.send(data)) await channel.stream.onDrain({ signal })
       this.#components.traffic?.sent(this.#key, length)

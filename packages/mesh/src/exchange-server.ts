@@ -9,11 +9,12 @@ import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 import { MAX_QUEUED_REQUESTS } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, HAVE_NONE,
-  MAX_ERROR_BODY, readNoteHead, setBit
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
+  MAX_ERROR_BODY, readNoteHead, setBit, stateByte
 } from './framing.ts'
-import type { FrameHeader, HaveState } from './framing.ts'
+import type { FrameHeader, HaveSelf, HaveState } from './framing.ts'
 import type { ExchangeTraffic } from './exchange-client.ts'
+import { SeedLedger } from './seed-ledger.ts'
 
 /** Request bodies: a HAVE for 100k chunks (100 GiB at 1 MiB) is 3.6 MB. */
 const MAX_REQUEST_BODY = 4 * 1024 * 1024
@@ -23,6 +24,8 @@ const HAVE_CONCURRENCY = 16
 /** What a peer said of its holdings of one image: in a HAVE request, or in an ANNOUNCE. */
 export interface HaveNote {
   state: HaveState
+  /** The sender is a downloader connected to a seed (framing.ts, NEAR_SEED). */
+  nearSeed?: boolean
   /** Chunks in the image. */
   total: number
   /** HAVE: the asker's bits for indices `from`… (byte-aligned: `from` is a multiple of 8). */
@@ -38,7 +41,7 @@ export interface HaveHandler {
    * A peer asked what we hold of image `key` and told us what it holds. Returns our state and,
    * when a download session knows it without looking at the store, our bitfield of the whole image.
    */
-  asked: (peer: PeerId, key: string, note: HaveNote) => { state: HaveState, bits?: Uint8Array }
+  asked: (peer: PeerId, key: string, note: HaveNote) => HaveSelf & { bits?: Uint8Array }
   announced: (peer: PeerId, key: string, note: HaveNote) => void
 }
 
@@ -48,6 +51,8 @@ export interface HaveHandler {
 export interface ExchangeStats {
   getsServed: number
   chunksNotFound: number
+  /** First fetches refused because another downloader got the chunk from us lately (seed-ledger.ts). */
+  refusedOnce: number
   bytesServed: number
   havesServed: number
   manifestsServed: number
@@ -75,7 +80,8 @@ interface Reply {
 function noop (): void {}
 
 export class ExchangeServer {
-  readonly stats: ExchangeStats = { getsServed: 0, chunksNotFound: 0, bytesServed: 0, havesServed: 0, manifestsServed: 0 }
+  readonly stats: ExchangeStats = { getsServed: 0, chunksNotFound: 0, refusedOnce: 0, bytesServed: 0, havesServed: 0, manifestsServed: 0 }
+  readonly #ledger = new SeedLedger()
   readonly #components: ServerComponents
   readonly #log: Logger
   readonly #isRunning: () => boolean
@@ -86,6 +92,11 @@ export class ExchangeServer {
     this.#log = log
     this.#isRunning = isRunning
     this.serve = this.serve.bind(this)
+  }
+
+  /** The peer disconnected: chunks it got from us as a seed are served to others again. */
+  peerGone (peer: string): void {
+    this.#ledger.releasePeer(peer)
   }
 
   /** Ends every inbound stream (the exchange stops). */
@@ -152,10 +163,15 @@ export class ExchangeServer {
           if (body.byteLength !== CID_BYTES) throw new ProtocolError('GET needs one 36-byte CID')
           const cid = cidFromBytes(body)
           if (!isChunkCid(cid)) throw new ProtocolError('GET names no chunk CID')
+          if (header.code === GET_ONCE && !this.#ledger.claim(cid, remote.toString(), Date.now())) {
+            this.stats.refusedOnce++
+            return reply(CODE_NOT_FOUND)
+          }
           let bytes: Uint8Array
           try {
             bytes = await this.#components.blocks.readChunk(cid)
           } catch (err) {
+            if (header.code === GET_ONCE) this.#ledger.release(cid)
             if ((err as Error).name === 'ChunkUnavailableError') {
               this.stats.chunksNotFound++
               return reply(CODE_NOT_FOUND)
@@ -164,7 +180,6 @@ export class ExchangeServer {
           }
           this.stats.getsServed++
           this.stats.bytesServed += bytes.byteLength
-          this.#components.traffic?.served?.(cid, bytes.byteLength)
           return reply(CODE_OK, bytes)
         }
         case FRAME_HAVE: {
@@ -189,7 +204,7 @@ export class ExchangeServer {
   }
 
   async #answerHave (remote: PeerId, body: Uint8Array): Promise<Uint8Array> {
-    const { key, state, total, at } = readNoteHead(body, 'HAVE')
+    const { key, state, nearSeed, total, at } = readNoteHead(body, 'HAVE')
     if (body.byteLength < at + 4) throw new ProtocolError('HAVE body too short')
     const from = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(at)
     // n CIDs and their n bits: 36n + ceil(n/8) bytes.
@@ -198,9 +213,9 @@ export class ExchangeServer {
     const bitBytes = Math.ceil(n / 8)
     if (bitBytes + n * CID_BYTES !== rest || from % 8 !== 0 || from + n > total) throw new ProtocolError('HAVE body is not a key, a bitfield and whole CIDs')
     const cidsAt = at + 4 + bitBytes
-    const known = this.#components.haves?.asked(remote, key, { state, total, from, bits: body.subarray(at + 4, cidsAt) }) ?? { state: HAVE_NONE }
+    const known = this.#components.haves?.asked(remote, key, { state, nearSeed, total, from, bits: body.subarray(at + 4, cidsAt) }) ?? { state: HAVE_NONE }
     const out = new Uint8Array(1 + bitBytes)
-    out[0] = known.state
+    out[0] = stateByte(known)
     const bits = out.subarray(1)
     if (known.bits != null && known.bits.byteLength === Math.ceil(total / 8)) {
       bits.set(known.bits.subarray(from / 8, from / 8 + bitBytes))
@@ -221,12 +236,12 @@ export class ExchangeServer {
   }
 
   #announced (remote: PeerId, body: Uint8Array): void {
-    const { key, state, total, at } = readNoteHead(body, 'ANNOUNCE')
+    const { key, state, nearSeed, total, at } = readNoteHead(body, 'ANNOUNCE')
     if ((body.byteLength - at) % 4 !== 0) throw new ProtocolError('ANNOUNCE indices are not whole u32s')
     const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
     const indices: number[] = []
     for (let offset = at; offset < body.byteLength; offset += 4) indices.push(view.getUint32(offset))
-    this.#components.haves?.announced(remote, key, { state, total, indices })
+    this.#components.haves?.announced(remote, key, { state, nearSeed, total, indices })
   }
 
   async #send (stream: Stream, peer: string, out: Reply): Promise<void> {

@@ -14,9 +14,38 @@ export const HAVE_NONE = 0
 export const HAVE_DOWNLOADING = 1
 export const HAVE_COMPLETE = 2
 export type HaveState = typeof HAVE_NONE | typeof HAVE_DOWNLOADING | typeof HAVE_COMPLETE
+/**
+ * Set in the state byte by a downloader connected to a seed of the image (a peer that holds
+ * chunks and is not downloading it): only such downloaders share out first fetches from seeds
+ * (scheduling.ts, `downloadersOf`). With bounded peer sets most downloaders reach no seed; when
+ * they took a share too, the chunks they "owned" came from no seed at all (simulate.ts found it).
+ */
+export const NEAR_SEED = 0x80
+
+/** What a sender says of itself with each HAVE request, HAVE answer and ANNOUNCE. */
+export interface HaveSelf {
+  state: HaveState
+  nearSeed?: boolean
+}
+
+export function stateByte (self: HaveSelf): number {
+  return self.state | (self.nearSeed === true ? NEAR_SEED : 0)
+}
+
+export function readStateByte (byte: number): { state: HaveState, nearSeed: boolean } {
+  const low = byte & ~NEAR_SEED
+  const state: HaveState = low === HAVE_DOWNLOADING || low === HAVE_COMPLETE ? low : HAVE_NONE
+  return { state, nearSeed: (byte & NEAR_SEED) !== 0 }
+}
 
 /** Bodies of NOT_FOUND and ERROR responses are at most this long. */
 export const MAX_ERROR_BODY = 4096
+
+/**
+ * The code byte of a GET request: a downloader's fetch from a seed, which the seed serves only if
+ * no other connected downloader got that chunk so lately (seed-ledger.ts). 0: serve it in any case.
+ */
+export const GET_ONCE = 1
 
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1
@@ -155,7 +184,7 @@ export function clearBit (bits: Uint8Array, i: number): void {
 // HAVE and ANNOUNCE bodies (chunk-exchange.ts describes them).
 
 /** A HAVE request for `cids` (36-byte CIDs), the part of an image of `total` chunks starting at index `from`. */
-export function encodeHaveRequest (key: string, mine: { state: HaveState, bits: Uint8Array }, total: number, from: number, cids: readonly Uint8Array[]): Uint8Array {
+export function encodeHaveRequest (key: string, mine: HaveSelf & { bits: Uint8Array }, total: number, from: number, cids: readonly Uint8Array[]): Uint8Array {
   const keyBytes = new TextEncoder().encode(key)
   const bitBytes = Math.ceil(cids.length / 8)
   const head = 2 + keyBytes.byteLength + 9
@@ -164,7 +193,7 @@ export function encodeHaveRequest (key: string, mine: { state: HaveState, bits: 
   const view = new DataView(body.buffer)
   view.setUint16(0, keyBytes.byteLength)
   body.set(keyBytes, 2)
-  body[2 + keyBytes.byteLength] = mine.state
+  body[2 + keyBytes.byteLength] = stateByte(mine)
   view.setUint32(2 + keyBytes.byteLength + 1, total)
   view.setUint32(2 + keyBytes.byteLength + 5, from)
   body.set(mine.bits.subarray(from / 8, from / 8 + bitBytes), head)
@@ -174,28 +203,26 @@ export function encodeHaveRequest (key: string, mine: { state: HaveState, bits: 
   return body
 }
 
-export function encodeAnnounce (key: string, note: { state: HaveState, total: number, indices: readonly number[] }): Uint8Array {
+export function encodeAnnounce (key: string, note: HaveSelf & { total: number, indices: readonly number[] }): Uint8Array {
   const keyBytes = new TextEncoder().encode(key)
   const head = 2 + keyBytes.byteLength + 5
   const body = new Uint8Array(head + 4 * note.indices.length)
   const view = new DataView(body.buffer)
   view.setUint16(0, keyBytes.byteLength)
   body.set(keyBytes, 2)
-  body[2 + keyBytes.byteLength] = note.state
+  body[2 + keyBytes.byteLength] = stateByte(note)
   view.setUint32(2 + keyBytes.byteLength + 1, note.total)
   note.indices.forEach((index, i) => { view.setUint32(head + 4 * i, index) })
   return body
 }
 
 /** The head of HAVE and ANNOUNCE bodies: key, state, total; `at` is where the rest begins. */
-export function readNoteHead (body: Uint8Array, what: string): { key: string, state: HaveState, total: number, at: number } {
+export function readNoteHead (body: Uint8Array, what: string): { key: string, state: HaveState, nearSeed: boolean, total: number, at: number } {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
   if (body.byteLength < 2) throw new FrameError(`${what} body too short`)
   const keyLength = view.getUint16(0)
   const at = 2 + keyLength + 5
   if (body.byteLength < at) throw new FrameError(`${what} body too short`)
   const key = new TextDecoder().decode(body.subarray(2, 2 + keyLength))
-  const byte = body[2 + keyLength]
-  const state: HaveState = byte === HAVE_DOWNLOADING || byte === HAVE_COMPLETE ? byte : HAVE_NONE
-  return { key, state, total: view.getUint32(2 + keyLength + 1), at }
+  return { key, ...readStateByte(body[2 + keyLength]), total: view.getUint32(2 + keyLength + 1), at }
 }

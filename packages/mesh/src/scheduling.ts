@@ -38,6 +38,8 @@ export interface PeerHolding {
   state: HaveState
   /** It said it was downloading this image at some time in this session. */
   downloader: boolean
+  /** It said it is a downloader connected to a seed of the image (framing.ts, NEAR_SEED). */
+  nearSeed: boolean
   connected: boolean
   /** When it last told us anything about this image. */
   lastHeard: number
@@ -59,10 +61,12 @@ export interface Holdings {
   readonly peers: ReadonlyMap<string, PeerHolding>
   /** Chunk index → peer → until when that peer is not asked for that chunk (it failed it). */
   readonly failed: ReadonlyMap<number, ReadonlyMap<string, number>>
-  /** The downloaders sharing out first fetches from seeds, sorted, self included (`downloadersOf`). */
+  /** The downloaders sharing out first fetches from seeds, sorted, self included when it reaches a seed (`downloadersOf`). */
   readonly downloaders: readonly string[]
   /** `rendezvousHash(key, peer)`, cached by the caller. */
   readonly hashOf: (peer: string) => number
+  /** `ownerOf` by chunk index, filled as computed; the caller empties it when `downloaders` change. */
+  readonly owners?: Array<string | undefined>
   readonly isBad: (peer: string) => boolean
   /** Fetches in flight to the peer, over all sessions. */
   readonly load: (peer: string) => number
@@ -106,48 +110,74 @@ export function holderCount (h: Holdings, index: number, now: number): number {
 
 /**
  * The least busy usable holder of a chunk: a downloader or complete agent if any has it and has
- * room, else a seed when `seedsAllowed`. Ties are broken at random.
+ * room, else a seed when `seedsAllowed`. Ties are broken at random. `count.holders` is set to the
+ * number of usable holders (`holderCount`), found on the way.
  */
-export function chooseSource (h: Holdings, index: number, seedsAllowed: boolean, perPeer: number, now: number, random: () => number = Math.random): string | undefined {
+export function chooseSource (h: Holdings, index: number, seedsAllowed: boolean, perPeer: number, now: number, random: () => number = Math.random, count?: { holders: number }): string | undefined {
   let best: string | undefined
   let bestTier = 3
   let bestLoad = Infinity
-  let bestTie = 0
+  let ties = 0
+  let holders = 0
   let busyDownloader = false
   for (const [key, peer] of h.peers) {
     if (!usable(h, key, peer, index, now)) continue
-    const tier = peer.downloader || peer.state === HAVE_COMPLETE ? 0 : 1
+    holders++
+    const tier = isSeed(peer) ? 1 : 0
     const load = h.load(key)
     if (load >= perPeer) {
       if (tier === 0) busyDownloader = true
       continue
     }
     if (tier === 1 && !seedsAllowed) continue
-    const tie = random()
-    if (tier < bestTier || (tier === bestTier && (load < bestLoad || (load === bestLoad && tie < bestTie)))) {
+    if (tier < bestTier || (tier === bestTier && load < bestLoad)) {
       best = key
       bestTier = tier
       bestLoad = load
-      bestTie = tie
+      ties = 1
+    } else if (tier === bestTier && load === bestLoad && random() * ++ties < 1) {
+      // Each of k equal candidates ends up chosen with probability 1/k.
+      best = key
     }
   }
+  if (count != null) count.holders = holders
   // A downloader that holds it but is busy is worth the wait: a seed's upload is the scarce one.
   if (bestTier === 1 && busyDownloader) return undefined
   return best
 }
 
-/** The downloaders that share out first fetches from seeds: connected peers downloading now, and us; sorted. */
-export function downloadersOf (self: string, peers: ReadonlyMap<string, PeerHolding>, isBad: (peer: string) => boolean): string[] {
-  const list = [self]
+/** A seed: holds chunks of the image without downloading it (an agent that uploaded it, or kept part of it). */
+export function isSeed (peer: PeerHolding): boolean {
+  return !peer.downloader && peer.state !== HAVE_COMPLETE
+}
+
+/** Whether a usable seed that holds any of the image is connected. */
+export function reachesSeed (peers: ReadonlyMap<string, PeerHolding>, isBad: (peer: string) => boolean): boolean {
   for (const [key, peer] of peers) {
-    if (peer.state === HAVE_DOWNLOADING && peer.connected && !isBad(key)) list.push(key)
+    if (peer.connected && isSeed(peer) && !isBad(key) && peer.bits.some(b => b !== 0)) return true
+  }
+  return false
+}
+
+/**
+ * The downloaders that share out first fetches from seeds: connected peers downloading now that
+ * reach a seed, and us when we do; sorted. A downloader that reaches none cannot fetch its share
+ * from a seed, so it takes none.
+ */
+export function downloadersOf (self: string, selfNearSeed: boolean, peers: ReadonlyMap<string, PeerHolding>, isBad: (peer: string) => boolean): string[] {
+  const list = selfNearSeed ? [self] : []
+  for (const [key, peer] of peers) {
+    if (peer.state === HAVE_DOWNLOADING && peer.nearSeed && peer.connected && !isBad(key)) list.push(key)
   }
   return list.sort()
 }
 
 /** Rendezvous hashing: the downloader with the highest score for the chunk fetches it from a seed. */
 export function ownerOf (h: Holdings, index: number): string {
-  if (h.downloaders.length <= 1) return h.self
+  if (h.downloaders.length === 0) return h.self
+  if (h.downloaders.length === 1) return h.downloaders[0]
+  const cached = h.owners?.[index]
+  if (cached != null) return cached
   let best = -1
   let owner = ''
   for (const peer of h.downloaders) {
@@ -157,6 +187,7 @@ export function ownerOf (h: Holdings, index: number): string {
       owner = peer
     }
   }
+  if (h.owners != null) h.owners[index] = owner
   return owner
 }
 
@@ -166,6 +197,12 @@ export function ownerSilence (h: Holdings, index: number, now: number): number {
   if (owner === h.self) return 0
   const peer = h.peers.get(owner)
   return peer == null ? Infinity : now - peer.lastHeard
+}
+
+/** Whether some connected, good peer has a fetch slot free. */
+function anyRoom (h: Holdings, perPeer: number): boolean {
+  for (const [key, peer] of h.peers) if (peer.connected && h.load(key) < perPeer && !h.isBad(key)) return true
+  return false
 }
 
 /** The next fetch to start, or undefined when nothing can start now. */
@@ -179,9 +216,12 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
     const until = Math.min(cursor.last, cursor.position + s.readAhead)
     for (let i = cursor.position; i <= until; i++) if (w.wanted(i)) urgent.push(i)
   }
+  for (const index of urgent) if (!w.urgentSince.has(index)) w.urgentSince.set(index, now)
+  // Every peer busy or gone: nothing can start, and the scans below (run on every announcement a
+  // session hears) would find nothing.
+  if (!anyRoom(h, s.maxInFlightPerPeer)) return undefined
   for (const index of urgent) {
-    let since = w.urgentSince.get(index)
-    if (since == null) w.urgentSince.set(index, since = now)
+    const since = w.urgentSince.get(index) ?? now
     // From a seed: when it is ours to fetch, when its owner went quiet, or when waited too long.
     // (Before this was a pure function with a test, "ours" was missing: a reader blocked on a
     // chunk of its own share waited for step 3's scan to reach it.)
@@ -196,14 +236,15 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
   // 2. Chunks other downloaders announced: rarest of a sample.
   let best: (Pick & { rarity: number, tie: number }) | undefined
   let sampled = 0
+  const counted = { holders: 0 }
   for (const index of w.available) {
     if (!w.wanted(index)) {
       if (w.isLocal(index)) w.available.delete(index)
       continue
     }
-    const peer = choose(index, false)
+    const peer = chooseSource(h, index, false, s.maxInFlightPerPeer, now, random, counted)
     if (peer == null) continue
-    const rarity = holderCount(h, index, now)
+    const rarity = counted.holders
     const tie = random()
     if (best == null || rarity < best.rarity || (rarity === best.rarity && tie < best.tie)) best = { index, peer, rarity, tie, reason: 'announced' }
     if (++sampled >= RARITY_SAMPLE) break
@@ -213,7 +254,9 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
     return { index: best.index, peer: best.peer, reason: best.reason }
   }
   if (!graceOver) return undefined
-  // 3. Chunks this agent is responsible for, in image order, from any holder.
+  // 3. Chunks this agent is responsible for, in image order, from any holder (none when others
+  // share out the seed's chunks without us: we reach no seed).
+  if (h.downloaders.length > 0 && !h.downloaders.includes(h.self)) w.ownedScan = h.n
   for (; w.ownedScan < h.n; w.ownedScan++) {
     const index = w.ownedScan
     if (!w.wanted(index) || ownerOf(h, index) !== h.self) continue

@@ -9,10 +9,30 @@ import type { ChunkBlocks, Manifest } from '@peerglance/interface'
 import type { Logger, PeerId } from '@libp2p/interface'
 import type { HaveAnswer, HaveNote } from './chunk-exchange.ts'
 import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
-import type { HaveState } from './framing.ts'
+import type { HaveSelf, HaveState } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
-import { downloadersOf, holderCount, pickNext, rendezvousHash } from './scheduling.ts'
+import { downloadersOf, holderCount, isSeed, pickNext, reachesSeed, rendezvousHash } from './scheduling.ts'
 import type { FetchReason, Holdings, PeerHolding, PolicySettings, Wants } from './scheduling.ts'
+
+/**
+ * Time, as a session sees it: the swarm passes the real one; the simulator
+ * (scripts/bench/simulate.ts) a virtual one, so the same code runs over a modelled network.
+ */
+export interface Clock {
+  now: () => number
+  /** Calls `fn` every `ms` until the returned function is called; never keeps the process alive. */
+  every: (ms: number, fn: () => void) => () => void
+}
+
+/** The wall clock and Node's timers. */
+export const realClock: Clock = {
+  now: Date.now,
+  every (ms, fn) {
+    const timer = setInterval(fn, ms)
+    timer.unref()
+    return () => { clearInterval(timer) }
+  }
+}
 
 export interface SessionSettings extends PolicySettings {
   maxInFlight: number
@@ -24,11 +44,12 @@ export interface SessionSettings extends PolicySettings {
 export interface SessionHost {
   readonly self: string
   readonly settings: SessionSettings
+  readonly clock: Clock
   /** Aborted when the swarm stops. */
   readonly signal: AbortSignal
   readonly log: Logger
   readonly blocks: ChunkBlocks
-  readonly metrics: Pick<MeshMetrics, 'hit' | 'miss' | 'imageReceived'>
+  readonly metrics: Pick<MeshMetrics, 'hit' | 'miss'>
   connectedPeers: () => PeerId[]
   /**
    * The chunk from the peer, verified: one fetch per CID over all sessions (`shared` when this
@@ -36,9 +57,9 @@ export interface SessionHost {
    */
   fetch: (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean) => { promise: Promise<Uint8Array>, shared: boolean }
   /** A HAVE request to the peer (which also tells it `mine`). */
-  have: (peer: PeerId, key: string, cids: readonly string[], mine: { state: HaveState, bits: Uint8Array }) => Promise<HaveAnswer>
+  have: (peer: PeerId, key: string, cids: readonly string[], mine: HaveSelf & { bits: Uint8Array }) => Promise<HaveAnswer>
   /** An ANNOUNCE to the peer, fire and forget. */
-  announce: (peer: PeerId, key: string, note: { state: HaveState, total: number, indices: readonly number[] }) => void
+  announce: (peer: PeerId, key: string, note: HaveSelf & { total: number, indices: readonly number[] }) => void
   isBad: (peer: string) => boolean
   /** The peer sent bytes that do not match their CID. */
   markBad: (peer: string) => void
@@ -123,13 +144,20 @@ export class Session {
   #lastAnnounce = 0
   #lastQuery = 0
   #lastProgress = 0
-  #timer: NodeJS.Timeout | undefined
+  /** Cancels the session's timer. */
+  #timer: (() => void) | undefined
   #closed: Error | undefined
   #pumping = false
   #networkStarted = false
   #pumpAgain = false
+  #pumpQueued = false
   #downloaders: string[] = []
+  readonly #owners: Array<string | undefined> = []
+  /** A seed of the image is connected: this session takes a share of the first fetches from seeds. */
+  #nearSeed = false
   readonly #peerHash = new Map<string, number>()
+  /** Indices of the CIDs that occur more than once in the image (chunks of zeros), by CID. */
+  readonly #repeats = new Map<string, number[]>()
   /** The scheduling policy's view of who holds what (scheduling.ts). */
   readonly #holdings: Holdings
   /** The scheduling policy's view of what we want, and its scan positions. */
@@ -143,6 +171,13 @@ export class Session {
     this.n = manifest.cids.length
     this.#local = new Uint8Array(Math.ceil(this.n / 8))
     this.#fetchedHere = new Uint8Array(this.#local.byteLength)
+    const seen = new Map<string, number[]>()
+    manifest.cids.forEach((cid, i) => {
+      const at = seen.get(cid)
+      if (at == null) seen.set(cid, [i])
+      else at.push(i)
+    })
+    for (const [cid, at] of seen) if (at.length > 1) this.#repeats.set(cid, at)
     const session = this
     this.#holdings = {
       self: host.self,
@@ -151,6 +186,7 @@ export class Session {
       failed: this.#failed,
       get downloaders () { return session.#downloaders },
       hashOf: peer => this.#hashOf(peer),
+      owners: this.#owners,
       isBad: peer => host.isBad(peer),
       load: peer => host.load(peer)
     }
@@ -172,6 +208,8 @@ export class Session {
 
   get #log (): Logger { return this.host.log }
 
+  #now (): number { return this.host.clock.now() }
+
   /** The bitfield of chunks held here (read only; for HAVE answers). */
   get localBits (): Uint8Array { return this.#local }
 
@@ -179,9 +217,14 @@ export class Session {
     return this.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING
   }
 
+  /** What this session says of itself with every HAVE and ANNOUNCE. */
+  get self (): HaveSelf {
+    return { state: this.#state(), nearSeed: this.#nearSeed && !this.complete }
+  }
+
   /** Tells the connected peers downloading this image what we stored (`indices`) and our state. */
   #announceTo (indices: readonly number[]): void {
-    const note = { state: this.#state(), total: this.n, indices }
+    const note = { ...this.self, total: this.n, indices }
     for (const [key, peer] of this.#peers) {
       if (peer.connected && peer.state === HAVE_DOWNLOADING && !this.host.isBad(key)) this.host.announce(peer.id, this.key, note)
     }
@@ -189,7 +232,7 @@ export class Session {
 
   /** Scans the local store, then (if anything is missing) announces itself and asks peers. */
   begin (): void {
-    this.#wants.started = Date.now()
+    this.#wants.started = this.#now()
     this.scanning = this.#scan().catch(err => {
       this.#log.error('scan of local chunks failed - %e', err)
     })
@@ -217,11 +260,10 @@ export class Session {
   #startNetwork (): void {
     if (this.#closed != null || this.#timer != null) return
     this.#networkStarted = true
-    this.#lastProgress = Date.now()
-    this.#wants.started = Date.now()
+    this.#lastProgress = this.#now()
+    this.#wants.started = this.#now()
     this.#recomputeOwners()
-    this.#timer = setInterval(() => { this.#tick() }, TICK_MS)
-    this.#timer.unref()
+    this.#timer = this.host.clock.every(TICK_MS, () => { this.#tick() })
     this.#queryAll()
     this.pump()
   }
@@ -229,7 +271,7 @@ export class Session {
   /** Stops fetching; readers waiting get `err`. */
   async close (err: Error): Promise<void> {
     this.#closed ??= err
-    clearInterval(this.#timer)
+    this.#timer?.()
     this.#timer = undefined
     for (const [, waiters] of this.#waiters) for (const w of waiters) w.reject(err)
     this.#waiters.clear()
@@ -293,7 +335,7 @@ export class Session {
     }
     if (getBit(this.#local, index)) return await blocks.readChunk(cid, { signal })
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
-    const waiter: Waiter = { resolve, reject, since: Date.now() }
+    const waiter: Waiter = { resolve, reject, since: this.#now() }
     let list = this.#waiters.get(index)
     if (list == null) this.#waiters.set(index, list = [])
     list.push(waiter)
@@ -317,7 +359,7 @@ export class Session {
   heard (from: PeerId, note: HaveNote): void {
     if (note.total !== this.n || this.#closed != null) return
     const peer = this.#peer(from)
-    peer.lastHeard = Date.now()
+    peer.lastHeard = this.#now()
     const wasDownloader = peer.state === HAVE_DOWNLOADING
     if (note.state === HAVE_COMPLETE) {
       peer.bits.fill(0xff)
@@ -326,6 +368,8 @@ export class Session {
       peer.state = note.state === HAVE_DOWNLOADING ? HAVE_DOWNLOADING : HAVE_NONE
     }
     if (peer.state === HAVE_DOWNLOADING) peer.downloader = true
+    const wasNear = peer.nearSeed
+    peer.nearSeed = note.nearSeed === true
     if (note.bits != null) {
       const at = (note.from ?? 0) / 8
       const length = Math.min(note.bits.byteLength, peer.bits.byteLength - at)
@@ -337,8 +381,22 @@ export class Session {
     this.#noteAvailable(peer, note.state === HAVE_COMPLETE || note.bits != null ? undefined : note.indices)
     // New holdings may make chunks the scans passed over (no holder then) fetchable now.
     this.#wants.ownedScan = 0
-    if (wasDownloader !== (peer.state === HAVE_DOWNLOADING)) this.#recomputeOwners()
-    this.pump()
+    if (wasDownloader !== (peer.state === HAVE_DOWNLOADING) || wasNear !== peer.nearSeed || isSeed(peer)) this.#recomputeOwners()
+    this.#pumpSoon()
+  }
+
+  /**
+   * One pump for all the announcements that arrive together (one per peer per batch): a pump that
+   * finds nothing to start scans the wanted chunks, and with a dozen peers announcing every
+   * 150 ms those scans were the largest cost of a session (simulate.ts profile).
+   */
+  #pumpSoon (): void {
+    if (this.#pumpQueued) return
+    this.#pumpQueued = true
+    queueMicrotask(() => {
+      this.#pumpQueued = false
+      this.pump()
+    })
   }
 
   peerConnected (id: PeerId): void {
@@ -346,7 +404,7 @@ export class Session {
     const known = this.#peers.get(id.toString())
     if (known != null && !known.connected) {
       known.connected = true
-      if (known.state === HAVE_DOWNLOADING) this.#recomputeOwners()
+      this.#recomputeOwners()
     }
     if (this.#timer == null || this.complete) return
     void this.#query(id)
@@ -356,7 +414,7 @@ export class Session {
     const state = this.#peers.get(peer)
     if (state == null || !state.connected) return
     state.connected = false
-    if (state.state === HAVE_DOWNLOADING) this.#recomputeOwners()
+    this.#recomputeOwners()
   }
 
   dropPeer (peer: string): void {
@@ -368,7 +426,7 @@ export class Session {
     const key = id.toString()
     let peer = this.#peers.get(key)
     if (peer == null) {
-      peer = { id, bits: new Uint8Array(this.#local.byteLength), state: HAVE_NONE, downloader: false, connected: true, lastHeard: Date.now() }
+      peer = { id, bits: new Uint8Array(this.#local.byteLength), state: HAVE_NONE, downloader: false, nearSeed: false, connected: true, lastHeard: this.#now() }
       this.#peers.set(key, peer)
     }
     peer.connected = true
@@ -376,7 +434,7 @@ export class Session {
   }
 
   #queryAll (): void {
-    this.#lastQuery = Date.now()
+    this.#lastQuery = this.#now()
     for (const id of this.host.connectedPeers()) void this.#query(id)
   }
 
@@ -387,18 +445,18 @@ export class Session {
     if (this.host.isBad(key) || this.#querying.has(key)) return
     this.#querying.add(key)
     try {
-      const mine = { state: this.#state(), bits: this.#local }
+      const mine = { ...this.self, bits: this.#local }
       const answer = await this.host.have(id, this.key, this.manifest.cids, mine)
       if (this.#closed != null || this.host.isBad(key)) return
       const peer = this.#peer(id)
-      peer.lastHeard = Date.now()
-      const wasDownloader = peer.state === HAVE_DOWNLOADING
+      peer.lastHeard = this.#now()
       for (let b = 0; b < answer.bits.byteLength; b++) peer.bits[b] |= answer.bits[b]
       peer.state = answer.state
       if (answer.state === HAVE_DOWNLOADING) peer.downloader = true
+      peer.nearSeed = answer.nearSeed === true
       this.#noteAvailable(peer)
       this.#wants.ownedScan = 0
-      if (wasDownloader !== (peer.state === HAVE_DOWNLOADING)) this.#recomputeOwners()
+      this.#recomputeOwners()
       this.pump()
     } catch (err) {
       this.#log('HAVE query to %s failed - %e', key, err)
@@ -421,11 +479,22 @@ export class Session {
 
   // --- ownership (seeding) -------------------------------------------------------------------
 
+  /** Who shares out the first fetches from seeds, after anything that may change it. */
   #recomputeOwners (): void {
-    const list = downloadersOf(this.host.self, this.#peers, peer => this.host.isBad(peer))
+    const isBad = (peer: string): boolean => this.host.isBad(peer)
+    const near = reachesSeed(this.#peers, isBad)
+    const list = downloadersOf(this.host.self, near, this.#peers, isBad)
     const changed = list.length !== this.#downloaders.length || list.some((p, i) => p !== this.#downloaders[i])
     this.#downloaders = list
-    if (changed) this.#wants.ownedScan = 0
+    if (changed) {
+      this.#wants.ownedScan = 0
+      this.#owners.length = 0
+    }
+    if (near !== this.#nearSeed) {
+      this.#nearSeed = near
+      // The downloaders around us share out the seed's chunks by it: tell them now, not with the next chunk.
+      if (this.#networkStarted && !this.complete) this.#announceTo([])
+    }
   }
 
   #hashOf (peer: string): number {
@@ -451,7 +520,7 @@ export class Session {
       do {
         this.#pumpAgain = false
         while (this.#inflight.size < this.host.settings.maxInFlight) {
-          const pick = pickNext(this.#holdings, this.#wants, this.host.settings, Date.now())
+          const pick = pickNext(this.#holdings, this.#wants, this.host.settings, this.#now())
           if (pick == null) break
           this.#dispatch(pick.index, pick.peer, pick.reason)
         }
@@ -481,7 +550,6 @@ export class Session {
 
   async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
     this.host.metrics.miss()
-    this.host.metrics.imageReceived(this.imageId, bytes.byteLength)
     // Readers get the verified bytes now; with none yet, the first to come counts no hit.
     const waiters = this.#waiters.get(index)?.splice(0) ?? []
     if (waiters.length === 0) setBit(this.#fetchedHere, index)
@@ -491,7 +559,7 @@ export class Session {
       await this.host.blocks.putChunk(cid, bytes, { signal: this.host.signal, verified: true })
       // Every index with this CID is now local (images repeat chunks of zeros).
       this.#markLocal(index, true)
-      for (let i = 0; i < this.n; i++) if (i !== index && this.manifest.cids[i] === cid && !getBit(this.#local, i)) this.#markLocal(i, true)
+      for (const i of this.#repeats.get(cid) ?? []) this.#markLocal(i, true)
     } catch (err) {
       if (this.#closed == null) {
         this.#log.error('could not store fetched chunk %s - %e', cid, err)
@@ -528,21 +596,21 @@ export class Session {
   #excludeFor (index: number, peer: string): void {
     let failed = this.#failed.get(index)
     if (failed == null) this.#failed.set(index, failed = new Map())
-    failed.set(peer, Date.now() + CHUNK_FAILURE_MS)
+    failed.set(peer, this.#now() + CHUNK_FAILURE_MS)
   }
 
   #markLocal (index: number, announce: boolean): void {
     if (getBit(this.#local, index)) return
     setBit(this.#local, index)
     this.localCount++
-    this.#lastProgress = Date.now()
+    this.#lastProgress = this.#now()
     this.#failed.delete(index)
     this.#wants.available.delete(index)
     this.#wants.urgentSince.delete(index)
     if (announce) {
       this.#announce.push(index)
       // The first chunk after a quiet spell goes out at once: another downloader may be waiting for it.
-      if (Date.now() - this.#lastAnnounce >= this.host.settings.announceIntervalMs) this.#flushAnnounce()
+      if (this.#now() - this.#lastAnnounce >= this.host.settings.announceIntervalMs) this.#flushAnnounce()
     }
     if (this.localCount === this.n && this.scanned) this.#finish()
   }
@@ -560,7 +628,7 @@ export class Session {
   #finish (): void {
     if (this.complete) return
     this.complete = true
-    clearInterval(this.#timer)
+    this.#timer?.()
     this.#timer = undefined
     // The last indices go out with the complete state.
     if (this.#networkStarted) this.#announceTo(this.#announce.splice(0))
@@ -571,13 +639,13 @@ export class Session {
   #flushAnnounce (): void {
     if (this.complete || this.#announce.length === 0) return
     const indices = this.#announce.splice(0)
-    this.#lastAnnounce = Date.now()
+    this.#lastAnnounce = this.#now()
     this.#announceTo(indices)
   }
 
   #tick (): void {
     if (this.#closed != null) return
-    const now = Date.now()
+    const now = this.#now()
     const settings = this.host.settings
     if (this.#announce.length > 0 && now - this.#lastAnnounce >= settings.announceIntervalMs) this.#flushAnnounce()
     // Readers waiting on chunks nobody usable holds: ask around again, and give up in time.
@@ -585,7 +653,7 @@ export class Session {
     for (const [index, waiters] of this.#waiters) {
       // A HAVE still out may name a holder: the wait for one starts when none is left to answer
       // (each is bounded by its own timeout).
-      const sourced = this.#inflight.has(index) || this.#querying.size > 0 || holderCount(this.#holdings, index, Date.now()) > 0
+      const sourced = this.#inflight.has(index) || this.#querying.size > 0 || holderCount(this.#holdings, index, this.#now()) > 0
       for (const waiter of [...waiters]) {
         if (sourced) {
           waiter.noSourceSince = undefined

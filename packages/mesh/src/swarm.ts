@@ -26,11 +26,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
 import { imageKey } from './chunk-exchange.ts'
 import type { ChunkExchange, HaveAnswer, HaveNote } from './chunk-exchange.ts'
-import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE } from './framing.ts'
-import type { HaveState } from './framing.ts'
+import { HAVE_NONE } from './framing.ts'
+import type { HaveSelf } from './framing.ts'
 import type { FetchReason } from './scheduling.ts'
-import { abortable, Session } from './session.ts'
-import type { SessionHost, SessionSettings } from './session.ts'
+import { abortable, realClock, Session } from './session.ts'
+import type { Clock, SessionHost, SessionSettings } from './session.ts'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKGROUND_FALLBACK_MS, DEFAULT_BAD_PEER_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_PER_PEER,
   DEFAULT_READ_AHEAD, DEFAULT_START_GRACE_MS, DEFAULT_UNAVAILABLE_TIMEOUT_MS, DEFAULT_URGENT_FALLBACK_MS
@@ -46,7 +46,7 @@ export interface SwarmComponents {
    * local images. Optional: without it, every read goes chunk by chunk.
    */
   local?: Pick<ChunkStore, 'read'>
-  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget' | 'announce'>
+  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget' | 'announce' | 'peerGone'>
   peerId: PeerId
   events: TypedEventTarget<Libp2pEvents>
   /** Peers with an open connection now. */
@@ -262,11 +262,11 @@ export class Swarm implements ImageReader, Startable, SessionHost {
    * The exchange's HaveHandler: a HAVE request tells the session of that image (if any) what the
    * asker holds, and gets the session's state and, once it scanned the store, its bitfield.
    */
-  asked (peer: PeerId, key: string, note: HaveNote): { state: HaveState, bits?: Uint8Array } {
+  asked (peer: PeerId, key: string, note: HaveNote): HaveSelf & { bits?: Uint8Array } {
     const session = this.#sessions.get(key)
     if (session == null) return { state: HAVE_NONE }
     if (!this.isBad(peer.toString())) session.heard(peer, note)
-    return { state: session.complete ? HAVE_COMPLETE : HAVE_DOWNLOADING, bits: session.scanned ? session.localBits : undefined }
+    return { ...session.self, bits: session.scanned ? session.localBits : undefined }
   }
 
   announced (peer: PeerId, key: string, note: HaveNote): void {
@@ -330,6 +330,7 @@ export class Swarm implements ImageReader, Startable, SessionHost {
   // --- the sessions' host (SessionHost) ---------------------------------------------------------
 
   get settings (): Settings { return this.#settings }
+  get clock (): Clock { return realClock }
   get log (): Logger { return this.#log }
   get signal (): AbortSignal { return this.#shutdown.signal }
   get self (): string { return this.#components.peerId.toString() }
@@ -340,7 +341,7 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     return this.#components.connectedPeers()
   }
 
-  async have (peer: PeerId, key: string, cids: readonly string[], mine: { state: HaveState, bits: Uint8Array }): Promise<HaveAnswer> {
+  async have (peer: PeerId, key: string, cids: readonly string[], mine: HaveSelf & { bits: Uint8Array }): Promise<HaveAnswer> {
     return await this.#components.exchange.have(peer, key, cids, mine, { signal: this.#shutdown.signal, timeoutMs: 10_000 })
   }
 
@@ -400,7 +401,8 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     const started = performance.now()
     const promise = this.#components.exchange.get(peerIdFromString(peer), cid, {
       signal: this.#shutdown.signal,
-      timeoutMs: this.#settings.requestTimeoutMs
+      timeoutMs: this.#settings.requestTimeoutMs,
+      once: !fromDownloader
     }).then(bytes => {
       this.#components.metrics.fetched((performance.now() - started) / 1000)
       return bytes
@@ -415,7 +417,7 @@ export class Swarm implements ImageReader, Startable, SessionHost {
   }
 
   /** Sends an ANNOUNCE; a peer that cannot take it hears the state again with our next HAVE. */
-  announce (peer: PeerId, key: string, note: { state: HaveState, total: number, indices: readonly number[] }): void {
+  announce (peer: PeerId, key: string, note: HaveSelf & { total: number, indices: readonly number[] }): void {
     if (!this.#running) return
     this.#components.exchange.announce(peer, key, note, { signal: this.#shutdown.signal }).catch(err => {
       this.#log('could not announce holdings to %p - %e', peer, err)
@@ -430,6 +432,7 @@ export class Swarm implements ImageReader, Startable, SessionHost {
 
   private onDisconnect (evt: CustomEvent<PeerId>): void {
     const peer = evt.detail.toString()
+    this.#components.exchange.peerGone(peer)
     for (const session of this.#sessions.values()) session.peerDisconnected(peer)
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from '../src/framing.ts'
 import type { HaveState } from '../src/framing.ts'
-import { chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, rendezvousHash } from '../src/scheduling.ts'
+import { chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, reachesSeed, rendezvousHash } from '../src/scheduling.ts'
 import type { Holdings, PeerHolding, PolicySettings, Wants } from '../src/scheduling.ts'
 
 const N = 64
@@ -12,10 +12,10 @@ function holding (state: HaveState, held: Iterable<number> | 'all', extra: Parti
   const bits = new Uint8Array(Math.ceil(N / 8))
   if (held === 'all') bits.fill(0xff)
   else for (const i of held) setBit(bits, i)
-  return { bits, state, downloader: state === HAVE_DOWNLOADING, connected: true, lastHeard: NOW, ...extra }
+  return { bits, state, downloader: state === HAVE_DOWNLOADING, nearSeed: state === HAVE_DOWNLOADING, connected: true, lastHeard: NOW, ...extra }
 }
 
-function holdingsOf (peers: Record<string, PeerHolding>, opts: { self?: string, load?: Record<string, number>, bad?: string[], failed?: Map<number, Map<string, number>> } = {}): Holdings {
+function holdingsOf (peers: Record<string, PeerHolding>, opts: { self?: string, load?: Record<string, number>, bad?: string[], failed?: Map<number, Map<string, number>>, nearSeed?: boolean } = {}): Holdings {
   const self = opts.self ?? 'me'
   const map = new Map(Object.entries(peers))
   const isBad = (peer: string): boolean => opts.bad?.includes(peer) ?? false
@@ -24,7 +24,7 @@ function holdingsOf (peers: Record<string, PeerHolding>, opts: { self?: string, 
     n: N,
     peers: map,
     failed: opts.failed ?? new Map(),
-    downloaders: downloadersOf(self, map, isBad),
+    downloaders: downloadersOf(self, opts.nearSeed ?? true, map, isBad),
     hashOf: peer => rendezvousHash('image', peer),
     isBad,
     load: peer => opts.load?.[peer] ?? 0
@@ -96,6 +96,18 @@ describe('scheduling policy', () => {
       counts.set(owners[0], counts.get(owners[0])! + 1)
     }
     for (const count of counts.values()) expect(count).toBeGreaterThan(850)
+  })
+
+  it('only downloaders that reach a seed share out its chunks (peer sets are bounded: most reach none)', () => {
+    const far = { d1: holding(HAVE_DOWNLOADING, [], { nearSeed: true }), d2: holding(HAVE_DOWNLOADING, [], { nearSeed: false }) }
+    expect(reachesSeed(new Map(Object.entries(far)), () => false)).toBe(false)
+    const h = holdingsOf(far, { nearSeed: false })
+    expect(h.downloaders).toEqual(['d1'])
+    for (let i = 0; i < 100; i++) expect(ownerOf(h, i)).toBe('d1')
+    const near = { ...far, seed: holding(HAVE_NONE, 'all') }
+    expect(reachesSeed(new Map(Object.entries(near)), () => false)).toBe(true)
+    expect(reachesSeed(new Map(Object.entries(near)), peer => peer === 'seed')).toBe(false)
+    expect(holdingsOf(near).downloaders).toEqual(['d1', 'me'])
   })
 
   it('an owner that stops downloading, or goes, hands its share to the rest', () => {
