@@ -29,6 +29,8 @@ export class ChunkFiles {
   #unsynced = false
   /** Bytes of the chunk files under `chunks/`: counted once by `prepare`, then kept up to date. */
   bytes = 0
+  /** Bumped whenever a chunk file is added or deleted (ChunkBlocks `generation`). */
+  generation = 0
   /** Set when chunk files are encrypted at rest (chunk-sealer.ts). */
   sealer: ChunkSealer | undefined
   /** Told of each chunk file dropped for failing to open. */
@@ -85,6 +87,7 @@ export class ChunkFiles {
         }
         await this.#publish(tmp, cid, opts.durableName ?? true)
         this.bytes += bytes.length
+        this.generation++
       } catch (err) {
         await rm(tmp, { force: true })
         throw err
@@ -125,6 +128,7 @@ export class ChunkFiles {
         const size = await sizeOf(file)
         await unlink(file)
         this.bytes -= size
+        this.generation++
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       }
@@ -142,6 +146,7 @@ export class ChunkFiles {
         const size = await sizeOf(file)
         await unlink(file)
         this.bytes -= size
+        this.generation++
         return true
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false

@@ -83,6 +83,11 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     return await this.#files.has(cid)
   }
 
+  /** Bumped whenever a chunk is added or deleted: what was derived from `has` still holds while it stays. */
+  get generation (): number {
+    return this.#files.generation
+  }
+
   /** Bytes of chunk files on disk, as of the last write or delete (counted when the store starts). */
   get bytesStored (): number {
     return this.#files.bytes

@@ -95,6 +95,11 @@ export interface ChunkStore {
 /** Single chunks, for serving peers and keeping what peers send. */
 export interface ChunkBlocks {
   has (cid: string): Promise<boolean>
+  /**
+   * Bumped whenever a chunk is added or deleted, so a caller may keep what it derived from `has`
+   * (the mesh's share of an image held here) while it stays. Optional: without it nothing is kept.
+   */
+  readonly generation?: number
   /** The chunk's bytes; ChunkUnavailableError when it is not here. */
   readChunk (cid: string, opts?: AbortOptions): Promise<Uint8Array>
   /** Stores bytes under their CID after checking they hash to it (ChunkIntegrityError otherwise). */

@@ -14,6 +14,7 @@ import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p
 import { DEFAULT_LISTEN, DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS } from './constants.ts'
 import { Membership, MembershipError, memberNoise, mintCredential } from './membership.ts'
 import type { Credential, MembershipInit } from './membership.ts'
+import { toHex } from './bytes.ts'
 import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { peerExchange } from './peer-exchange.ts'
@@ -132,6 +133,11 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
         // mesh size), not only the D mesh peers: one hop fewer, and metadata sync reconciles at
         // once with any connected peer a publish did not reach (metadata-sync.ts).
         floodPublish: true,
+        // Duplicates are known by author and sequence number before their signature is checked:
+        // without this every copy a flood-published message arrives in was verified (Ed25519, the
+        // largest cost of the swarm when holdings went over gossip; docs/benchmarks.md, issue 8).
+        // Only messages that passed the check are remembered, so a forgery cannot shadow one.
+        fastMsgIdFn: msg => msg.from != null && msg.seqno != null ? `${toHex(msg.from)}/${toHex(msg.seqno)}` : '',
         // gossipsub's defaults, said here because the peer set is sized for them (constants.ts):
         // each agent forwards to 6 (4..12) peers per topic and gossips IHAVE to 6 more.
         D: 6,

@@ -84,6 +84,9 @@ interface Settings extends SessionSettings {
 
 function noop (): void {}
 
+/** Images whose `localShare` is kept (the oldest is forgotten first). */
+const MAX_KEPT_SHARES = 4096
+
 /**
  * Streams images from local chunks and peers; implements the ImageReader port. Create it with
  * the node's services, `start()` it after libp2p has started.
@@ -98,6 +101,8 @@ export class Swarm implements ImageReader, Startable, SessionHost {
   readonly #bad = new Map<string, number>()
   /** Fetches in flight per peer, over all sessions. */
   readonly #load = new Map<string, number>()
+  /** `localShare` of images without a session, by image key, as of a store generation. */
+  readonly #shares = new Map<string, { generation: number, share: number }>()
   /** Fetches in flight by CID, over all sessions: one fetch per chunk per agent. */
   readonly #fetching = new Map<string, Promise<Uint8Array>>()
   #running = false
@@ -236,12 +241,21 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     }
   }
 
-  /** The share (0..1) of the image's chunks held locally. */
+  /**
+   * The share (0..1) of the image's chunks held locally. Asked per image by status, coverage,
+   * holdings answers and the cache: without a session it checks every chunk file, so the answer
+   * is kept while the store's `generation` stays (a 10 GiB image is 10,240 files).
+   */
   async localShare (manifest: Manifest): Promise<number> {
     const n = manifest.cids.length
     if (n === 0) return 1
-    const session = this.#sessions.get(imageKey(manifest.cids))
+    const key = imageKey(manifest.cids)
+    const session = this.#sessions.get(key)
     if (session?.scanned === true) return session.localCount / n
+    const { blocks } = this.#components
+    const generation = blocks.generation
+    const known = this.#shares.get(key)
+    if (known != null && generation != null && known.generation === generation) return known.share
     const unique = [...new Set(manifest.cids)]
     const held = new Set<string>()
     let next = 0
@@ -255,7 +269,13 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     // A chunk repeated in an image (zeros) counts once per occurrence.
     let count = 0
     for (const cid of manifest.cids) if (held.has(cid)) count++
-    return count / n
+    const share = count / n
+    if (generation != null && blocks.generation === generation) {
+      this.#shares.delete(key)
+      this.#shares.set(key, { generation, share })
+      if (this.#shares.size > MAX_KEPT_SHARES) this.#shares.delete(this.#shares.keys().next().value as string)
+    }
+    return share
   }
 
   /**

@@ -62,3 +62,32 @@ describe('reads of images held entirely here', () => {
     expect(counter.readChunk).toBeLessThanOrEqual(3)
   })
 })
+
+describe('the share of an image held here', () => {
+  afterEach(cleanup)
+
+  it('is checked against the files once, then kept until a chunk is added or deleted', async () => {
+    const counter = { has: 0 }
+    const agent = await startAgent({
+      wrap: store => ({
+        get generation () { return store.generation },
+        has: async cid => {
+          counter.has++
+          return await store.has(cid)
+        },
+        putChunk: async (cid, bytes, opts) => { await store.putChunk(cid, bytes, opts) },
+        readChunk: async (cid, opts) => await store.readChunk(cid, opts)
+      })
+    })
+    const image = await seedImage(agent, 6 * 64 * KiB)
+    expect(await agent.mesh.localShare(image.manifest)).toBe(1)
+    const checks = counter.has
+    expect(checks).toBeGreaterThanOrEqual(6)
+    for (let i = 0; i < 5; i++) expect(await agent.mesh.localShare(image.manifest)).toBe(1)
+    expect(counter.has).toBe(checks)
+    // A chunk goes: the next answer looks again, and is right.
+    expect(await agent.store.collect([image.manifest.cids[2]], async () => false)).toBe(1)
+    expect(await agent.mesh.localShare(image.manifest)).toBeCloseTo(5 / 6, 6)
+    expect(counter.has).toBeGreaterThan(checks)
+  })
+})
