@@ -8,7 +8,9 @@
 #   scripts/tempest.sh [REGEX]      default: ^tempest\.api\.image\.
 #
 # Environment: CONCURRENCY (tempest workers, default 2), KEEP=1 keeps the work directory (agent
-# log, tempest.conf, tempest.log, stestr results). Needs root with apt-get for missing packages.
+# log, tempest.conf, tempest.log, stestr results), EXTRA_CONF: lines appended to tempest.conf
+# (e.g. $'[enforce_scope]\nglance = true' for glance_tempest_plugin's RBAC tests). Needs root with
+# apt-get for missing packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -171,6 +173,7 @@ cinder = false
 neutron = false
 swift = false
 EOF
+[[ -n ${EXTRA_CONF:-} ]] && printf '%s\n' "$EXTRA_CONF" >>"$WORK/ws/etc/tempest.conf"
 cd "$WORK/ws"
 set +e
 tempest run --regex "$REGEX" --concurrency "$CONCURRENCY" 2>&1 | tee "$WORK/run.log"

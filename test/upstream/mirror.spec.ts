@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,7 +7,7 @@ import { meshOf, tmpDir, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { keystoneEnv } from '../keystone/keystone.ts'
 import { asProject } from '../clients/cli.ts'
-import { accessLogSize, glanceEnv, upstreamCli, upstreamConfig, upstreamFetch } from './upstream.ts'
+import { upstreamCli, upstreamConfig, upstreamFetch } from './upstream.ts'
 
 let dir: string
 let mesh: TestMesh
@@ -31,12 +30,21 @@ async function show (url: string, id: string, headers: Record<string, string> = 
 
 describe('an existing Glance as the origin: metadata', () => {
   it('is polled by one agent of the two (upstream.pollers: 1), the other receiving the records by replication', async () => {
-    const from = accessLogSize()
-    await sleep(5000)
-    const lists = readFileSync(glanceEnv().accessLog, 'utf8').slice(from).match(/"GET \/v2\/images\?limit=\d+ HTTP\/1\.1" 200/g) ?? []
-    // One poller every ~1.05 s: about 5 lists in 5 s; two pollers would make about 10.
-    expect(lists.length).toBeGreaterThanOrEqual(3)
-    expect(lists.length).toBeLessThanOrEqual(6)
+    const metrics = async (name: string): Promise<number[]> => await Promise.all(mesh.agents.map(async agent => {
+      const text = await (await fetch(`${agent.url}/metrics`)).text()
+      return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1])
+    }))
+    const refreshes = async (): Promise<number[]> => await metrics('peerglance_upstream_refreshes')
+    // At start each agent knows no other and polls once; that is over once both heard a refresh.
+    await waitFor(async () => (await metrics('peerglance_upstream_last_refresh_seconds')).every(t => t > 0), { timeoutMs: 20_000 })
+    await sleep(2000)
+    const before = await refreshes()
+    await sleep(4000)
+    const after = await refreshes()
+    const grew = after.map((n, i) => n - before[i])
+    // Exactly one agent polled meanwhile (interval 1 s), the other not once.
+    expect(grew.filter(n => n > 0)).toHaveLength(1)
+    expect(grew.filter(n => n === 0)).toHaveLength(1)
   })
 
   it('an image created upstream with openstack appears on every agent with its owner, visibility, data fields and members; policy applies; deleted upstream, it is gone everywhere', async () => {
@@ -88,5 +96,43 @@ describe('an existing Glance as the origin: metadata', () => {
     for (const agent of mesh.agents) {
       await waitFor(async () => (await show(agent.url, created.id)).status === 404, { timeoutMs: 20_000 })
     }
+  })
+})
+
+describe('upstream.writes: read-only (the default)', () => {
+  it('refuses writes to upstream images with 403 (404 to those who cannot see them), changes nothing upstream, and still takes images of the mesh\'s own', async () => {
+    const env = keystoneEnv()
+    const member = env.accounts['alpha-member']
+    const res = await upstreamFetch(member, '/v2/images', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'read-only', disk_format: 'raw', container_format: 'bare', visibility: 'community', os_hidden: true }) })
+    const { id } = await res.json() as { id: string }
+    const agent = mesh.agents[0]
+    // Community and hidden: Glance lists such images only when asked for them, and the mirror asks.
+    await waitFor(async () => (await show(agent.url, id)).status === 200, { timeoutMs: 20_000 })
+    const patch = { method: 'PATCH', headers: { 'content-type': 'application/openstack-images-v2.1-json-patch' }, body: JSON.stringify([{ op: 'replace', path: '/name', value: 'changed' }]) }
+    const writes: Array<[string, RequestInit]> = [
+      [`/v2/images/${id}`, patch],
+      [`/v2/images/${id}`, { method: 'DELETE' }],
+      [`/v2/images/${id}/tags/t1`, { method: 'PUT' }],
+      [`/v2/images/${id}/members`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ member: env.projects.beta }) }],
+      [`/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: 'bytes' }],
+      [`/v2/images/${id}/actions/deactivate`, { method: 'POST' }]
+    ]
+    for (const [path, init] of writes) {
+      const answer = await fetch(`${agent.url}${path}`, init)
+      const text = await answer.text()
+      expect([init.method, path, answer.status, text]).toEqual([init.method, path, 403, expect.stringContaining('403')])
+    }
+    // Another project's member sees a community image, so it gets 403 too (a private one would be 404).
+    const other = await fetch(`${agent.url}/v2/images/${id}`, { ...patch, headers: { ...patch.headers, ...asProject(env.projects.beta, 'member') } })
+    expect(other.status).toBe(403)
+    const upstream = await (await upstreamFetch(member, `/v2/images/${id}`)).json() as { name: string, status: string, tags: string[] }
+    expect(upstream).toMatchObject({ name: 'read-only', status: 'queued', tags: [] })
+    expect((await (await show(agent.url, id)).json() as { name: string }).name).toBe('read-only')
+    // The mesh's own images are the agent's to write.
+    const own = await fetch(`${agent.url}/v2/images`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'mesh-only', disk_format: 'raw', container_format: 'bare' }) })
+    expect(own.status).toBe(201)
+    const ownId = (await own.json() as { id: string }).id
+    expect((await fetch(`${agent.url}/v2/images/${ownId}`, patch)).status).toBe(200)
+    await upstreamFetch(member, `/v2/images/${id}`, { method: 'DELETE' })
   })
 })

@@ -13,6 +13,7 @@ const SIZE = 24 * 1024 * 1024 + 12345
 
 let dir: string
 let mesh: TestMesh
+const created: string[] = []
 
 beforeAll(async () => {
   dir = await tmpDir('peerglance-upstream-')
@@ -24,6 +25,7 @@ afterAll(async () => {
   if (dir != null) await rm(dir, { recursive: true, force: true })
   // Whatever a test did to it, the upstream is up for the next file.
   execFileSync('bash', [GLANCE_SH, 'start'], { stdio: 'ignore', timeout: 120_000 })
+  for (const id of created) await upstreamFetch(keystoneEnv().accounts['alpha-member'], `/v2/images/${id}`, { method: 'DELETE' })
 })
 
 /** An active image made upstream as alpha-member, with these bytes. */
@@ -32,6 +34,7 @@ async function upstreamImage (name: string, data: Uint8Array): Promise<string> {
   const res = await upstreamFetch(member, '/v2/images', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, disk_format: 'raw', container_format: 'bare' }) })
   expect(res.status).toBe(201)
   const { id } = await res.json() as { id: string }
+  created.push(id)
   const put = await upstreamFetch(member, `/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data })
   expect(put.status).toBe(204)
   return id

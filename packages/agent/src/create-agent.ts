@@ -20,7 +20,7 @@ import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
 import { AuditLog } from './audit-log.ts'
 import { opsRoutes } from './ops-routes.ts'
-import { upstreamOrigin } from './upstream-origin.ts'
+import { readOnlyUpstream, upstreamConfigured, upstreamOrigin, writeThrough } from './upstream-origin.ts'
 import { CONVERT_DIR, QemuImgConverter } from './qemu-converter.ts'
 import { KeystoneRemoteGlance } from './remote-glance.ts'
 import { siteDirectory } from './site-directory.ts'
@@ -42,7 +42,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'peerglance_' })
   const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
-  const policy = new GlancePolicy(config.policy)
+  // In read-only mode, writes to images mirrored from the upstream are refused (a policy rule).
+  const policy = new GlancePolicy(upstreamConfigured(config) && config.upstream.writes === 'read-only' ? readOnlyUpstream(config.policy) : config.policy)
   const https = tlsFiles(config)
   await mkdir(config.dataDir, { recursive: true })
   const peerKey = await loadOrCreatePeerKey(config.dataDir)
@@ -64,7 +65,8 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     local: chunks,
     getManifestBytes: async imageId => await metadata.manifestBytes(imageId),
     logger: log.child({ component: 'mesh' }),
-    registry
+    registry,
+    imageOfChunk: async cid => await metadata.imageOfChunk(cid)
   }, {
     privateKey: peerKey,
     listen: config.mesh.listen,
@@ -83,7 +85,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const peerHoldings = new HoldingsExchange(mesh.libp2p, async () => (await holdings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
 
   // What this agent keeps.
-  const cache = new LruImageCache({ holdings, logger: log.child({ component: 'image-cache' }) }, {
+  const cache = new LruImageCache({ holdings, transfers: mesh.metrics, logger: log.child({ component: 'image-cache' }) }, {
     statePath: join(config.dataDir, 'cache.json'),
     maxBytes: parseByteSize(config.cache.maxBytes) || null,
     maxDiskPercent: config.cache.maxDiskPercent,
@@ -217,6 +219,9 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
       ...upstream == null ? [] : [upstream]
     ]
   })
+  if (upstream != null && config.upstream.writes === 'write-through') {
+    writeThrough(api, upstream, log.child({ component: 'upstream' }))
+  }
   opsRoutes(api, {
     registry,
     isAdmin: who => policy.isAdmin(who),

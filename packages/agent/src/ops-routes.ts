@@ -22,7 +22,7 @@ export interface OpsComponents {
     pin: (imageId: string, pinned: boolean) => void
     isPinned: (imageId: string) => boolean
     usage: () => Promise<{ used: number, max: number, free: number }>
-    readonly stats: { evictions: number, evictedBytes: number, servedBytes: number }
+    readonly stats: { evictions: number, evictedBytes: number }
   }
   images: () => Iterable<ImageRecord>
   manifest: (imageId: string) => Promise<Manifest | undefined>
@@ -176,11 +176,5 @@ function registerCacheMetrics (registry: Registry, cache: OpsComponents['cache']
     registers,
     // The cache keeps the running total (it knows no prom-client); the counter reports it.
     collect () { this.reset(); this.inc(cache.stats.evictions) }
-  })
-  new Counter({
-    name: 'peerglance_client_bytes_served_total',
-    help: 'Image bytes sent to API clients',
-    registers,
-    collect () { this.reset(); this.inc(cache.stats.servedBytes) }
   })
 }

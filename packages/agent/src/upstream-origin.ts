@@ -1,9 +1,14 @@
+import type { ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
 import type { AgentConfig } from '@peerglance/config'
 import type { AbortOptions, ChunkStore, ImageReader, ImageRecord, Logger, Manifest } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { MeshLibp2p } from '@peerglance/mesh'
-import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UpstreamMirror } from '@peerglance/upstream'
+import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror, isMirrored } from '@peerglance/upstream'
 import type { MirrorPeers, OriginPeers } from '@peerglance/upstream'
+import { GLANCE_RULES } from '@peerglance/glance-domain'
+import type { PolicyInit, RuleDefault } from '@peerglance/glance-domain'
 import { lpStream } from '@libp2p/utils'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { Counter, Gauge } from 'prom-client'
@@ -18,12 +23,20 @@ export const UPSTREAM_TOPIC = 'peerglance/upstream/1'
 export const ORIGIN_FETCH_PROTOCOL = '/peerglance/origin-fetch/1.0.0'
 const ASK_TIMEOUT_MS = 3000
 
+/** Whether the agent has an upstream: a URL or a region, and a Keystone to log in at. */
+export function upstreamConfigured (config: AgentConfig): boolean {
+  const u = config.upstream
+  return (u.url != null || u.region != null) && (u.keystone.url ?? config.auth.keystone.url) != null
+}
+
 /** Where a download finds an image's manifest (glance-domain's ManifestSource). */
 interface ManifestSource { fetch: (imageId: string, opts?: AbortOptions) => Promise<Manifest | undefined> }
 
 export interface UpstreamParts {
   client: GlanceClient
   mirror: UpstreamMirror
+  /** Whether the image is mirrored from the upstream. */
+  isUpstream: (imageId: string) => boolean
   /** Downloads: upstream images with no data in the mesh are read through (`manifests`, `reader`). */
   manifests: (inner: ManifestSource) => ManifestSource
   reader: (inner: ImageReader) => ImageReader
@@ -43,10 +56,9 @@ export function upstreamOrigin (config: AgentConfig, components: {
   logger: Logger
   registry: Registry
 }): UpstreamParts | undefined {
+  if (!upstreamConfigured(config)) return undefined
   const u = config.upstream
-  if (u.url == null && u.region == null) return undefined
-  const keystoneUrl = u.keystone.url ?? config.auth.keystone.url
-  if (keystoneUrl == null) return undefined
+  const keystoneUrl = (u.keystone.url ?? config.auth.keystone.url) as string
   const session = new KeystoneSession({ ...u.keystone, url: keystoneUrl }, { timeoutMs: u.timeoutMs })
   const fixed = u.url?.replace(/\/+$/, '')
   const client = new GlanceClient(session, {
@@ -93,6 +105,12 @@ export function upstreamOrigin (config: AgentConfig, components: {
     collect () { this.set((mirror.lastRefresh ?? 0) / 1000) }
   })
   void refreshed
+  void new Gauge({
+    name: 'peerglance_upstream_refreshes',
+    help: 'Times this agent read the upstream Glance\'s image list whole itself (only pollers do)',
+    registers: [components.registry],
+    collect () { this.set(mirror.refreshes) }
+  })
   const received = new Counter({ name: 'peerglance_upstream_bytes_received_total', help: 'Image bytes read from the upstream Glance', registers: [components.registry] })
   const origin = new OriginFetch({ client, chunks: components.chunks, metadata: m, logger: components.logger, received: n => { received.inc(n) } })
   const originPeers: OriginPeers = {
@@ -125,6 +143,7 @@ export function upstreamOrigin (config: AgentConfig, components: {
   return {
     client,
     mirror,
+    isUpstream: id => { const image = m.getImage(id); return image != null && isMirrored(image) },
     manifests: inner => ({
       fetch: async (imageId, opts) => await inner.fetch(imageId, opts) ?? await readThrough.manifest(imageId, async () => await inner.fetch(imageId, opts), opts)
     }),
@@ -139,4 +158,82 @@ export function upstreamOrigin (config: AgentConfig, components: {
       await libp2p.unhandle(ORIGIN_FETCH_PROTOCOL)
     }
   }
+}
+
+/** The rules that write an image or its members: what `upstream.writes: read-only` refuses on upstream images. */
+const WRITE_RULES = [
+  'modify_image', 'delete_image', 'upload_image', 'publicize_image', 'communitize_image', 'deactivate', 'reactivate', 'copy_image',
+  'add_member', 'delete_member', 'modify_member'
+] as const
+
+/**
+ * `upstream.writes: read-only` as policy: each write rule (the operator's, else Glance's default)
+ * also requires that the image is not mirrored from the upstream. Being a policy refusal, a
+ * caller who may see the image gets 403 and one who may not 404, as for any rule.
+ */
+export function readOnlyUpstream (policy: PolicyInit): PolicyInit {
+  const rules: Record<string, string> = { ...policy.rules }
+  for (const name of WRITE_RULES) {
+    const rule: RuleDefault = GLANCE_RULES[name]
+    const text = rules[name] ?? (rule.legacy != null && policy.enforceNewDefaults === false ? `(${rule.check}) or (${rule.legacy})` : rule.check)
+    rules[name] = `(${text}) and not 'true':%(${UPSTREAM_PROPERTY})s`
+  }
+  return { ...policy, rules }
+}
+
+/** `/v2/images` and what is under it, with the image id when there is one. */
+const IMAGE_PATH = /^\/v2\/images(?:\/([^/?]+))?(?:[/?]|$)/
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+/** What is passed on to the upstream of a caller's request, and back of its answer. */
+const FORWARDED_HEADERS = ['content-type', 'content-length', 'x-auth-token', 'x-openstack-request-id', 'x-image-meta-store', 'x-openstack-image-size']
+
+/**
+ * `upstream.writes: write-through`: a write to an upstream image, and every image create, is sent
+ * to the upstream as the caller made it (with the caller's own X-Auth-Token: the upstream's policy
+ * decides; in noauth mode, with none to pass on, the agent's service token), and the upstream's
+ * answer is the caller's. Once the upstream accepted it, the image is mirrored at once, before the
+ * answer, so the caller reads its change back from the agent. Nothing is written in the mesh
+ * that the upstream did not accept. Uploaded bytes pass through to the upstream and are read
+ * through on first download, like any upstream image's.
+ */
+export function writeThrough (api: FastifyInstance, parts: Pick<UpstreamParts, 'client' | 'mirror' | 'isUpstream'>, log: Logger): void {
+  api.addHook('onRequest', async (request, reply) => {
+    if (!WRITES.has(request.method)) return
+    const match = IMAGE_PATH.exec(request.url)
+    if (match == null) return
+    const imageId = match[1] == null ? undefined : decodeURIComponent(match[1])
+    const isCreate = imageId == null && request.method === 'POST'
+    if (!isCreate && (imageId == null || !parts.isUpstream(imageId))) return
+    const headers: Record<string, string> = {}
+    for (const name of FORWARDED_HEADERS) {
+      const value = request.headers[name]
+      if (typeof value === 'string') headers[name] = value
+    }
+    const hasBody = request.headers['content-length'] != null || request.headers['transfer-encoding'] != null
+    const res = await parts.client.request(request.url, {
+      method: request.method,
+      headers,
+      token: headers['x-auth-token'],
+      body: hasBody ? Readable.toWeb(request.raw) as ReadableStream<Uint8Array> : undefined,
+      stream: true,
+      untimed: hasBody,
+      signal: hangUp(reply.raw)
+    })
+    const body = Buffer.from(await res.arrayBuffer())
+    if (res.ok) {
+      const id = imageId ?? (JSON.parse(body.toString()) as { id?: string }).id
+      if (id != null) await parts.mirror.refreshImage(id)
+      log.info({ imageId: id, method: request.method, status: res.status }, 'wrote through to the upstream')
+    }
+    const type = res.headers.get('content-type')
+    if (type != null) reply.type(type)
+    await reply.code(res.status).send(body)
+  })
+}
+
+/** Aborted when the caller goes away before it was answered. */
+function hangUp (res: ServerResponse): AbortSignal {
+  const controller = new AbortController()
+  res.once('close', () => { if (!res.writableFinished) controller.abort(new Error('the client closed the connection')) })
+  return controller.signal
 }

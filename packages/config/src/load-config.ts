@@ -65,7 +65,7 @@ function readPolicyFile (file: string): Record<string, string> {
 
 /** Options that depend on each other, checked once each is valid on its own. */
 function crossIssues (config: AgentConfig): ConfigIssue[] {
-  const issues = [...authIssues(config.auth, config.api.listen), ...upstreamIssues(config.upstream)]
+  const issues = [...authIssues(config.auth, config.api.listen), ...upstreamIssues(config.upstream, config.auth.keystone.url)]
   if ((config.api.tls.cert == null) !== (config.api.tls.key == null)) {
     issues.push({ path: 'api.tls', message: 'needs both cert and key, or neither' })
   }

@@ -301,3 +301,14 @@ describe('policy file', () => {
     expect(errorOf(() => loadConfig({ overrides: { policy: { file: nested } } })).message).toContain('rule "get_image" must be a check string')
   })
 })
+
+describe('upstream', () => {
+  it('needs credentials and a Keystone once an upstream is set', () => {
+    expect(loadConfig({ overrides: { upstream: { url: 'http://glance:9292', keystone: { url: 'http://ks:5000/v3', username: 'glance', password: 'x' } } } }).upstream.writes).toBe('read-only')
+    const noCredentials = errorOf(() => loadConfig({ overrides: { upstream: { url: 'http://glance:9292', keystone: { url: 'http://ks:5000/v3' } } } }))
+    expect(noCredentials.message).toMatch(/upstream\.keystone: needs username and password/)
+    const noKeystone = errorOf(() => loadConfig({ overrides: { upstream: { region: 'RegionOne', keystone: { applicationCredentialId: 'id', applicationCredentialSecret: 's' } } } }))
+    expect(noKeystone.message).toMatch(/upstream\.keystone\.url: is required/)
+    expect(errorOf(() => loadConfig({ overrides: { upstream: { writes: 'sometimes' as never } } })).message).toMatch(/upstream\.writes/)
+  })
+})

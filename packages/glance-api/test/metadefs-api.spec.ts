@@ -255,3 +255,28 @@ describe('fuzzing the metadefs API', () => {
     expect((await api.call('GET', '/versions')).status).toBe(200)
   })
 })
+
+describe('metadef policy, legacy defaults (policy.enforceNewDefaults: false)', () => {
+  it('lets any role read what the database layer shows, and still only admins write', async () => {
+    await using legacy = await startAgent({ config: { policy: { enforceNewDefaults: false } } })
+    const admin = glance(legacy.url)
+    const noRoles = glance(legacy.url, { 'x-project-id': 'gamma', 'x-roles': '' })
+    const alpha = glance(legacy.url, asProject('alpha'))
+    await admin.call('POST', NS, { body: { namespace: 'Legacy::Public', visibility: 'public', objects: [{ name: 'o' }] } })
+    await admin.call('POST', NS, { body: { namespace: 'Legacy::Private', owner: 'beta' } })
+    // metadef_default ('') is ORed into every read rule; visibility is still the database layer's.
+    expect((await noRoles.call('GET', NS)).json.namespaces.map((x: { namespace: string }) => x.namespace)).toEqual(['Legacy::Public'])
+    expect((await noRoles.call('GET', `${NS}/Legacy::Public/objects/o`)).status).toBe(200)
+    expect((await noRoles.call('GET', `${NS}/Legacy::Private`)).status).toBe(404)
+    expect((await alpha.call('POST', NS, { body: { namespace: 'Legacy::Mine' } })).status).toBe(403)
+    expect((await alpha.call('DELETE', `${NS}/Legacy::Public`)).status).toBe(403)
+  })
+
+  it('follows an operator\'s override of metadef_admin', async () => {
+    await using custom = await startAgent({ config: { policy: { rules: { metadef_admin: 'role:admin or role:catalog_editor' } } } })
+    const editor = glance(custom.url, { 'x-project-id': 'ops', 'x-roles': 'catalog_editor,reader' })
+    expect((await editor.call('POST', NS, { body: { namespace: 'Edited::NS' } })).status).toBe(201)
+    expect((await editor.call('POST', `${NS}/Edited::NS/tags/t`)).status).toBe(201)
+    expect((await glance(custom.url, asProject('ops')).call('DELETE', `${NS}/Edited::NS`)).status).toBe(403)
+  })
+})

@@ -54,6 +54,8 @@ export class MetadefCatalog {
   readonly #namespaces = new Map<string, MetadefRecord>()
   readonly #children = new Map<string, Map<string, MetadefRecord>>()
   readonly #resourceTypes = new Map<string, MetadefRecord>()
+  /** Live records hidden behind the one shown with their name, by the shown record's id. */
+  readonly #hidden = new Map<string, MetadefRecord[]>()
 
   constructor (records: Iterable<MetadefRecord>) {
     const pending: MetadefRecord[] = []
@@ -62,7 +64,7 @@ export class MetadefCatalog {
     }
     for (const record of records) {
       if (record.deleted) continue
-      if (record.type === 'namespace') keep(this.#namespaces, record.name, record)
+      if (record.type === 'namespace') this.#keep(this.#namespaces, record.name, record)
       else if (record.type === 'resource_type') { if (!this.#resourceTypes.has(record.name)) this.#resourceTypes.set(record.name, record) } else pending.push(record)
     }
     const live = new Set([...this.#namespaces.values()].map(ns => ns.id))
@@ -71,7 +73,7 @@ export class MetadefCatalog {
       const slot = `${record.namespace}!${record.type}`
       let byName = this.#children.get(slot)
       if (byName == null) this.#children.set(slot, byName = new Map())
-      keep(byName, nameKey(record.type, record.name), record)
+      this.#keep(byName, nameKey(record.type, record.name), record)
     }
   }
 
@@ -98,11 +100,26 @@ export class MetadefCatalog {
   resourceType (name: string): MetadefRecord | undefined {
     return this.#resourceTypes.get(name)
   }
-}
 
-function keep (map: Map<string, MetadefRecord>, key: string, record: MetadefRecord): void {
-  const current = map.get(key)
-  if (current == null || precedes(record, current)) map.set(key, record)
+  /**
+   * The record shown and the live ones it hides (same name, same place): what a delete removes,
+   * so that deleting a name never brings back a twin another agent created meanwhile.
+   */
+  withTwins (record: MetadefRecord): MetadefRecord[] {
+    return [record, ...this.#hidden.get(record.id) ?? []]
+  }
+
+  #keep (map: Map<string, MetadefRecord>, key: string, record: MetadefRecord): void {
+    const current = map.get(key)
+    if (current == null) {
+      map.set(key, record)
+      return
+    }
+    const [shown, hidden] = precedes(record, current) ? [record, current] : [current, record]
+    map.set(key, shown)
+    this.#hidden.set(shown.id, [...this.#hidden.get(hidden.id) ?? [], ...this.#hidden.get(shown.id) ?? [], hidden])
+    this.#hidden.delete(hidden.id)
+  }
 }
 
 // ---- views: the JSON Glance sends (wsme leaves out attributes that are unset) ----

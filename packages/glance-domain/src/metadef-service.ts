@@ -230,7 +230,7 @@ export class MetadefService {
     this.#enforce('delete_metadef_namespace', who, ns)
     this.#refuseProtected(ns, `Metadata definition namespace ${ns.name} is protected and cannot be deleted.`)
     const contents = (['object', 'property', 'tag', 'association'] as const).flatMap(type => catalog.children(ns, type))
-    await this.#store.putMetadefs([ns, ...contents].map(r => ({ ...r, deleted: true, updated_at: now() })))
+    await this.#deleted([...catalog.withTwins(ns), ...contents.flatMap(r => catalog.withTwins(r))])
   }
 
   /** `DELETE .../objects`, `.../properties`, `.../tags`: all of one kind at once. */
@@ -241,7 +241,7 @@ export class MetadefService {
     this.#enforce('delete_metadef_namespace', who, ns)
     if (type === 'tag') this.#enforce('delete_metadef_tags', who, ns)
     this.#refuseProtected(ns, `Metadata definition namespace ${ns.name} is protected and cannot be deleted.`)
-    await this.#store.putMetadefs(catalog.children(ns, type).map(r => ({ ...r, deleted: true, updated_at: now() })))
+    await this.#deleted(catalog.children(ns, type).flatMap(r => catalog.withTwins(r)))
   }
 
   // ---- objects, properties, tags ----
@@ -325,7 +325,7 @@ export class MetadefService {
       seen.add(name.toLowerCase())
     }
     const at = now()
-    const removed = append ? [] : catalog.children(ns, 'tag').map(t => ({ ...t, deleted: true, updated_at: at }))
+    const removed = append ? [] : catalog.children(ns, 'tag').flatMap(t => catalog.withTwins(t)).map(t => ({ ...t, deleted: true, updated_at: at }))
     await this.#store.putMetadefs([...removed, ...names.map(name => record('tag', randomUUID(), ns.id, name, {}, at))])
     return { tags: names.map(name => ({ name })) }
   }
@@ -354,7 +354,7 @@ export class MetadefService {
     const child = catalog.child(ns, type, name)
     if (child == null) throw new NotFoundError(kind.notFound(name, namespace))
     this.#refuseProtected(ns, `Metadata definition ${kind.noun} ${child.name} is protected and cannot be deleted.`)
-    await this.#store.putMetadefs([{ ...child, deleted: true, updated_at: now() }])
+    await this.#deleted(catalog.withTwins(child))
   }
 
   // ---- resource types ----
@@ -392,7 +392,7 @@ export class MetadefService {
     const association = catalog.child(ns, 'association', resourceType)
     if (association == null) throw new NotFoundError(`Failed to find resource type ${resourceType} to delete`)
     this.#refuseProtected(ns, `Metadata definition resource-type-association ${resourceType} is protected and cannot be deleted.`)
-    await this.#store.putMetadefs([{ ...association, deleted: true, updated_at: now() }])
+    await this.#deleted([association])
   }
 
   // ---- internals ----
@@ -410,6 +410,11 @@ export class MetadefService {
 
   #enforce (rule: MetadefRule, who: Identity, ns: MetadefRecord): void {
     this.#policy.enforceMetadef(rule, who, { ...target(ns), name: ns.name })
+  }
+
+  async #deleted (records: MetadefRecord[]): Promise<void> {
+    const at = now()
+    await this.#store.putMetadefs(records.map(r => ({ ...r, deleted: true, updated_at: at })))
   }
 
   #refuseProtected (ns: MetadefRecord, message: string): void {

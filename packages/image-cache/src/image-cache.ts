@@ -1,5 +1,5 @@
 import { StorageFullError } from '@peerglance/interface'
-import type { AbortOptions, CacheClearTarget, CachedImage, ImageCache, ImageReader, Logger, Manifest, Startable } from '@peerglance/interface'
+import type { AbortOptions, CacheClearTarget, CachedImage, ImageCache, ImageReader, ImageTransfers, Logger, Manifest, Startable } from '@peerglance/interface'
 import { CacheState } from './cache-state.ts'
 import { bytesToFree, evictionOrder } from './eviction.ts'
 import type { Candidate } from './eviction.ts'
@@ -21,6 +21,8 @@ export interface Holdings {
 export interface ImageCacheComponents {
   holdings: Holdings
   logger: Logger
+  /** Per-image transfer figures: client bytes counted here, every figure dropped with the image. */
+  transfers?: ImageTransfers
 }
 
 export interface ImageCacheInit {
@@ -74,8 +76,8 @@ export class LruImageCache implements ImageCache, Startable {
   #sweeping: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
   #running = false
-  /** Running totals, for metrics and the status document; `servedBytes`: image bytes sent to clients. */
-  readonly stats = { evictions: 0, evictedBytes: 0, servedBytes: 0 }
+  /** Running totals, for metrics and the status document. */
+  readonly stats = { evictions: 0, evictedBytes: 0 }
 
   constructor (components: ImageCacheComponents, init: ImageCacheInit) {
     this.#c = components
@@ -115,7 +117,7 @@ export class LruImageCache implements ImageCache, Startable {
     const done = this.#reading(imageId)
     try {
       for await (const part of inner.read(imageId, manifest, start, end, opts)) {
-        this.stats.servedBytes += part.byteLength
+        this.#c.transfers?.served(imageId, part.byteLength)
         yield part
       }
       if (start === 0 && end === manifest.size - 1) this.#complete(imageId)
@@ -159,6 +161,7 @@ export class LruImageCache implements ImageCache, Startable {
 
   /** The image was deleted (here or elsewhere): nothing to keep or fetch. */
   forget (imageId: string): void {
+    this.#c.transfers?.forget(imageId)
     if (this.#state.entries.delete(imageId)) this.#state.changed()
     this.#dequeue(imageId)
   }
@@ -297,6 +300,7 @@ export class LruImageCache implements ImageCache, Startable {
 
   async #evict (imageId: string, bytes: number, reason: string): Promise<void> {
     await this.#c.holdings.drop(imageId)
+    this.#c.transfers?.forget(imageId)
     this.stats.evictions++
     this.stats.evictedBytes += bytes
     const e = this.#state.entries.get(imageId)

@@ -54,6 +54,17 @@ export interface ManifestBook {
   manifestArrived (imageId: string, bytes: Uint8Array): Promise<Manifest>
 }
 
+/**
+ * Per-image transfer figures (metrics). Kept only for images this agent holds and only for the
+ * most recently active few, so their number stays bounded whatever the cloud's image count.
+ */
+export interface ImageTransfers {
+  /** Bytes of the image sent to an API client. */
+  served (imageId: string, bytes: number): void
+  /** The image is no longer held here (evicted or deleted): its figures go. */
+  forget (imageId: string): void
+}
+
 /** What one pass over an upload stream produced: its chunks and the whole-image digests. */
 export interface IngestResult {
   size: number

@@ -21,6 +21,8 @@ export interface ExchangeTraffic {
   /** Bytes of chunk protocol frames this agent sent to / received from a peer. */
   sent: (peer: string, bytes: number) => void
   received: (peer: string, bytes: number) => void
+  /** A chunk's bytes were read to answer a peer's GET. */
+  served?: (cid: string, bytes: number) => void
 }
 
 export interface ClientComponents {

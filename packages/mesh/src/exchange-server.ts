@@ -180,6 +180,7 @@ export class ExchangeServer {
           }
           this.stats.getsServed++
           this.stats.bytesServed += bytes.byteLength
+          this.#components.traffic?.served?.(cid, bytes.byteLength)
           return reply(CODE_OK, bytes)
         }
         case FRAME_HAVE: {

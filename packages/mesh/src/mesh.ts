@@ -34,6 +34,8 @@ export interface MeshComponents {
   logger?: PinoLike
   /** Where the mesh's Prometheus metrics go (the agent's /metrics registry). */
   registry?: Registry
+  /** An image whose manifest names the chunk, to count the bytes sent to peers per image. */
+  imageOfChunk?: (cid: string) => Promise<string | undefined>
 }
 
 export interface MeshInit extends MeshNodeInit, SwarmInit, ChunkExchangeInit {
@@ -57,14 +59,19 @@ const DEFAULT_MANIFEST_TIMEOUT_MS = 5_000
  */
 export async function createMesh (components: MeshComponents, init: MeshInit = {}): Promise<Mesh> {
   const logger = components.logger != null ? pinoComponentLogger(components.logger) : defaultLogger()
-  const getManifestBytes = components.getManifestBytes
+  const { getManifestBytes, imageOfChunk } = components
   const libp2p = await createMeshNode({ ...init, holds: async id => await getManifestBytes(id) != null })
   const metrics = new MeshMetrics({ registry: components.registry, connectedPeers: () => libp2p.getPeers().length })
   const exchange = new ChunkExchange({
     network: libp2p,
     blocks: components.chunks,
     getManifestBytes,
-    traffic: { sent: (_peer, bytes) => { metrics.sent(bytes) }, received: (_peer, bytes) => { metrics.received(bytes) } },
+    traffic: {
+      sent: (_peer, bytes) => { metrics.sent(bytes) },
+      received: (_peer, bytes) => { metrics.received(bytes) },
+      // Looked up after the chunk is on its way, off the serving path.
+      served: (cid, bytes) => { void imageOfChunk?.(cid).then(id => { if (id != null) metrics.imageSent(id, bytes) }, () => {}) }
+    },
     logger
   }, init)
   const swarm = new Swarm({

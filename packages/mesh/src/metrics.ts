@@ -1,25 +1,43 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { ImageTransfers } from '@peerglance/interface'
+
+/**
+ * Images with per-image series at most. An agent may hold thousands of images; Prometheus is
+ * told about the most recently active ones (a quiet image's series go first, and come back,
+ * from zero, when it moves bytes again).
+ */
+export const DEFAULT_MAX_IMAGE_SERIES = 256
 
 export interface MeshMetricsInit {
   /** Where the metrics are registered; a private registry when absent. */
   registry?: Registry
   /** Reads the number of connected peers when the gauge is scraped. */
   connectedPeers?: () => number
+  /** Images with per-image series at most (DEFAULT_MAX_IMAGE_SERIES). */
+  maxImageSeries?: number
 }
 
 /**
  * The mesh's Prometheus metrics (names per STYLE.md: `peerglance_<subsystem>_<what>_<unit>`), and
  * plain totals of the same figures for tests and logs, which read no registry.
  */
-export class MeshMetrics {
+export class MeshMetrics implements ImageTransfers {
   readonly registry: Registry
   readonly bytesSent: Counter
   readonly bytesReceived: Counter
+  readonly clientBytesServed: Counter
+  /** Per image: bytes sent to API clients, fetched from peers, sent to peers. */
+  readonly imageClientBytesServed: Counter<'image'>
+  readonly imagePeerBytesReceived: Counter<'image'>
+  readonly imagePeerBytesSent: Counter<'image'>
   readonly cacheHits: Counter
   readonly cacheMisses: Counter
   readonly chunkFetchSeconds: Histogram
   readonly connectedPeers: Gauge
-  readonly totals = { bytesSent: 0, bytesReceived: 0, cacheHits: 0, cacheMisses: 0, chunksFetched: 0, badChunks: 0 }
+  readonly totals = { bytesSent: 0, bytesReceived: 0, clientBytesServed: 0, cacheHits: 0, cacheMisses: 0, chunksFetched: 0, badChunks: 0 }
+  /** Images that have series now, least recently active first. */
+  readonly #imageSeries = new Set<string>()
+  readonly #maxImageSeries: number
 
   constructor (init: MeshMetricsInit = {}) {
     this.registry = init.registry ?? new Registry()
@@ -27,6 +45,12 @@ export class MeshMetrics {
     const read = init.connectedPeers ?? (() => 0)
     this.bytesSent = new Counter({ name: 'peerglance_peer_bytes_sent_total', help: 'Bytes of chunk-exchange frames sent to peers', registers })
     this.bytesReceived = new Counter({ name: 'peerglance_peer_bytes_received_total', help: 'Bytes of chunk-exchange frames received from peers', registers })
+    this.clientBytesServed = new Counter({ name: 'peerglance_client_bytes_served_total', help: 'Image bytes sent to API clients', registers })
+    const labelNames = ['image'] as const
+    this.imageClientBytesServed = new Counter({ name: 'peerglance_image_client_bytes_served_total', help: 'Bytes of the image sent to API clients (images held here and recently active only)', labelNames, registers })
+    this.imagePeerBytesReceived = new Counter({ name: 'peerglance_image_peer_bytes_received_total', help: 'Bytes of the image\'s chunks fetched from peers (images held here and recently active only)', labelNames, registers })
+    this.imagePeerBytesSent = new Counter({ name: 'peerglance_image_peer_bytes_sent_total', help: 'Bytes of the image\'s chunks sent to peers (images held here and recently active only)', labelNames, registers })
+    this.#maxImageSeries = init.maxImageSeries ?? DEFAULT_MAX_IMAGE_SERIES
     this.cacheHits = new Counter({ name: 'peerglance_cache_hits_total', help: 'Image chunks served to reads from the local store that no read had to fetch', registers })
     this.cacheMisses = new Counter({ name: 'peerglance_cache_misses_total', help: 'Image chunks fetched from peers for reads (ahead of the reader included)', registers })
     this.chunkFetchSeconds = new Histogram({
@@ -51,6 +75,33 @@ export class MeshMetrics {
   received (bytes: number): void {
     this.totals.bytesReceived += bytes
     this.bytesReceived.inc(bytes)
+  }
+
+  served (imageId: string, bytes: number): void {
+    this.totals.clientBytesServed += bytes
+    this.clientBytesServed.inc(bytes)
+    this.imageClientBytesServed.inc({ image: this.#active(imageId) }, bytes)
+  }
+
+  imageReceived (imageId: string, bytes: number): void {
+    this.imagePeerBytesReceived.inc({ image: this.#active(imageId) }, bytes)
+  }
+
+  imageSent (imageId: string, bytes: number): void {
+    this.imagePeerBytesSent.inc({ image: this.#active(imageId) }, bytes)
+  }
+
+  forget (imageId: string): void {
+    if (!this.#imageSeries.delete(imageId)) return
+    for (const counter of [this.imageClientBytesServed, this.imagePeerBytesReceived, this.imagePeerBytesSent]) counter.remove({ image: imageId })
+  }
+
+  /** Marks the image most recently active; drops the series of the least recently active beyond the cap. */
+  #active (imageId: string): string {
+    this.#imageSeries.delete(imageId)
+    this.#imageSeries.add(imageId)
+    if (this.#imageSeries.size > this.#maxImageSeries) this.forget(this.#imageSeries.values().next().value!)
+    return imageId
   }
 
   hit (): void {

@@ -49,7 +49,7 @@ export interface SessionHost {
   readonly signal: AbortSignal
   readonly log: Logger
   readonly blocks: ChunkBlocks
-  readonly metrics: Pick<MeshMetrics, 'hit' | 'miss'>
+  readonly metrics: Pick<MeshMetrics, 'hit' | 'miss' | 'imageReceived'>
   connectedPeers: () => PeerId[]
   /**
    * The chunk from the peer, verified: one fetch per CID over all sessions (`shared` when this
@@ -550,6 +550,7 @@ export class Session {
 
   async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
     this.host.metrics.miss()
+    this.host.metrics.imageReceived(this.imageId, bytes.byteLength)
     // Readers get the verified bytes now; with none yet, the first to come counts no hit.
     const waiters = this.#waiters.get(index)?.splice(0) ?? []
     if (waiters.length === 0) setBit(this.#fetchedHere, index)

@@ -282,5 +282,9 @@ describe('metadata definitions from peers', () => {
     expect(onA).toEqual(onB)
     expect((onA.objects as unknown[]).length).toBe(1)
     expect(service(a).listNamespaces(admin, {}).namespaces).toEqual(service(b).listNamespaces(admin, {}).namespaces)
+    // Deleting the name deletes both twins: the hidden one does not come back in its place.
+    await service(a).deleteNamespace(admin, 'OS::Twin')
+    await b.store.merge(records(a))
+    for (const x of [a, b]) expect(() => service(x).getNamespace(admin, 'OS::Twin')).toThrow(/was not found/)
   })
 })

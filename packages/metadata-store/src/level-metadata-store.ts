@@ -237,6 +237,12 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     return keys.length > 0
   }
 
+  /** An image whose local manifest names the chunk (the first, when several share it). */
+  async imageOfChunk (cid: string): Promise<string | undefined> {
+    const keys = await this.#refs.keys({ gte: `${cid}!`, lt: `${cid}"`, limit: 1 }).all()
+    return keys[0]?.slice(cid.length + 1)
+  }
+
   /** Every chunk some local manifest names. */
   async * referencedCids (): AsyncIterable<string> {
     let last = ''

@@ -35,6 +35,8 @@ export interface MirrorInit {
   pollers: number
 }
 
+const MEMBER_READS_AT_ONCE = 8
+
 /** Glance's base attributes that are not extra properties, and what its views add. */
 const NOT_PROPERTIES = new Set([
   'id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'owner', 'checksum', 'os_hash_algo', 'os_hash_value', 'size',
@@ -107,6 +109,8 @@ export class UpstreamMirror {
   lastRefresh: number | undefined
   /** Why the last refresh here failed, while it is the latest outcome. */
   lastError: string | undefined
+  /** Refreshes this agent completed itself (a poller's count grows, the others' stay put). */
+  refreshes = 0
   #startedAt = Date.now()
 
   constructor (components: { client: GlanceClient, store: MirrorStore, peers: MirrorPeers, logger: Logger }, init: MirrorInit) {
@@ -176,6 +180,7 @@ export class UpstreamMirror {
     let written = 0
     let deleted = 0
     const seen = new Set<string>()
+    const shared: string[] = []
     for (const u of upstream) {
       if (typeof u?.id !== 'string' || typeof u.updated_at !== 'string') continue
       seen.add(u.id)
@@ -186,7 +191,12 @@ export class UpstreamMirror {
         await this.#store.putImage(next)
         written++
       }
-      if (next.visibility === 'shared') written += await this.#mirrorMembers(u.id)
+      if (next.visibility === 'shared') shared.push(u.id)
+    }
+    // Glance's list does not show members, and a membership change leaves the image's updated_at
+    // alone: every shared image's members are read, a few at a time.
+    for (let i = 0; i < shared.length; i += MEMBER_READS_AT_ONCE) {
+      for (const n of await Promise.all(shared.slice(i, i + MEMBER_READS_AT_ONCE).map(async id => await this.#mirrorMembers(id)))) written += n
     }
     // Only a whole list says what is gone.
     for (const image of [...this.#store.images()]) {
@@ -197,9 +207,27 @@ export class UpstreamMirror {
     const now = Date.now()
     this.lastRefresh = now
     this.lastError = undefined
+    this.refreshes++
     void this.#peers.publish(new TextEncoder().encode(JSON.stringify({ refreshed: new Date(now).toISOString() }))).catch(() => {})
     if (written > 0 || deleted > 0) this.#log.info({ images: upstream.length, written, deleted }, 'mirrored the upstream')
     return { images: upstream.length, written, deleted }
+  }
+
+  /**
+   * Mirrors one image now, as the upstream shows it (after a write through to it): written when it
+   * differs, members read when shared, deleted when the upstream no longer has it.
+   */
+  async refreshImage (imageId: string): Promise<void> {
+    const u = await this.#client.image(imageId)
+    const local = this.#store.getImage(imageId)
+    if (u == null) {
+      if (local != null && local.status !== 'deleted' && isMirrored(local)) await this.#store.deleteImage(local)
+      return
+    }
+    if (local?.status === 'deleted') return
+    const next = toRecord(u)
+    if (local == null || !sameRecord(local, next)) await this.#store.putImage(next)
+    if (next.visibility === 'shared') await this.#mirrorMembers(imageId)
   }
 
   async #mirrorMembers (imageId: string): Promise<number> {

@@ -19,7 +19,7 @@ export const UpstreamConfig = Type.Object({
   }, { additionalProperties: false, default: {}, description: 'The agent\'s credentials at the upstream: a Keystone service user, or an application credential.' }),
   writes: Type.Enum(['read-only', 'write-through'], {
     default: 'read-only',
-    description: 'What writes to upstream images do. read-only: 403, as a cache would (create, update, upload, delete of mirrored images are refused; images made in the mesh are unaffected). write-through: create, update, upload and delete go to the upstream first, with the caller\'s token, and reach the mesh only once the upstream accepted them.'
+    description: 'What writes to upstream images do. read-only: 403, as a cache would (create, update, upload, delete of mirrored images are refused; images made in the mesh are unaffected). write-through: every image create, and any write to an upstream image, is sent to the upstream as the caller made it, with the caller\'s X-Auth-Token (in noauth mode, the agent\'s own), so the upstream\'s policy decides and its answer is the caller\'s; the mesh mirrors the result before the answer, and holds nothing the upstream refused.'
   }),
   pollIntervalMs: Type.Integer({ default: 30_000, minimum: 1000, description: 'How often the upstream\'s image list is read (by the few pollers only, see pollers), with up to 10 % jitter.' }),
   pollers: Type.Integer({ default: 2, minimum: 1, maximum: 16, description: 'How many agents of the mesh poll the upstream: those ranked first by rendezvous hashing over the agents each knows; the others receive the mirrored records by replication. Upstream load stays the same whatever the mesh size.' }),
@@ -32,10 +32,11 @@ export const UpstreamConfig = Type.Object({
 export type UpstreamConfig = Static<typeof UpstreamConfig>
 
 /** What the schema alone cannot say: options that depend on each other. */
-export function upstreamIssues (upstream: UpstreamConfig): ConfigIssue[] {
+export function upstreamIssues (upstream: UpstreamConfig, authKeystoneUrl: string | null): ConfigIssue[] {
   if (upstream.url == null && upstream.region == null) return []
   const k = upstream.keystone
   const issues: ConfigIssue[] = []
+  if (k.url == null && authKeystoneUrl == null) issues.push({ path: 'upstream.keystone.url', message: 'is required when an upstream is set and auth.keystone.url is not' })
   if (k.applicationCredentialId === '' && (k.username === '' || k.password === '')) {
     issues.push({ path: 'upstream.keystone', message: 'needs username and password, or applicationCredentialId and applicationCredentialSecret, when an upstream is set' })
   }
