@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 REGEX=${1:-'^tempest\.api\.image\.'}
 CONCURRENCY=${CONCURRENCY:-2}
-# Its own catalog service type, so that other users of this Keystone keep their `image` endpoint.
-SERVICE_TYPE=image-peerglance-tempest
+# Its own catalog service type, so that other users of this Keystone keep their `image` endpoint;
+# one per run, so that two runs at once (or a run and the tests) do not replace each other's.
+SERVICE_TYPE=image-peerglance-tempest-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 
 log () { echo "tempest.sh: $*" >&2; }
 
@@ -58,7 +59,8 @@ EOF
 }
 
 cleanup () {
-  for pid in $AGENT_PID $AGENT_B_PID $WEB_PID; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  # `|| true`: a killed child's status would end the trap (set -e) before the catalog is cleaned.
+  for pid in $AGENT_PID $AGENT_B_PID $WEB_PID; do { kill "$pid" && wait "$pid"; } 2>/dev/null || true; done
   catalog remove "$SERVICE_TYPE" || log 'could not remove the catalog entry'
   catalog remove "$SERVICE_TYPE-b" || log 'could not remove the catalog entry of agent B'
   if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -94,7 +96,7 @@ import:
   defaultStores: all
   siteTimeoutMs: 50000
   webDownload:
-    allowedPorts: [$WEB_PORT]
+    allowedPorts: [80, 443, $WEB_PORT]
     allowedNetworks: [127.0.0.1/32]
   glanceDownload:
     serviceType: $SERVICE_TYPE

@@ -158,8 +158,8 @@ describe('web-download', () => {
       }, { what: `the ${path} import failing` })
       expect(task.message).toMatch(/no allowed addresses|not allowed/)
       const after = await east.image(image.id)
-      expect(after).toMatchObject({ status: 'queued', size: null, checksum: null })
-      expect(after.stores).toBeUndefined()
+      // Back to queued, holding nothing anywhere; the site it was meant for is listed as failed (as Glance lists its store).
+      expect(after).toMatchObject({ status: 'queued', size: null, checksum: null, stores: '', os_glance_importing_to_stores: '', os_glance_failed_import: 'east' })
       expect(after.os_glance_import_task).toBeUndefined()
     }
     expect(forbiddenHits).toEqual([])
@@ -259,7 +259,7 @@ describe('conversion on import (import.conversionFormat)', () => {
       expect((await api.request('POST', `/v2/images/${backed.id}/import`, { method: { name: 'web-download', uri: `http://127.0.0.1:${port}/backed.qcow2` } })).status).toBe(202)
       const [task] = await waitFor(async () => { const t = await tasksOf(api, backed.id); return t[0]?.status === 'failure' ? t : undefined }, { what: 'the backed import failing' })
       expect(task.message).toMatch(/safety|backing/i)
-      expect(await api.image(backed.id)).toMatchObject({ status: 'queued', disk_format: 'qcow2', size: null })
+      expect(await api.image(backed.id)).toMatchObject({ status: 'queued', disk_format: 'qcow2', size: null, stores: '', os_glance_failed_import: 'default' })
       // Nothing new on disk (the staged qcow2's chunks may still be on their way out).
       expect((await chunkFiles(single.agents[0].dataDir)).filter(([cid]) => !before.has(cid))).toEqual([])
     } finally {

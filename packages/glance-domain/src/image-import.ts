@@ -177,6 +177,7 @@ export class ImportService {
       log?.info({ imageId: id, task: task.id, method: name, sites: targets, ms: Date.now() - started }, 'import finished')
     } catch (err) {
       if (request.method.name !== 'copy-image') await this.#c.data.importFailed(id).catch(() => {})
+      await this.#sitesFailed(id, targets).catch(() => {})
       await this.#finish(task, { status: 'failure', result: null, message: (err as Error).message }).catch(() => {})
       log?.warn({ imageId: id, task: task.id, method: request.method.name, reason: (err as Error).message }, 'import failed')
     }
@@ -280,6 +281,15 @@ export class ImportService {
       }
       await sleep(SITE_POLL_MS)
     }
+  }
+
+  /** The target sites that hold no copy after a failed import are listed in os_glance_failed_import, as Glance lists its stores. */
+  async #sitesFailed (id: string, targets: readonly string[]): Promise<void> {
+    const image = this.#c.metadata.getImage(id)
+    if (image == null || image.status === 'deleted') return
+    let marked = image
+    for (const site of targets) if (siteState(image, site) !== 'active') marked = withSite(marked, site, 'failed')
+    if (marked !== image) await this.#c.metadata.putImage(marked)
   }
 
   async #finish (task: TaskRecord, outcome: Pick<TaskRecord, 'status' | 'result' | 'message'>): Promise<void> {

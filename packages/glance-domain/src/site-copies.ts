@@ -13,6 +13,8 @@ export interface SiteHolder {
 
 const ATTEMPTS = 3
 const RETRY_MS = 2_000
+/** Whole-image fetches at once: a copy-image of many images must not open them all together. */
+const PARALLEL_FETCHES = 2
 
 /**
  * An agent's part in placing images on its site: when an active image names this agent's site
@@ -30,6 +32,9 @@ export class SiteCopies {
   readonly #fetching = new Map<string, AbortController>()
   /** Images kept here for the site (since this agent started). */
   readonly #kept = new Set<string>()
+  /** Fetches waiting for a slot. */
+  readonly #waiting: Array<() => void> = []
+  #active = 0
   #running = false
 
   constructor (components: { metadata: MetadataStore, holder: SiteHolder, logger?: Logger }, init: { site: string }) {
@@ -70,6 +75,12 @@ export class SiteCopies {
   async #fetch (imageId: string): Promise<void> {
     const abort = new AbortController()
     this.#fetching.set(imageId, abort)
+    try {
+      await this.#slot(abort.signal)
+    } catch {
+      this.#fetching.delete(imageId)
+      return
+    }
     const started = Date.now()
     try {
       for (let attempt = 1; ; attempt++) {
@@ -94,6 +105,26 @@ export class SiteCopies {
       if (!abort.signal.aborted) this.#log?.warn({ imageId, site: this.#site, reason: (err as Error).message }, 'fetching an image for this site failed')
     } finally {
       this.#fetching.delete(imageId)
+      this.#active--
+      this.#waiting.shift()?.()
     }
+  }
+
+  /** Waits for one of the PARALLEL_FETCHES slots (rejects if aborted meanwhile). */
+  async #slot (signal: AbortSignal): Promise<void> {
+    if (this.#active < PARALLEL_FETCHES) {
+      this.#active++
+      return
+    }
+    await new Promise<void>((resolve, reject) => {
+      const go = (): void => { signal.removeEventListener('abort', cancel); this.#active++; resolve() }
+      const cancel = (): void => {
+        const i = this.#waiting.indexOf(go)
+        if (i >= 0) this.#waiting.splice(i, 1)
+        reject(signal.reason)
+      }
+      this.#waiting.push(go)
+      signal.addEventListener('abort', cancel, { once: true })
+    })
   }
 }
