@@ -118,7 +118,7 @@ class SimAgent implements SessionHost {
   readonly ledger = new SeedLedger()
   refusedOnce = 0
   readonly blocks: ChunkBlocks
-  readonly metrics = { hit () {}, miss () {} }
+  readonly metrics = { hit () {}, miss () {}, imageReceived () {} }
   readonly signal = new AbortController().signal
   readonly log = SILENT
 
