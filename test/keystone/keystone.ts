@@ -118,3 +118,21 @@ export async function extraKeystone (dir: string, conf: string): Promise<ExtraKe
 }
 
 export { freePort }
+
+/** Registers `url` as the public endpoint of a service of this type in this region (a fresh type per test keeps tests apart). */
+export async function registerService (type: string, url: string): Promise<void> {
+  const env = keystoneEnv()
+  const created = await (await admin('POST', '/services', { service: { type, name: type, enabled: true } })).json() as { service: { id: string } }
+  const res = await admin('POST', '/endpoints', { endpoint: { service_id: created.service.id, interface: 'public', region_id: env.region, url, enabled: true } })
+  if (res.status !== 201) throw new Error(`endpoint: ${res.status} ${await res.text()}`)
+}
+
+/** Removes every service of this type and its endpoints. */
+export async function removeService (type: string): Promise<void> {
+  const services = await (await admin('GET', `/services?type=${encodeURIComponent(type)}`)).json() as { services: Array<{ id: string }> }
+  for (const service of services.services) {
+    const endpoints = await (await admin('GET', `/endpoints?service_id=${service.id}`)).json() as { endpoints: Array<{ id: string }> }
+    for (const e of endpoints.endpoints) await admin('DELETE', `/endpoints/${e.id}`)
+    await admin('DELETE', `/services/${service.id}`)
+  }
+}
