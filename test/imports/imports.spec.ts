@@ -269,3 +269,46 @@ describe('conversion on import (import.conversionFormat)', () => {
     }
   })
 })
+
+describe('an import cut by a crash', () => {
+  it('ends as failed when the agent comes back: image queued, lock gone, the site listed as failed, nothing kept', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'peerglance-import-crash-'))
+    const port = await freePort()
+    let asked = 0
+    // Sends the head of a big image, then nothing: the import is still running when the agent dies.
+    const server = await serve((_req, res) => {
+      asked++
+      res.writeHead(200, { 'content-length': String(64 * 1024 * 1024) })
+      res.write(randomBytes(5 * 1024 * 1024))
+    }, '127.0.0.1', port)
+    const file = join(dir, 'agent.yaml')
+    await writeFile(file, JSON.stringify({
+      glance: { enabledImportMethods: ['web-download'] },
+      import: { webDownload: { allowedPorts: [port], allowedNetworks: ['127.0.0.1/32'] } }
+    }))
+    const single = await meshOf(1, { args: ['--config', file] })
+    try {
+      const first = single.agents[0]
+      let api = glance(first.url)
+      const image = await api.create({ name: 'cut' })
+      expect((await api.request('POST', `/v2/images/${image.id}/import`, { method: { name: 'web-download', uri: `http://127.0.0.1:${port}/big.raw` } })).status).toBe(202)
+      await waitFor(async () => asked > 0 && (await api.image(image.id)).status === 'importing', { what: 'the import running' })
+      await first.kill('SIGKILL')
+      const again = await single.add({ dataDir: first.dataDir, args: ['--config', file], bootstrap: false })
+      api = glance(again.url)
+      const after = await api.image(image.id)
+      expect(after).toMatchObject({ status: 'queued', size: null, stores: '', os_glance_importing_to_stores: '', os_glance_failed_import: 'default' })
+      expect(after.os_glance_import_task).toBeUndefined()
+      const [task] = await tasksOf(api, image.id)
+      expect(task).toMatchObject({ status: 'failure', message: 'The agent running this import stopped before it finished.' })
+      expect(await chunkFiles(again.dataDir)).toEqual([])
+      // And the image can be imported again.
+      expect((await api.request('POST', `/v2/images/${image.id}/import`, { method: { name: 'web-download', uri: `http://127.0.0.1:${port}/big.raw` } })).status).toBe(202)
+    } finally {
+      await single.close()
+      server.closeAllConnections()
+      await new Promise(resolve => server.close(resolve))
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

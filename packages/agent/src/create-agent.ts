@@ -190,7 +190,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     async start () {
       // Conversions a crash interrupted left their temporary files.
       await rm(join(config.dataDir, CONVERT_DIR), { recursive: true, force: true })
-      const recovered = await data.recover()
+      const recovered = await data.recover() + await imports.recover()
       const collected = await chunks.collect(chunks.listCids(), async cid => await metadata.isReferenced(cid))
       if (recovered > 0 || collected > 0) log.warn({ recovered, collected }, 'recovered interrupted uploads')
     },

@@ -140,6 +140,26 @@ export class ImportService {
     setImmediate(() => { void this.#run(task, request, targets, opts.token) })
   }
 
+  /**
+   * After a crash (run once the data side has put interrupted imports back to `queued`): an image
+   * back in `queued` whose lock names a task still `processing` was being imported by an agent
+   * that is gone (a live import keeps its image `importing`), so its task fails, the lock goes and
+   * the sites it was meant for are listed as failed. Returns how many tasks were ended.
+   */
+  async recover (): Promise<number> {
+    let ended = 0
+    for (const task of this.#c.metadata.tasks()) {
+      if (task.status !== 'processing' && task.status !== 'pending') continue
+      const image = this.#c.metadata.getImage(task.image_id)
+      if (image?.status !== 'queued' || image.properties[IMPORT_TASK_PROPERTY] !== task.id) continue
+      const targets = Array.isArray(task.input.backend) ? (task.input.backend as unknown[]).filter((s): s is string => typeof s === 'string') : []
+      await this.#sitesFailed(task.image_id, targets)
+      await this.#finish(task, { status: 'failure', result: null, message: 'The agent running this import stopped before it finished.' })
+      ended++
+    }
+    return ended
+  }
+
   /** `GET /v2/images/{id}/tasks`: any refusal is a 404 (images.py get_task_info). */
   tasksOf (who: Identity, id: string): TaskRecord[] {
     try {
