@@ -162,6 +162,17 @@ describe('web-download', () => {
       expect(after).toMatchObject({ status: 'queued', size: null, checksum: null, stores: '', os_glance_importing_to_stores: '', os_glance_failed_import: 'east' })
       expect(after.os_glance_import_task).toBeUndefined()
     }
+    // The other loopback address spelled as an IPv4-mapped IPv6 address, the URL parser's way or not.
+    for (const host of ['[::ffff:127.0.0.2]', '[::ffff:7f00:2]']) {
+      const image = await east.create({ name: `ssrf ${host}` })
+      const r = await east.request('POST', `/v2/images/${image.id}/import`, { method: { name: 'web-download', uri: `http://${host}:${forbiddenPort}/image.raw` } })
+      expect(r.status).toBe(202)
+      const [task] = await waitFor(async () => {
+        const tasks = await tasksOf(east, image.id)
+        return tasks[0]?.status === 'failure' ? tasks : undefined
+      }, { what: `the ${host} import failing` })
+      expect(task.message).toMatch(/no allowed addresses/)
+    }
     expect(forbiddenHits).toEqual([])
     expect((await chunkFiles(mesh.agents[0].dataDir)).length).toBe(before)
   })

@@ -28,7 +28,8 @@ const NOT_PUBLIC: ReadonlyArray<[string, number, 'ipv4' | 'ipv6']> = [
   ['169.254.0.0', 16, 'ipv4'], ['172.16.0.0', 12, 'ipv4'], ['192.0.0.0', 24, 'ipv4'], ['192.0.2.0', 24, 'ipv4'],
   ['192.88.99.0', 24, 'ipv4'], ['192.168.0.0', 16, 'ipv4'], ['198.18.0.0', 15, 'ipv4'], ['198.51.100.0', 24, 'ipv4'],
   ['203.0.113.0', 24, 'ipv4'], ['224.0.0.0', 4, 'ipv4'], ['240.0.0.0', 4, 'ipv4'],
-  ['::', 128, 'ipv6'], ['::1', 128, 'ipv6'], ['64:ff9b:1::', 48, 'ipv6'], ['100::', 64, 'ipv6'], ['2001::', 23, 'ipv6'],
+  // ::/96 holds ::, ::1 and the old IPv4-compatible forms; IPv4-mapped ones are checked as IPv4 (v4Of).
+  ['::', 96, 'ipv6'], ['64:ff9b:1::', 48, 'ipv6'], ['100::', 64, 'ipv6'], ['2001::', 23, 'ipv6'],
   ['2001:db8::', 32, 'ipv6'], ['2002::', 16, 'ipv6'], ['fc00::', 7, 'ipv6'], ['fe80::', 10, 'ipv6'], ['ff00::', 8, 'ipv6']
 ]
 
@@ -105,11 +106,24 @@ export class HttpWebSource implements WebSource {
       if (named) return a
       if (denied.has(a.address)) continue
       const type = a.family === 6 ? 'ipv6' : 'ipv4'
-      const mapped = type === 'ipv6' ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a.address)?.[1] : undefined
+      const mapped = type === 'ipv6' ? v4Of(a.address) : undefined
       const [check, checkType] = mapped == null ? [a.address, type] as const : [mapped, 'ipv4'] as const
       if (this.#notPublic.check(check, checkType) && !this.#allowed.check(check, checkType)) continue
       return a
     }
     throw new ValidationError(`web-download refused: no allowed addresses for external host ${host}`)
   }
+}
+
+/**
+ * The IPv4 address an IPv4-mapped IPv6 address stands for, in either spelling (`::ffff:127.0.0.1`,
+ * or `::ffff:7f00:1` as the URL parser writes it), so the IPv4 rules judge it.
+ */
+function v4Of (address: string): string | undefined {
+  const m = /^::ffff:(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(address)
+  if (m == null) return undefined
+  if (m[1] != null) return m[1]
+  const hi = parseInt(m[2], 16)
+  const lo = parseInt(m[3], 16)
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
 }
