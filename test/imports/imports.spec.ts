@@ -162,8 +162,8 @@ describe('web-download', () => {
       expect(after).toMatchObject({ status: 'queued', size: null, checksum: null, stores: '', os_glance_importing_to_stores: '', os_glance_failed_import: 'east' })
       expect(after.os_glance_import_task).toBeUndefined()
     }
-    // The other loopback address spelled as an IPv4-mapped IPv6 address, the URL parser's way or not.
-    for (const host of ['[::ffff:127.0.0.2]', '[::ffff:7f00:2]']) {
+    // The other loopback address spelled as IPv6: IPv4-mapped (the URL parser's way or not), NAT64.
+    for (const host of ['[::ffff:127.0.0.2]', '[::ffff:7f00:2]', '[64:ff9b::7f00:2]']) {
       const image = await east.create({ name: `ssrf ${host}` })
       const r = await east.request('POST', `/v2/images/${image.id}/import`, { method: { name: 'web-download', uri: `http://${host}:${forbiddenPort}/image.raw` } })
       expect(r.status).toBe(202)

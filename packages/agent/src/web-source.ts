@@ -116,11 +116,12 @@ export class HttpWebSource implements WebSource {
 }
 
 /**
- * The IPv4 address an IPv4-mapped IPv6 address stands for, in either spelling (`::ffff:127.0.0.1`,
- * or `::ffff:7f00:1` as the URL parser writes it), so the IPv4 rules judge it.
+ * The IPv4 address an IPv4-mapped IPv6 address (or one behind the NAT64 prefix 64:ff9b::/96)
+ * stands for, in either spelling (`::ffff:127.0.0.1`, or `::ffff:7f00:1` as the URL parser writes
+ * it), so the IPv4 rules judge it.
  */
 function v4Of (address: string): string | undefined {
-  const m = /^::ffff:(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(address)
+  const m = /^(?:::ffff|64:ff9b:):(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(address)
   if (m == null) return undefined
   if (m[1] != null) return m[1]
   const hi = parseInt(m[2], 16)
