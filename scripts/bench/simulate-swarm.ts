@@ -28,6 +28,11 @@ export interface SwarmModelInit extends Omit<TopologyInit, 'hosts'> {
   chunkBytes: number
   peerTarget?: number
   maxPeers?: number
+  /**
+   * An experiment the agent does not do yet: each host first connects to this many random hosts
+   * of its own rack (default 0: peer sets are rack-blind, as peer-exchange.ts builds them).
+   */
+  rackPeers?: number
   /** Session settings over the agent's defaults. */
   settings?: Partial<SessionSettings>
   requestTimeoutMs?: number
@@ -274,14 +279,23 @@ export class SwarmModel {
     const max = this.init.maxPeers ?? DEFAULT_MAX_PEERS
     const agents = this.agents
     const linked = new Set<string>()
+    const link = (a: SimAgent, b: SimAgent): void => {
+      const key = a.index < b.index ? `${a.index}/${b.index}` : `${b.index}/${a.index}`
+      if (b === a || linked.has(key) || b.neighbours.length >= max) return
+      linked.add(key)
+      a.neighbours.push(b)
+      b.neighbours.push(a)
+    }
+    const rackPeers = this.init.rackPeers ?? 0
+    const rackSize = this.init.rackSize
+    for (const a of agents) {
+      const first = Math.floor(a.index / rackSize) * rackSize
+      const size = Math.min(rackSize, agents.length - first)
+      for (let tries = 0; a.neighbours.length < rackPeers && tries < 50 * rackPeers; tries++) link(a, agents[first + Math.floor(random() * size)])
+    }
     for (const a of agents) {
       for (let tries = 0; a.neighbours.length < target && tries < 50 * target; tries++) {
-        const b = agents[Math.floor(random() * agents.length)]
-        const key = a.index < b.index ? `${a.index}/${b.index}` : `${b.index}/${a.index}`
-        if (b === a || linked.has(key) || b.neighbours.length >= max) continue
-        linked.add(key)
-        a.neighbours.push(b)
-        b.neighbours.push(a)
+        link(a, agents[Math.floor(random() * agents.length)])
       }
     }
   }

@@ -25,7 +25,8 @@ const { values: opts } = parseArgs({
     oversub: { type: 'string', default: '4' },
     'step-ms': { type: 'string', default: '5' },
     reps: { type: 'string', default: '1' },
-    seed: { type: 'string', default: '1' }
+    seed: { type: 'string', default: '1' },
+    'rack-peers': { type: 'string', default: '0' }
   }
 })
 
@@ -62,7 +63,8 @@ for (let rep = 0; rep < reps; rep++) {
     rackLatencyMs: 0.05,
     coreLatencyMs: 0.25,
     stepMs,
-    seed: seed + rep
+    seed: seed + rep,
+    rackPeers: Math.round(Number(opts['rack-peers']))
   })
   // Progress on stderr every 5 virtual seconds (a 1,000-host run takes minutes of CPU).
   model.sim.every(5000, () => {
