@@ -39,7 +39,15 @@ export function upstreamCli (account: Account, home: string): Cli {
 /** A request to the upstream Glance as `account`. */
 export async function upstreamFetch (account: Account, path: string, init: RequestInit = {}): Promise<Response> {
   const { token } = await issueToken(account)
-  return await fetch(`${glanceEnv().url}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, 'x-auth-token': token } })
+  const request = async (): Promise<Response> => await fetch(`${glanceEnv().url}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, 'x-auth-token': token } })
+  try {
+    return await request()
+  } catch (err) {
+    // glance-api (eventlet) may close a kept-alive connection just as it is reused: the request
+    // never reached it, so it is sent once more (bodies here are strings or buffers).
+    if ((err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err
+    return await request()
+  }
 }
 
 /** The upstream's service account, as Keystone helpers take it. */
@@ -78,4 +86,27 @@ export function fileBytesLogged (imageId: string, fromOffset: number): { request
 
 export function accessLogSize (): number {
   return readFileSync(glanceEnv().accessLog).byteLength
+}
+
+/**
+ * A fresh application credential of the upstream's service account (it carries the account's
+ * roles in its project), and a function that deletes it.
+ */
+export async function applicationCredential (): Promise<{ id: string, secret: string, remove: () => Promise<void> }> {
+  const env = glanceEnv()
+  const login = await fetch(`${env.keystoneUrl}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: env.account.username, domain: { name: 'Default' }, password: env.account.password } } }, scope: { project: { name: env.account.projectName, domain: { name: 'Default' } } } } })
+  })
+  const token = login.headers.get('x-subject-token') as string
+  const userId = (await login.json() as { token: { user: { id: string } } }).token.user.id
+  const res = await fetch(`${env.keystoneUrl}/users/${userId}/application_credentials`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-auth-token': token },
+    body: JSON.stringify({ application_credential: { name: `peerglance-test-${Date.now()}-${Math.random().toString(36).slice(2)}` } })
+  })
+  if (res.status !== 201) throw new Error(`application credential: ${res.status} ${await res.text()}`)
+  const { id, secret } = (await res.json() as { application_credential: { id: string, secret: string } }).application_credential
+  return { id, secret, remove: async () => { await fetch(`${env.keystoneUrl}/users/${userId}/application_credentials/${id}`, { method: 'DELETE', headers: { 'x-auth-token': token } }) } }
 }

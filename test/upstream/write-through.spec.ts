@@ -4,27 +4,41 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { meshOf, tmpDir } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { issueToken, keystoneEnv } from '../keystone/keystone.ts'
-import { glanceAccount, upstreamConfig, upstreamFetch } from './upstream.ts'
+import { applicationCredential, glanceAccount, glanceEnv, upstreamConfig, upstreamFetch } from './upstream.ts'
 
 let dir: string
 let mesh: TestMesh
+let credential: Awaited<ReturnType<typeof applicationCredential>> | undefined
 const created: string[] = []
 
 beforeAll(async () => {
   dir = await tmpDir('peerglance-upstream-')
-  // A long poll interval: what the agent shows right after a write comes from the write, not a poll.
-  mesh = await meshOf(1, { args: ['--config', await upstreamConfig(dir, { writes: 'write-through', pollIntervalMs: 600_000 })] })
+  // The upstream found in the catalog by region, the agent logged in with an application
+  // credential; a long poll interval: what the agent shows right after a write comes from the
+  // write, not from a poll.
+  credential = await applicationCredential()
+  const env = glanceEnv()
+  mesh = await meshOf(1, {
+    args: ['--config', await upstreamConfig(dir, {
+      url: null,
+      region: env.region,
+      keystone: { url: env.keystoneUrl, applicationCredentialId: credential.id, applicationCredentialSecret: credential.secret },
+      writes: 'write-through',
+      pollIntervalMs: 600_000
+    })]
+  })
 })
 
 afterAll(async () => {
   await mesh?.close()
+  await credential?.remove()
   if (dir != null) await rm(dir, { recursive: true, force: true })
   for (const id of created) await upstreamFetch(glanceAccount(), `/v2/images/${id}`, { method: 'DELETE' })
 })
 
 const PATCH = 'application/openstack-images-v2.1-json-patch'
 
-describe('upstream.writes: write-through', () => {
+describe('upstream.writes: write-through, with the upstream found by region and an application credential', () => {
   it('creates, uploads, updates and deletes at the upstream first, then shows the result at once; the upstream\'s refusals are the caller\'s', async () => {
     const agent = mesh.agents[0]
     const env = keystoneEnv()

@@ -11,6 +11,15 @@ export interface OriginFetchComponents {
   received: (bytes: number) => void
 }
 
+/** The digest an image's bytes must have, by the algorithm we compute (sha512, or md5). */
+export interface ExpectedHash { algo: 'sha512' | 'md5', value: string }
+
+/** What `image` (the upstream's, or our record of it) says its bytes hash to. */
+export function expectedHash (image: { os_hash_algo?: unknown, os_hash_value?: unknown, checksum?: unknown }): ExpectedHash | undefined {
+  if (image.os_hash_algo === 'sha512' && typeof image.os_hash_value === 'string') return { algo: 'sha512', value: image.os_hash_value }
+  return typeof image.checksum === 'string' ? { algo: 'md5', value: image.checksum } : undefined
+}
+
 /** Buffers a reader of a fetch in progress may be behind the upstream before the fetch waits for it. */
 const TAP_DEPTH = 64
 
@@ -40,6 +49,15 @@ export class OriginFetch {
     return this.#running.has(imageId)
   }
 
+  /**
+   * What the upstream itself says the image's bytes hash to: sha512 (`os_hash_value`, Glance's
+   * default algorithm), else md5 (`checksum`); undefined when it cannot say.
+   */
+  async upstreamHash (imageId: string): Promise<ExpectedHash | undefined> {
+    const truth = await this.#c.client.image(imageId).catch(() => undefined)
+    return truth?.status === 'active' ? expectedHash({ os_hash_algo: truth.os_hash_algo, os_hash_value: truth.os_hash_value, checksum: truth.checksum }) : undefined
+  }
+
   /** Whether the upstream answers and shows the image active. */
   async reachable (imageId: string): Promise<boolean> {
     return (await this.#c.client.image(imageId).catch(() => undefined))?.status === 'active'
@@ -58,7 +76,7 @@ export class OriginFetch {
   async * read (image: ImageRecord, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     const size = image.size ?? 0
     if (start !== 0 || end !== size - 1) {
-      for await (const part of this.#body(await this.#c.client.download(image.id, start, end, signal))) yield part
+      yield * this.passThrough(image, start, end, signal)
       return
     }
     const running = this.#running.get(image.id)
@@ -79,6 +97,11 @@ export class OriginFetch {
     // The last bytes go out only once the whole matched the upstream's hashes.
     await done
     if (held != null) yield held
+  }
+
+  /** Bytes [start, end] straight from the upstream (HTTP Range), kept nowhere. */
+  async * passThrough (image: ImageRecord, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    yield * this.#body(await this.#c.client.download(image.id, start, end, signal))
   }
 
   async #start (imageId: string, tap: Tap | undefined): Promise<Manifest> {

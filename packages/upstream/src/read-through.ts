@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { ChunkUnavailableError } from '@peerglance/interface'
 import type { AbortOptions, ImageReader, ImageRecord, Logger, Manifest, MetadataStore } from '@peerglance/interface'
 import { isMirrored } from './mirror.ts'
+import { expectedHash } from './origin-fetch.ts'
 import type { OriginFetch } from './origin-fetch.ts'
 import { rank } from './rendezvous.ts'
 
@@ -39,6 +42,9 @@ export class ReadThrough {
   readonly #init: Required<ReadThroughInit>
   /** Manifests that stand for "read it from the upstream here": no chunks yet. */
   readonly #fromOrigin = new WeakSet<Manifest>()
+  /** `<image>/<manifest sha512>` read whole here and found to be the upstream's bytes, or not. */
+  readonly #verified = new Set<string>()
+  readonly #forged = new Set<string>()
 
   constructor (components: { origin: OriginFetch, metadata: ReadThroughMetadata, peers: OriginPeers, logger: Logger }, init: ReadThroughInit = {}) {
     this.#origin = components.origin
@@ -84,16 +90,54 @@ export class ReadThrough {
     return false
   }
 
-  /** Serves manifests from `manifest` that stand for the upstream; passes any other to `inner`. */
+  /**
+   * Serves manifests from `manifest` that stand for the upstream; passes any other to `inner`. The
+   * first whole read here of an upstream image's data from the mesh is checked against the
+   * upstream's own `os_hash_value` (its last bytes withheld until then), since the manifest came
+   * from a peer, which may have uploaded other bytes under the upstream image's id.
+   */
   reader (inner: ImageReader): ImageReader {
     return {
       read: (imageId, manifest, start, end, opts) => {
-        if (!this.#fromOrigin.has(manifest)) return inner.read(imageId, manifest, start, end, opts)
         const image = this.#metadata.getImage(imageId)
-        if (image == null) return inner.read(imageId, manifest, start, end, opts)
-        return this.#origin.read(image, start, end, opts?.signal)
+        if (image == null || !isMirrored(image)) return inner.read(imageId, manifest, start, end, opts)
+        if (this.#fromOrigin.has(manifest)) return this.#origin.read(image, start, end, opts?.signal)
+        const key = `${imageId}/${manifest.sha512}`
+        // Known to be other bytes than the upstream's: the upstream's, passed through, kept nowhere.
+        if (this.#forged.has(key)) return this.#origin.passThrough(image, start, end, opts?.signal)
+        if (this.#verified.has(key) || start !== 0 || end !== manifest.size - 1) return inner.read(imageId, manifest, start, end, opts)
+        return this.#verifiedRead(image, manifest, key, inner, opts)
       }
     }
+  }
+
+  async * #verifiedRead (image: ImageRecord, manifest: Manifest, key: string, inner: ImageReader, opts?: AbortOptions): AsyncGenerator<Uint8Array> {
+    // The upstream's word when it answers; while it is down, the record's (as mirrored).
+    const expected = (await this.#origin.upstreamHash(image.id)) ?? expectedHash(image)
+    if (expected == null) {
+      yield * inner.read(image.id, manifest, 0, manifest.size - 1, opts)
+      return
+    }
+    if (manifest[expected.algo] !== expected.value || manifest.size !== image.size) {
+      this.#forged.add(key)
+      this.#log.error({ imageId: image.id }, 'the mesh holds other bytes than the upstream for this image; reading it from the upstream instead')
+      yield * this.#origin.passThrough(image, 0, manifest.size - 1, opts?.signal)
+      return
+    }
+    const hash = createHash(expected.algo)
+    let held: Uint8Array | undefined
+    for await (const part of inner.read(image.id, manifest, 0, manifest.size - 1, opts)) {
+      hash.update(part)
+      if (held != null) yield held
+      held = part
+    }
+    if (hash.digest('hex') !== expected.value) {
+      this.#forged.add(key)
+      this.#log.error({ imageId: image.id }, 'the mesh holds other bytes than the upstream for this image; reading it from the upstream from now on')
+      throw new ChunkUnavailableError(`The mesh's data for image ${image.id} is not the upstream's (its bytes do not hash to os_hash_value); it is not served.`)
+    }
+    this.#verified.add(key)
+    if (held != null) yield held
   }
 
   /**
