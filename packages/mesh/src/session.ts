@@ -326,7 +326,12 @@ export class Session {
       const inflight = this.#inflight.get(index)
       if (inflight == null) break
       try {
-        return await abortable(inflight.promise, signal)
+        const bytes = await abortable(inflight.promise, signal)
+        // This read waited for that fetch, so it is the fetch's first read (the fetch counted the
+        // miss). Left set, a later read counted no hit: test/mesh/logs.spec.ts saw 0 of 3 when a
+        // second download started before the last chunk was stored.
+        clearBit(this.#fetchedHere, index)
+        return bytes
       } catch (err) {
         if (signal?.aborted === true || this.#closed != null) throw err
         // That fetch failed; the session has already retried elsewhere, or will: look again.
