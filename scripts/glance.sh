@@ -17,7 +17,8 @@
 # /var/tmp/peerglance-glance). Its catalog entry: service type image, region $GL_REGION (default
 # RegionCentral), public and internal. Account, in domain Default: `glance`, roles service and admin in
 # project service (Glance's own service user, as most deployments give it; it sees every image,
-# so agents use it as their upstream credentials).
+# so agents use it as their upstream credentials). The `glance` database user and Keystone account
+# are one per Keystone: starting with another GL_HOME over the same Keystone takes them over.
 set -euo pipefail
 
 here=$(dirname "$0")
@@ -91,6 +92,7 @@ bootstrap () {
   [[ -f $marker ]] && mariadb --socket="$SOCKET" -e 'USE glance' 2>/dev/null && return 0
   mariadb --socket="$SOCKET" -e "CREATE DATABASE IF NOT EXISTS glance;
     CREATE USER IF NOT EXISTS 'glance'@'localhost' IDENTIFIED BY '$(secret db)';
+    ALTER USER 'glance'@'localhost' IDENTIFIED BY '$(secret db)';
     GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'localhost';"
   glance-manage --config-file "$CONF" db_sync >"$GL_HOME/log/db-sync.log" 2>&1 \
     || die "glance-manage db_sync failed (log: $GL_HOME/log/db-sync.log)"
