@@ -100,6 +100,9 @@ import:
     allowedNetworks: [127.0.0.1/32]
   glanceDownload:
     serviceType: $SERVICE_TYPE
+cache:
+  # As devstack shortens Glance's cache_prefetcher_interval for the cache API test.
+  prefetchIntervalMs: 5000
 mesh:
   listen: [/ip4/127.0.0.1/tcp/$3]
   bootstrap: [$4]

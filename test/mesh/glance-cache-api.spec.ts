@@ -4,17 +4,20 @@ import { join } from 'node:path'
 import { meshOf, waitFor } from '@peerglance/testing'
 import { describe, expect, it } from 'vitest'
 import { glanceCli, idsIn } from '../clients/cli.ts'
-import { asProject, download, glance, localShare, meshPerTest, seedImage, sha512 } from './helpers.ts'
+import { asProject, configFile, download, glance, localShare, meshPerTest, seedImage, sha512 } from './helpers.ts'
 
 // Glance's image cache API (/v2/cache, 2.14–2.16) over a mesh: the cache of the agent asked.
 
-const { set } = meshPerTest()
+const { set, dirs } = meshPerTest()
 const MiB = 1024 * 1024
 const json = { accept: 'application/json' }
 
 describe('the image cache API', () => {
   it('queues an image, fetches it through the mesh, lists it, and drops it again; glance cache-* commands work', async () => {
-    const mesh = set(await meshOf(2))
+    // B's prefetcher waits 4 s, as Glance's waits for cache_prefetcher_interval: long enough to see
+    // the image listed as queued, short enough for the test.
+    const config = ['--config', await configFile('cache:\n  prefetchIntervalMs: 4000\n', dirs)]
+    const mesh = set(await meshOf(2, { argsOf: i => i === 1 ? config : [] }))
     const [a, b] = mesh.agents.map(x => glance(x.url))
     const data = randomBytes(3 * MiB)
     const id = await seedImage(a, [b], data, 'to-cache')
@@ -25,7 +28,10 @@ describe('the image cache API', () => {
 
     const before = Date.now() / 1000
     expect((await b.request('PUT', `/v2/cache/${id}`)).status).toBe(202)
-    await waitFor(async () => await localShare(b.url, id) === 1, { what: 'image prefetched on B' })
+    // Queued, as tempest's test_image_caching_cycle expects right after, and not fetched yet.
+    expect((await b.request('GET', '/v2/cache')).body).toEqual({ cached_images: [], queued_images: [id] })
+    expect(await localShare(b.url, id)).toBe(0)
+    await waitFor(async () => await localShare(b.url, id) === 1, { what: 'image prefetched on B', timeoutMs: 20_000 })
     const listed = await waitFor(async () => {
       const body = (await b.request('GET', '/v2/cache')).body as { cached_images: Array<Record<string, number | string>>, queued_images: string[] }
       return body.cached_images.length === 1 ? body : undefined
@@ -48,7 +54,8 @@ describe('the image cache API', () => {
     await cli.ok(['cache-delete', id])
     expect((await b.request('GET', '/v2/cache')).body).toEqual({ cached_images: [], queued_images: [] })
     await cli.ok(['cache-queue', id])
-    await waitFor(async () => ((await b.request('GET', '/v2/cache')).body as { cached_images: unknown[] }).cached_images.length === 1, { what: 'queued again and listed' })
+    expect(((await b.request('GET', '/v2/cache')).body as { queued_images: string[] }).queued_images).toEqual([id])
+    await waitFor(async () => ((await b.request('GET', '/v2/cache')).body as { cached_images: unknown[] }).cached_images.length === 1, { what: 'queued again and listed', timeoutMs: 20_000 })
     await cli.ok(['cache-clear', '--target', 'cache'])
     expect((await b.request('GET', '/v2/cache')).body).toEqual({ cached_images: [], queued_images: [] })
   })

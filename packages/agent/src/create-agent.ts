@@ -94,6 +94,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     minReplicas: config.cache.minReplicas,
     reserveBytes: parseByteSize(config.cache.reserveBytes),
     sweepIntervalMs: config.cache.sweepIntervalMs,
+    prefetchIntervalMs: config.cache.prefetchIntervalMs,
     prefetchTags: [...config.cache.prefetchTags]
   })
 

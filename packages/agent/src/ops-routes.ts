@@ -20,6 +20,8 @@ export interface OpsComponents {
   registry: Registry
   cache: {
     pin: (imageId: string, pinned: boolean) => void
+    /** Fetches the image here now (Glance's cache-queue waits for the prefetcher's next pass). */
+    fetchNow: (imageId: string) => void
     isPinned: (imageId: string) => boolean
     usage: () => Promise<{ used: number, max: number, free: number }>
     readonly stats: { evictions: number, evictedBytes: number }
@@ -128,16 +130,21 @@ function routes (app: FastifyInstance, c: OpsComponents): void {
     return { agents: [{ peer: c.mesh?.peerId ?? null, self: true, images: here }, ...await c.peerHoldings(named)] }
   })
 
-  // `peerglance prefetch IMAGE --agents all|ID…`: the agents named fetch an active image now.
+  // `peerglance prefetch IMAGE [--agents all|ID…]`: this agent, or the agents named, fetch an
+  // active image now.
   app.post('/peerglance/v1/prefetch', async (request, reply) => {
     const { image_id: imageId, agents } = (await readJson(request) ?? {}) as Record<string, unknown>
     if (typeof imageId !== 'string') throw new ValidationError('image_id must be a string.')
-    if (agents !== 'all' && !(Array.isArray(agents) && agents.length > 0 && agents.length <= MAX_NAMED_AGENTS && agents.every(a => typeof a === 'string' && a !== ''))) {
-      throw new ValidationError(`agents must be "all" or a list of 1 to ${MAX_NAMED_AGENTS} peer ids.`)
+    if (agents !== undefined && agents !== 'all' && !(Array.isArray(agents) && agents.length > 0 && agents.length <= MAX_NAMED_AGENTS && agents.every(a => typeof a === 'string' && a !== ''))) {
+      throw new ValidationError(`agents must be absent (this agent), "all" or a list of 1 to ${MAX_NAMED_AGENTS} peer ids.`)
     }
     const image = [...c.images()].find(i => i.id === imageId && i.status !== 'deleted')
     if (image == null) throw new ImageNotFoundError(`No image found with ID ${imageId}`)
     if (image.status !== 'active') throw new ValidationError('Only images with status active can be targeted for queueing')
+    if (agents === undefined) {
+      c.cache.fetchNow(imageId)
+      return await reply.code(202).send({ image_id: imageId })
+    }
     if (c.orderPrefetch == null) throw new ValidationError('This agent runs without a mesh: there are no other agents to order.')
     await c.orderPrefetch(imageId, agents as 'all' | string[])
     return await reply.code(202).send({ image_id: imageId, agents })

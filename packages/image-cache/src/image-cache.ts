@@ -39,6 +39,8 @@ export interface ImageCacheInit {
   /** Free disk kept for LevelDB, logs and the file system, whatever the cap. */
   reserveBytes?: number
   sweepIntervalMs?: number
+  /** How often the images queued through Glance's cache API are fetched (Glance's cache_prefetcher_interval). */
+  prefetchIntervalMs?: number
   /** Images carrying one of these tags are prefetched here as soon as they are active. */
   prefetchTags?: string[]
 }
@@ -49,7 +51,8 @@ const DEFAULTS = {
   lowWatermark: 0.75,
   minReplicas: 2,
   reserveBytes: 1024 ** 3,
-  sweepIntervalMs: 30_000
+  sweepIntervalMs: 30_000,
+  prefetchIntervalMs: 300_000
 }
 
 /** How long an order for an image whose record has not arrived yet is kept; metadata takes seconds. */
@@ -171,7 +174,7 @@ export class LruImageCache implements ImageCache, Startable {
    * now if its record says it is active, or when the record arrives within `withinMs`.
    */
   order (image: { id: string, status: string } | undefined, id: string, withinMs = EXPECT_MS): void {
-    if (image?.status === 'active') { this.queue(id); return }
+    if (image?.status === 'active') { this.fetchNow(id); return }
     if (this.#expected.size >= MAX_EXPECTED) this.#expected.delete(this.#expected.keys().next().value!)
     this.#expected.set(id, Date.now() + withinMs)
   }
@@ -182,12 +185,12 @@ export class LruImageCache implements ImageCache, Startable {
     const until = this.#expected.get(image.id)
     if (until != null) {
       this.#expected.delete(image.id)
-      if (until >= Date.now()) { this.queue(image.id); return }
+      if (until >= Date.now()) { this.fetchNow(image.id); return }
     }
     if (this.#init.prefetchTags.length === 0) return
     if (!image.tags.some(t => this.#init.prefetchTags.includes(t))) return
     if ((this.#state.entries.get(image.id)?.lastModified ?? 0) > 0) return
-    this.queue(image.id)
+    this.fetchNow(image.id)
   }
 
   pin (imageId: string, pinned: boolean): void {
@@ -213,9 +216,20 @@ export class LruImageCache implements ImageCache, Startable {
     return { cached, queued }
   }
 
+  /**
+   * Glance's cache-queue: the image waits, listed in `queued_images`, for the prefetcher, which
+   * runs `prefetchIntervalMs` later (Glance's runs every cache_prefetcher_interval) or sooner when
+   * an operator's prefetch starts it.
+   */
   queue (imageId: string): void {
     if (!this.#running || this.#queue.includes(imageId) || this.#prefetching?.imageId === imageId) return
     this.#queue.push(imageId)
+    setTimeout(() => { void this.#prefetchNext() }, this.#init.prefetchIntervalMs).unref()
+  }
+
+  /** An operator's prefetch: queued, and the prefetcher runs now. */
+  fetchNow (imageId: string): void {
+    this.queue(imageId)
     void this.#prefetchNext()
   }
 

@@ -10,8 +10,8 @@ const COMMON = `  --url URL   the agent's API (default: ${DEFAULT_URL}; or OS_IM
 
 export const PREFETCH_USAGE = `Usage: peerglance prefetch IMAGE_ID [--agents all|PEER_ID[,PEER_ID…]]... [--timeout SECONDS] [--url URL] [--json]
 
-Has the agent fetch the whole image through the mesh now (Glance's cache-queue), and shows its
-progress until every chunk is here. With --agents, orders those agents instead (this one too when
+Has the agent fetch the whole image through the mesh now (Glance's cache-queue would wait for the
+prefetcher's next pass), and shows its progress until every chunk is here. With --agents, orders those agents instead (this one too when
 named, or with 'all'), and shows each one's progress until all of them hold the whole image.
 With 'all' the order reaches every agent; the progress shown is that of this agent and its
 connected peers.
@@ -76,7 +76,7 @@ export async function prefetchCommand (argv: string[], io: CommandIo): Promise<n
   const p = parse(argv, io, PREFETCH_USAGE)
   if (p == null) return 0
   if (p.agents != null) return await prefetchOn(p, p.agents, io)
-  await p.client.request('PUT', `/v2/cache/${p.id}`)
+  await p.client.json('POST', '/peerglance/v1/prefetch', { image_id: p.id })
   const started = Date.now()
   const tty = io.stderr.isTTY === true
   let image = await imageStatus(p.client, p.id)

@@ -40,6 +40,11 @@ export const CacheConfig = Type.Object({
     default: 30000,
     description: 'How often the cache checks its size against the watermarks (it also checks after each image it completes).'
   }),
+  prefetchIntervalMs: Type.Integer({
+    minimum: 100,
+    default: 300000,
+    description: 'How long an image queued with Glance\'s cache API (PUT /v2/cache/{id}, glance cache-queue) waits, listed as queued, before it is fetched, as Glance\'s prefetcher runs every cache_prefetcher_interval (300 s). `peerglance prefetch`, orders from other agents and prefetchTags start at once.'
+  }),
   prefetchTags: Type.Array(Type.String({ minLength: 1 }), {
     default: [],
     description: 'Images carrying any of these tags are fetched by every agent as soon as they are active, e.g. [prefetch].'
