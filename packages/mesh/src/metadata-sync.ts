@@ -1,5 +1,5 @@
 import { lpStream } from '@libp2p/utils'
-import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { GossipSub, GossipsubMessage } from '@libp2p/gossipsub'
 import type { Connection, IdentifyResult, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { ChangeOrigin, Logger, Replica, ReplicatedRecord, Startable } from '@peerglance/interface'
 import { StateDigest, slotOf } from './state-digest.ts'
@@ -91,7 +91,7 @@ export class MetadataSync implements Startable {
     const { libp2p, replica } = this.#c
     const pubsub = libp2p.services.pubsub
     pubsub.subscribe(METADATA_TOPIC)
-    pubsub.addEventListener('message', this.onGossip)
+    pubsub.addEventListener('gossipsub:message', this.onGossip)
     await libp2p.handle(METADATA_SYNC_PROTOCOL, this.serve, { maxInboundStreams: 8 })
     libp2p.addEventListener('peer:identify', this.onIdentify)
     this.#digest = new StateDigest(replica)
@@ -112,7 +112,7 @@ export class MetadataSync implements Startable {
     await this.#flush
     const { libp2p } = this.#c
     libp2p.removeEventListener('peer:identify', this.onIdentify)
-    libp2p.services.pubsub.removeEventListener('message', this.onGossip)
+    libp2p.services.pubsub.removeEventListener('gossipsub:message', this.onGossip)
     libp2p.services.pubsub.unsubscribe(METADATA_TOPIC)
     await libp2p.unhandle(METADATA_SYNC_PROTOCOL)
   }
@@ -139,7 +139,7 @@ export class MetadataSync implements Startable {
       const want: string[] = []
       for (;;) {
         const frame = read(await lp.read({ signal }))
-        if ('records' in frame && Array.isArray(frame.records)) merged += await replica.merge(frame.records, id)
+        if ('records' in frame && Array.isArray(frame.records)) merged += await this.#merge(frame.records, 'sync', id)
         if ('want' in frame && Array.isArray(frame.want)) want.push(...frame.want)
         if ('done' in frame) {
           for (const bytes of recordFrames(this.#lookup(want))) await lp.write(bytes, { signal })
@@ -205,7 +205,7 @@ export class MetadataSync implements Startable {
       let merged = 0
       for (;;) {
         const frame = read(await lp.read({ signal }))
-        if ('records' in frame && Array.isArray(frame.records)) merged += await replica.merge(frame.records, connection.remotePeer.toString())
+        if ('records' in frame && Array.isArray(frame.records)) merged += await this.#merge(frame.records, 'sync', connection.remotePeer.toString())
         if ('done' in frame) break
       }
       await stream.close({ signal })
@@ -217,12 +217,14 @@ export class MetadataSync implements Startable {
     }
   }
 
-  onGossip (event: CustomEvent<Message>): void {
-    if (event.detail.topic !== METADATA_TOPIC) return
-    const frame = parse(event.detail.data)
+  onGossip (event: CustomEvent<GossipsubMessage>): void {
+    const { msg, propagationSource } = event.detail
+    if (msg.topic !== METADATA_TOPIC) return
+    const frame = parse(msg.data)
     if (frame == null || !('records' in frame) || !Array.isArray(frame.records)) return
-    const from = event.detail.type === 'signed' ? event.detail.from.toString() : undefined
-    void this.#c.replica.merge(frame.records, from).catch(err => {
+    const records = frame.records
+    const from = msg.type === 'signed' ? msg.from.toString() : undefined
+    void this.#merge(records, 'gossip', propagationSource.toString(), from).catch(err => {
       this.#c.logger.warn({ err }, 'merging gossip failed')
     })
   }
@@ -230,6 +232,16 @@ export class MetadataSync implements Startable {
   onIdentify (event: CustomEvent<IdentifyResult>): void {
     if (!event.detail.protocols.includes(METADATA_SYNC_PROTOCOL)) return
     this.#request(event.detail.peerId)
+  }
+
+  /**
+   * Merges what a peer sent (`origin`: who wrote it, for the record of refusals) and says at debug
+   * how it came: scripts/bench/convergence.ts follows each change hop by hop from these lines.
+   */
+  async #merge (records: ReplicatedRecord[], via: 'gossip' | 'sync', peer: string, origin: string | undefined = peer): Promise<number> {
+    const merged = await this.#c.replica.merge(records, origin)
+    if (merged > 0) this.#c.logger.debug({ via, peer, origin, keys: keysOf(records) }, 'merged changes')
+    return merged
   }
 
   /** Local changes are published on the next tick, so a burst of writes becomes one message. */
@@ -258,6 +270,7 @@ export class MetadataSync implements Startable {
       if (frame.byteLength > 2 * FRAME_BYTES) throw new Error(`a ${frame.byteLength}-byte record is not gossiped`)
       const { recipients } = await libp2p.services.pubsub.publish(METADATA_TOPIC, frame)
       reached = new Set(recipients.map(p => p.toString()))
+      this.#c.logger.debug({ recipients: reached.size, peers: libp2p.getPeers().length }, 'published changes')
     } catch (err) {
       this.#c.logger.debug({ err }, 'gossip publish failed')
     }
@@ -292,6 +305,11 @@ export class MetadataSync implements Startable {
     return keys.map(key => this.#get(key)).filter(r => r != null)
   }
 
+}
+
+/** The keys of up to 16 records, for the debug log. */
+function keysOf (records: ReplicatedRecord[]): string[] {
+  return records.slice(0, 16).map(r => String(r.key))
 }
 
 function encode (frame: Frame): Uint8Array {

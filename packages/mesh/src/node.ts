@@ -143,7 +143,13 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
         D: 6,
         Dlo: 4,
         Dhi: 12,
-        Dlazy: 6
+        Dlazy: 6,
+        // No penalty for many peers on one IP address (gossipsub's P6, -5 per extra peer squared
+        // past 10): it guards an open network against Sybils from one host, which membership
+        // (membership.ts) already keeps out, and it made agents sharing an address (a test
+        // machine, a NAT) drop each other's messages: with 15 peers on 127.0.0.1 an agent scored
+        // each one -125, below the graylist threshold (docs/benchmarks.md, 8c').
+        scoreParams: { IPColocationFactorWeight: 0 }
       }),
       peerExchange: peerExchange({
         bootstrap: init.bootstrap,
