@@ -8,6 +8,7 @@ import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { meshOf, multiaddrOf, peerIdOf, tmpDir, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { configFile, download, glance, logsMatching, meshPerTest, metric, sha512 } from './helpers.ts'
+import { silentLogger } from '@peerglance/interface'
 
 const { set: track, dirs } = meshPerTest()
 let mesh: TestMesh
@@ -43,7 +44,7 @@ describe('a compromised member', () => {
       merge: async (records, from) => deaf ? 0 : await store.merge(records, from),
       onChange: listener => store.onChange(listener)
     }
-    const sync = new MetadataSync({ libp2p: node as any, replica, logger: { debug () {}, info () {}, warn () {}, error () {} } })
+    const sync = new MetadataSync({ libp2p: node as any, replica, logger: silentLogger })
     try {
       await node.start()
       await sync.start()

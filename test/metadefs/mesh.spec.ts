@@ -7,6 +7,7 @@ import { MetadataSync, PeerRecordSigner, createMeshNode, loadOrCreatePeerKey } f
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { agentStatus, meshOf, multiaddrOf, peerIdOf, tmpDir, waitFor } from '@peerglance/testing'
 import { configFile, logsMatching, meshPerTest, metric } from '../mesh/helpers.ts'
+import { silentLogger } from '@peerglance/interface'
 
 const BIN = fileURLToPath(new URL('../../packages/agent/bin/peerglance.js', import.meta.url))
 const DEBIAN_METADEFS = '/usr/share/glance-common/metadefs'
@@ -84,7 +85,7 @@ describe('metadata definitions across a mesh of agent processes', () => {
       merge: async (records, from) => await store.merge(records, from),
       onChange: listener => store.onChange(listener)
     }
-    const sync = new MetadataSync({ libp2p: node as any, replica, logger: { debug () {}, info () {}, warn () {}, error () {} } })
+    const sync = new MetadataSync({ libp2p: node as any, replica, logger: silentLogger })
     try {
       await node.start()
       await sync.start()

@@ -1,6 +1,5 @@
-import { AuthUnavailableError, NotAuthenticatedError } from '@peerglance/interface'
-import type { Authenticator, Identity, RequestHeaders } from '@peerglance/interface'
-import { silentLogger, type KeystoneLogger } from './logger.ts'
+import { AuthUnavailableError, NotAuthenticatedError, silentLogger } from '@peerglance/interface'
+import type { Authenticator, Identity, Logger, RequestHeaders } from '@peerglance/interface'
 import { TokenCache } from './token-cache.ts'
 
 export interface KeystoneAuthInit {
@@ -19,7 +18,7 @@ export interface KeystoneAuthInit {
 }
 
 export interface KeystoneAuthComponents {
-  logger?: KeystoneLogger
+  logger?: Logger
   /** Milliseconds since the epoch; tests move time. */
   now?: () => number
 }
@@ -61,7 +60,7 @@ interface AgentToken {
 export class KeystoneAuthenticator implements Authenticator {
   readonly challenge: string
   readonly #init: KeystoneAuthInit
-  readonly #log: KeystoneLogger
+  readonly #log: Logger
   readonly #now: () => number
   readonly #cache: TokenCache<Validated>
   #agent: AgentToken | undefined

@@ -1,11 +1,10 @@
-import { AbortedError, ChunkIntegrityError, cidOf, isChunkCid, ShuttingDownError } from '@peerglance/interface'
+import { AbortedError, ChunkIntegrityError, cidOf, isChunkCid, ShuttingDownError, silentLogger } from '@peerglance/interface'
 import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Logger, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
 import { ChunkSealer, checkSealing } from './chunk-sealer.ts'
 import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
-import { silentLogger } from './logger.ts'
 import { Pins } from './pins.ts'
 import { readChunkFile, readRange } from './read-range.ts'
 

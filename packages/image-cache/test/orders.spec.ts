@@ -4,12 +4,12 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { LruImageCache } from '../src/image-cache.ts'
 import type { Holdings } from '../src/image-cache.ts'
-import type { Logger } from '@peerglance/interface'
+import { silentLogger } from '@peerglance/interface'
 
 // Prefetch orders from other agents (`peerglance prefetch --agents`) may arrive before the image's
 // record does: the cache keeps the order for a while and acts when the record says active.
 
-const silent: Logger = { debug () {}, info () {}, warn () {}, error () {} }
+const silent = silentLogger
 const dirs: string[] = []
 afterEach(async () => { for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true }) })
 

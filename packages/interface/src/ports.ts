@@ -256,6 +256,11 @@ export interface Logger {
   error: (obj: object, msg?: string) => void
 }
 
+function noop (): void {}
+
+/** For components built without a logger (tests, tools). */
+export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop }
+
 /** Bytes an import reads from outside the mesh (web-download, another region's Glance). */
 export interface ExternalData {
   body: AsyncIterable<Uint8Array>

@@ -13,10 +13,11 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { ImageRecord } from '@peerglance/interface'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { MetadataSync } from '../src/metadata-sync.ts'
+import { silentLogger } from '@peerglance/interface'
 
 interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string }
 const nodes: Node[] = []
-const silent = { debug () {}, info () {}, warn () {}, error () {} }
+const silent = silentLogger
 
 async function node (opts: { start?: boolean } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))

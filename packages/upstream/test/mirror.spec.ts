@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest'
 import type { ImageRecord, MemberRecord } from '@peerglance/interface'
 import { UPSTREAM_PROPERTY, UpstreamMirror, isMirrored, rank, toRecord } from '../src/index.ts'
 import type { GlanceClient, MirrorStore, UpstreamImage } from '../src/index.ts'
+import { silentLogger } from '@peerglance/interface'
 
-const silent = { debug () {}, info () {}, warn () {}, error () {} }
+const silent = silentLogger
 
 function upstreamImage (id: string, extra: Record<string, unknown> = {}): UpstreamImage {
   return {

@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest'
 import type { ChunkStore, ImageRecord, IngestOptions, IngestResult, Manifest } from '@peerglance/interface'
 import { OriginFetch, toRecord } from '../src/index.ts'
 import type { GlanceClient, UpstreamImage } from '../src/index.ts'
+import { silentLogger } from '@peerglance/interface'
 
-const silent = { debug () {}, info () {}, warn () {}, error () {} }
+const silent = silentLogger
 const CHUNK = 1024
 
 function digests (data: Uint8Array): { md5: string, sha512: string } {

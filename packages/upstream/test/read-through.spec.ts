@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest'
 import type { ImageReader, Manifest } from '@peerglance/interface'
 import { ReadThrough, toRecord } from '../src/index.ts'
 import type { OriginFetch, UpstreamImage } from '../src/index.ts'
+import { silentLogger } from '@peerglance/interface'
 
-const silent = { debug () {}, info () {}, warn () {}, error () {} }
+const silent = silentLogger
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
 
 /** An upstream image whose bytes are `truth`, and a mesh whose chunks hold `held` under a manifest claiming `claimed`. */
