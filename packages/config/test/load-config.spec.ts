@@ -59,7 +59,7 @@ describe('defaultConfig', () => {
     })
     expect(c.audit).toEqual({ file: null })
     expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 4, encryptionKeyFile: '' })
-    expect(c.cache).toEqual({ maxBytes: '0', maxDiskPercent: 80, highWatermark: 0.9, lowWatermark: 0.75, minReplicas: 2, reserveBytes: '256MB', sweepIntervalMs: 30000, prefetchTags: [] })
+    expect(c.cache).toEqual({ maxBytes: '0', maxDiskPercent: 80, highWatermark: 0.9, lowWatermark: 0.75, minReplicas: 2, reserveBytes: '256MB', sweepIntervalMs: 30000, prefetchIntervalMs: 300000, prefetchTags: [] })
     expect(c.glance.imageSizeCap).toBe(2 ** 40)
     expect(c.glance.userStorageQuota).toBe('0')
     expect(c.glance.enabledImportMethods).toEqual(['glance-direct'])
