@@ -9,7 +9,6 @@ import { silentLogger } from '@peerglance/interface'
 // Prefetch orders from other agents (`peerglance prefetch --agents`) may arrive before the image's
 // record does: the cache keeps the order for a while and acts when the record says active.
 
-const silent = silentLogger
 const dirs: string[] = []
 afterEach(async () => { for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true }) })
 
@@ -23,7 +22,7 @@ async function cacheFetchingInto (fetched: string[]): Promise<LruImageCache> {
     drop: async () => {},
     usage: async () => ({ used: 0, free: 1e12, total: 1e12 })
   }
-  const cache = new LruImageCache({ holdings, logger: silent }, { statePath: join(dir, 'cache.json'), maxBytes: 1e9, reserveBytes: 0 })
+  const cache = new LruImageCache({ holdings, logger: silentLogger }, { statePath: join(dir, 'cache.json'), maxBytes: 1e9, reserveBytes: 0 })
   await cache.start()
   return cache
 }

@@ -17,7 +17,6 @@ import { silentLogger } from '@peerglance/interface'
 
 interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string }
 const nodes: Node[] = []
-const silent = silentLogger
 
 async function node (opts: { start?: boolean } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
@@ -30,7 +29,7 @@ async function node (opts: { start?: boolean } = {}): Promise<Node> {
   })
   const store = new LevelMetadataStore({ path: join(dir, 'db') })
   await store.start()
-  const sync = new MetadataSync({ libp2p, replica: store, logger: silent }, { syncIntervalMs: 60_000 })
+  const sync = new MetadataSync({ libp2p, replica: store, logger: silentLogger }, { syncIntervalMs: 60_000 })
   if (opts.start !== false) await sync.start()
   const n = { libp2p, store, sync, dir }
   nodes.push(n)

@@ -4,7 +4,6 @@ import { UPSTREAM_PROPERTY, UpstreamMirror, isMirrored, rank, toRecord } from '.
 import type { GlanceClient, MirrorStore, UpstreamImage } from '../src/index.ts'
 import { silentLogger } from '@peerglance/interface'
 
-const silent = silentLogger
 
 function upstreamImage (id: string, extra: Record<string, unknown> = {}): UpstreamImage {
   return {
@@ -37,7 +36,7 @@ function mirrorOf (list: () => Promise<UpstreamImage[]>, store: MirrorStore, sel
   return new UpstreamMirror({
     client,
     store,
-    logger: silent,
+    logger: silentLogger,
     peers: { self, known: async () => known, publish: async () => {}, onMessage: () => () => {} }
   }, { upstream: 'http://glance', intervalMs: 1000, pollers })
 }

@@ -5,7 +5,6 @@ import { OriginFetch, toRecord } from '../src/index.ts'
 import type { GlanceClient, UpstreamImage } from '../src/index.ts'
 import { silentLogger } from '@peerglance/interface'
 
-const silent = silentLogger
 const CHUNK = 1024
 
 function digests (data: Uint8Array): { md5: string, sha512: string } {
@@ -60,7 +59,7 @@ function setup (truth: Uint8Array, served: Uint8Array, forged: Partial<ImageReco
   const origin = new OriginFetch({
     client,
     chunks,
-    logger: silent,
+    logger: silentLogger,
     received: n => { received += n },
     metadata: {
       getImage: () => record,

@@ -5,7 +5,6 @@ import { ReadThrough, toRecord } from '../src/index.ts'
 import type { OriginFetch, UpstreamImage } from '../src/index.ts'
 import { silentLogger } from '@peerglance/interface'
 
-const silent = silentLogger
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
 
 /** An upstream image whose bytes are `truth`, and a mesh whose chunks hold `held` under a manifest claiming `claimed`. */
@@ -27,7 +26,7 @@ function setup (truth: Uint8Array, held: Uint8Array, claimed = sha512(truth), up
     upstreamHash: async () => upstreamAnswers ? { algo: 'sha512', value: upstream.os_hash_value } : undefined,
     async * passThrough (_image: unknown, start: number, end: number) { yield truth.subarray(start, end + 1) }
   } as unknown as OriginFetch
-  const rt = new ReadThrough({ origin, metadata: { getImage: () => record, manifestCidOf: () => 'cid' }, peers: { self: 'me', known: async () => [], ask: async () => false }, logger: silent })
+  const rt = new ReadThrough({ origin, metadata: { getImage: () => record, manifestCidOf: () => 'cid' }, peers: { self: 'me', known: async () => [], ask: async () => false }, logger: silentLogger })
   return { reader: rt.reader(inner), record, manifest, reads: () => reads }
 }
 
