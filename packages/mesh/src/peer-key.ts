@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { link, mkdir, open, readFile, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
@@ -19,7 +19,8 @@ export async function loadOrCreatePeerKey (dataDir: string, name = PEER_KEY_FILE
   }
   const key = await generateKeyPair('Ed25519')
   await writeKeyFile(file, privateKeyToProtobuf(key))
-  // Two agents started on one data dir at once: whichever rename came last won; use that key.
+  // Two processes made a key at once (two agents on one dir, two `peerglance credential` runs with
+  // one operator key): the first link won and both use that key.
   return privateKeyFromProtobuf(await readFile(file))
 }
 
@@ -34,7 +35,10 @@ async function writeKeyFile (file: string, bytes: Uint8Array): Promise<void> {
     } finally {
       await handle.close()
     }
-    await rename(tmp, file)
+    // link, not rename: it never replaces a key another process made meanwhile (rename did, and a
+    // credential could then be signed by a key that was no longer the operator's).
+    await link(tmp, file).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+    await rm(tmp, { force: true })
     const dir = await open(dirname(file), 'r')
     try {
       await dir.sync()
