@@ -97,6 +97,8 @@ await runBench(async cleanup => {
   // Debug level: each agent says when and how it merged each change (metadata-sync.ts).
   const debug = ['--log-level', 'debug']
   const agents: BenchAgent[] = [await startAgent(cleanup, join(dir, 'agent-0'), debug)]
+  // All at once: stopping fifty agents one by one outlasts the patience of whoever sent SIGTERM.
+  cleanup.add(async () => { await Promise.all(agents.map(async a => { await a.stop() })) })
   if (topology === 'star') {
     const seed = multiaddrOf(agents[0].agent)
     // Five at a time: fifty Node processes starting at once on two cores outlast any start timeout.
