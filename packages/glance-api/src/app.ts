@@ -5,7 +5,7 @@ import type { Identity } from '@peerglance/interface'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { auditTrail } from './audit.ts'
 import type { GlanceApiComponents } from './components.ts'
-import { HttpError, sendError, statusOf } from './errors.ts'
+import { answerMalformedRequest, HttpError, sendError, statusOf } from './errors.ts'
 import { resource } from './resource.ts'
 import { negotiateUrl, versionsDocument } from './versions.ts'
 import { imageRoutes } from './routes/images.ts'
@@ -39,6 +39,8 @@ const BODY_FORBIDDEN = new Set(['GET', 'DELETE', 'HEAD'])
 // The dashboard page itself holds no data (it fetches status and metrics with the admin's token).
 const AUTHENTICATED = /^\/(v2\/|peerglance\/(?!v1\/dashboard(\?|$))|metrics(\?|$))/
 const MAX_REQUEST_ID = 64
+/** Node refuses request heads over 16 KiB; no path parameter can be longer than that anyway. */
+const MAX_PARAM_LENGTH = 16 * 1024
 
 /**
  * The Glance v2 API as a fastify app, not yet listening. Bodies are left as raw streams (one
@@ -53,6 +55,10 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
     return503OnClosing: true,
     requestTimeout: init.requestTimeoutMs ?? 0,
     forceCloseConnections: 'idle',
+    // Any id reaches its route and gets Glance's 404; a URL the router cannot decode gets Glance's 400.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: (err, request, reply) => sendError(request, reply, statusOf(err), err.message),
+    clientErrorHandler: answerMalformedRequest,
     rewriteUrl: req => negotiateUrl(originForm(req.url ?? '/')),
     genReqId: req => {
       const given = req.headers['x-openstack-request-id']

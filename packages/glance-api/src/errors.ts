@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /** The one map from domain error names to HTTP statuses (glance/api/v2/image_data.py and friends). */
@@ -32,7 +33,9 @@ const STATUS_BY_FASTIFY_CODE: Record<string, number> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 415,
   FST_ERR_CTP_EMPTY_JSON_BODY: 400,
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400,
-  FST_ERR_VALIDATION: 400
+  FST_ERR_VALIDATION: 400,
+  FST_ERR_BAD_URL: 400,
+  FST_ERR_MAX_PARAM_LENGTH: 414
 }
 
 /** WebOb's reason phrases where they differ from node's (webob/exc.py). */
@@ -81,4 +84,20 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, status:
 
 function escapeHtml (s: string): string {
   return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+}
+
+/**
+ * A request Node's HTTP parser refused (bad Content-Length, chunked and Content-Length together,
+ * header overflow): answered in Glance's JSON shape on the raw socket, since no request exists.
+ */
+export function answerMalformedRequest (err: Error & { code?: string, reason?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const title = WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
+  const message = status === 400 ? `Malformed request: ${err.reason ?? err.message}` : title
+  const body = JSON.stringify({ message: `${message}<br /><br />\n\n\n`, code: `${status} ${title}`, title })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
