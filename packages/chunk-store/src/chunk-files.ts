@@ -1,5 +1,6 @@
 import { isChunkCid } from '@peerglance/interface'
 import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
 import { access, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ChunkSealer } from './chunk-sealer.ts'
@@ -35,6 +36,8 @@ export class ChunkFiles {
   sealer: ChunkSealer | undefined
   /** Told of each chunk file dropped for failing to open. */
   onDrop: ((cid: string) => void) | undefined
+  /** Cleared when the file system refuses O_DIRECT (tmpfs, some FUSE): writes then go through the page cache. */
+  #direct = true
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -66,25 +69,17 @@ export class ChunkFiles {
    * Stores verified bytes under their CID unless a file of that name exists; returns whether this
    * call created it. The caller fsyncs the directory (see `syncDirs`) before relying on the name;
    * with `durableName: false` (a cache that may lose the chunk in a crash) a new fan-out
-   * directory is not made durable either.
+   * directory is not made durable either. `aligned` bytes (from aligned-chunks.ts) are written
+   * with O_DIRECT when their length allows.
    */
-  async put (cid: string, bytes: Uint8Array, opts: { durableName?: boolean } = {}): Promise<boolean> {
+  async put (cid: string, bytes: Uint8Array, opts: { durableName?: boolean, aligned?: boolean } = {}): Promise<boolean> {
     return await this.#lock.run(cid, async () => {
       const file = this.path(cid)
       if (await exists(file)) return false
       const tmp = join(this.#staging, `${randomBytes(8).toString('hex')}.tmp`)
       if (this.sealer != null) bytes = this.sealer.seal(cid, bytes)
       try {
-        const handle = await open(tmp, 'wx')
-        try {
-          // One write per chunk: FileHandle.writeFile would split it into 512 KiB writes.
-          for (let offset = 0; offset < bytes.length;) {
-            offset += (await handle.write(bytes, offset, bytes.length - offset)).bytesWritten
-          }
-          await handle.datasync()
-        } finally {
-          await handle.close()
-        }
+        if (!await this.#writeDirect(tmp, bytes, opts.aligned === true && this.sealer == null)) await writeDurably(tmp, bytes, 0)
         await this.#publish(tmp, cid, opts.durableName ?? true)
         this.bytes += bytes.length
         this.generation++
@@ -94,6 +89,25 @@ export class ChunkFiles {
       }
       return true
     })
+  }
+
+  /**
+   * Uploads write around the page cache: through it, the kernel spent ~2 of the upload's ~7
+   * CPU-s per GiB copying chunks into pages, reclaiming them and writing them back (strace and
+   * /proc/<pid>/task stime, docs/benchmarks.md), and a hypervisor's page cache belongs to its VMs.
+   * Returns false, having written nothing, when O_DIRECT cannot be used for these bytes.
+   */
+  async #writeDirect (tmp: string, bytes: Uint8Array, aligned: boolean): Promise<boolean> {
+    if (!aligned || !this.#direct || bytes.byteLength % DIRECT_ALIGNMENT !== 0) return false
+    try {
+      await writeDurably(tmp, bytes, constants.O_DIRECT)
+      return true
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+      this.#direct = false
+      await rm(tmp, { force: true })
+      return false
+    }
   }
 
   async #publish (tmp: string, cid: string, durable: boolean): Promise<void> {
@@ -197,6 +211,23 @@ async function exists (path: string): Promise<boolean> {
     return true
   } catch {
     return false
+  }
+}
+
+/** O_DIRECT needs offsets and lengths in whole logical blocks; 4 KiB covers every common device. */
+const DIRECT_ALIGNMENT = 4096
+
+/** Creates `file` (it must not exist) with `bytes`, fdatasync'ed. */
+async function writeDurably (file: string, bytes: Uint8Array, flags: number): Promise<void> {
+  const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | flags)
+  try {
+    // One write per chunk: FileHandle.writeFile would split it into 512 KiB writes.
+    for (let offset = 0; offset < bytes.length;) {
+      offset += (await handle.write(bytes, offset, bytes.length - offset)).bytesWritten
+    }
+    await handle.datasync()
+  } finally {
+    await handle.close()
   }
 }
 

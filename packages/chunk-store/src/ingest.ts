@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { AbortedError, cidFromSha256, ImageTooLargeError, PeerglanceError, ShuttingDownError, ValidationError } from '@peerglance/interface'
 import type { IngestOptions, IngestResult, Logger } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
+import { alignedChunks } from './aligned-chunks.ts'
 import { HEAD_SIZE } from './constants.ts'
 import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
@@ -33,8 +34,11 @@ export class Ingest {
   readonly #cids: string[] = []
   readonly #created = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
-  /** Chunk buffers whose write and hashing are done, for reuse: no fresh pages to fault in per chunk. */
-  readonly #spare: Uint8Array[] = []
+  /**
+   * Chunk buffers not being written or hashed: one per chunk in flight plus the one being filled,
+   * made on the first byte and reused, so no fresh pages are faulted in per chunk.
+   */
+  #spare: Uint8Array[] | undefined
   readonly #head = new Uint8Array(HEAD_SIZE)
   #headLength = 0
   #size = 0
@@ -86,9 +90,9 @@ export class Ingest {
         const piece = step.value
         this.#count(piece)
         for (let offset = 0; offset < piece.length;) {
-          // Chunks live on a SharedArrayBuffer so both hash workers read them without a copy;
-          // nothing writes to a chunk from dispatch until its write and both digests are done.
-          chunk ??= this.#spare.pop() ?? new Uint8Array(new SharedArrayBuffer(chunkSize))
+          // Nothing writes to a chunk from dispatch until its write and both digests are done.
+          this.#spare ??= alignedChunks(chunkSize, this.#ctx.writeConcurrency + 1)
+          chunk ??= this.#spare.pop() as Uint8Array
           const n = Math.min(piece.length - offset, chunkSize - filled)
           chunk.set(piece.subarray(offset, offset + n), filled)
           filled += n
@@ -156,7 +160,7 @@ export class Ingest {
     this.#ctx.pins.pin(cid)
     const work = Promise.allSettled([this.#store(cid, chunk), hasher.update(chunk)]).then(results => {
       this.#inFlight.delete(work)
-      if (chunk.length === this.#ctx.chunkSize) this.#spare.push(chunk)
+      if (chunk.length === this.#ctx.chunkSize) this.#spare?.push(chunk)
       for (const result of results) {
         if (result.status === 'rejected' && !this.#failed) {
           this.#failed = true
@@ -168,7 +172,7 @@ export class Ingest {
   }
 
   async #store (cid: string, chunk: Uint8Array): Promise<void> {
-    if (await this.#ctx.files.put(cid, chunk)) this.#created.add(cid)
+    if (await this.#ctx.files.put(cid, chunk, { aligned: true })) this.#created.add(cid)
   }
 
   async #settle (): Promise<void> {
