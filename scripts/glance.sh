@@ -12,7 +12,11 @@
 #                                the `glance` account)
 #
 # glance-api answers on http://127.0.0.1:$GL_PORT (default 9393) with Glance 25's secure-RBAC
-# defaults; it logs every request with the bytes sent to $GL_HOME/log/glance-api.log. State
+# defaults (`enforce_secure_rbac`, `enforce_new_defaults`) and, as Glance 25 ships, without scope
+# checks: GL_ENFORCE_SCOPE=true sets `[oslo_policy] enforce_scope` (system-scoped tokens refused on
+# every image, task and metadef rule), as glance_tempest_plugin's `[enforce_scope] glance = true`
+# expects. GL_DB (default glance) names its database, so a second Glance (another GL_HOME, GL_PORT,
+# GL_REGION) keeps images of its own; copy the first one's secrets/ to share its account. It logs every request with the bytes sent to $GL_HOME/log/glance-api.log. State
 # (image files, staging, logs, the generated password) lives in $GL_HOME (default
 # /var/tmp/peerglance-glance). Its catalog entry: service type image, region $GL_REGION (default
 # RegionCentral), public and internal. Account, in domain Default: `glance`, roles service and admin in
@@ -29,11 +33,15 @@ KS_PORT=${KS_PORT:-5000}
 MEMCACHED_PORT=${MEMCACHED_PORT:-11211}
 # The catalog region of this Glance's image endpoint (public and internal).
 REGION=${GL_REGION:-RegionCentral}
+ENFORCE_SCOPE=${GL_ENFORCE_SCOPE:-false}
+DB=${GL_DB:-glance}
 SOCKET=$KS_HOME/run/mysqld.sock
 CONF=$GL_HOME/glance-api.conf
 WAIT_SECONDS=90
 SERVICE_NAME=glance.sh SERVICE_HOME=$GL_HOME
 source "$here/lib/services.sh"
+[[ $ENFORCE_SCOPE == true || $ENFORCE_SCOPE == false ]] || die "GL_ENFORCE_SCOPE must be true or false"
+[[ $DB =~ ^[a-z_][a-z0-9_]{0,31}$ ]] || die "GL_DB must be a plain database name"
 
 install_packages () {
   command -v glance-api >/dev/null && return 0
@@ -61,7 +69,7 @@ filesystem_store_datadir = $GL_HOME/staging/
 [os_glance_tasks_store]
 filesystem_store_datadir = $GL_HOME/tasks/
 [database]
-connection = mysql+pymysql://glance:$(secret db)@localhost/glance?unix_socket=$SOCKET&charset=utf8mb4
+connection = mysql+pymysql://glance:$(secret db)@localhost/$DB?unix_socket=$SOCKET&charset=utf8mb4
 [keystone_authtoken]
 www_authenticate_uri = http://127.0.0.1:$KS_PORT/v3
 auth_url = http://127.0.0.1:$KS_PORT/v3
@@ -74,7 +82,7 @@ username = glance
 password = $(secret glance)
 [oslo_policy]
 enforce_new_defaults = true
-enforce_scope = false
+enforce_scope = $ENFORCE_SCOPE
 [oslo_concurrency]
 lock_path = $GL_HOME/lock
 [paste_deploy]
@@ -89,11 +97,11 @@ EOF
 bootstrap () {
   local marker=$GL_HOME/.bootstrapped
   # The database lives in Keystone's MariaDB ($KS_HOME), which may have been made anew.
-  [[ -f $marker ]] && mariadb --socket="$SOCKET" -e 'USE glance' 2>/dev/null && return 0
-  mariadb --socket="$SOCKET" -e "CREATE DATABASE IF NOT EXISTS glance;
+  [[ -f $marker ]] && mariadb --socket="$SOCKET" -e "USE $DB" 2>/dev/null && return 0
+  mariadb --socket="$SOCKET" -e "CREATE DATABASE IF NOT EXISTS $DB;
     CREATE USER IF NOT EXISTS 'glance'@'localhost' IDENTIFIED BY '$(secret db)';
     ALTER USER 'glance'@'localhost' IDENTIFIED BY '$(secret db)';
-    GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'localhost';"
+    GRANT ALL PRIVILEGES ON $DB.* TO 'glance'@'localhost';"
   glance-manage --config-file "$CONF" db_sync >"$GL_HOME/log/db-sync.log" 2>&1 \
     || die "glance-manage db_sync failed (log: $GL_HOME/log/db-sync.log)"
   keystone_admin <<'EOF'

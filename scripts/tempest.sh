@@ -11,11 +11,18 @@
 # log, tempest.conf, tempest.log, stestr results), EXTRA_CONF: lines appended to tempest.conf
 # (e.g. $'[enforce_scope]\nglance = true' for glance_tempest_plugin's RBAC tests). Needs root with
 # apt-get for missing packages.
+#   ENFORCE_SCOPE=true   the agents refuse tokens that are not project-scoped (`policy.enforceScope`)
+#                        and tempest.conf says so (`[enforce_scope] glance = true`), as secure RBAC
+#                        with Glance's `[oslo_policy] enforce_scope`
+#   GLANCE_URL=URL       run against that Glance (e.g. scripts/glance.sh's) instead of the agents:
+#                        it is registered under both catalog types, no agent is started
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 REGEX=${1:-'^tempest\.api\.image\.'}
 CONCURRENCY=${CONCURRENCY:-2}
+ENFORCE_SCOPE=${ENFORCE_SCOPE:-false}
+[[ $ENFORCE_SCOPE == true || $ENFORCE_SCOPE == false ]] || { echo 'tempest.sh: ENFORCE_SCOPE must be true or false' >&2; exit 2; }
 # Its own catalog service type, so that other users of this Keystone keep their `image` endpoint;
 # one per run, so that two runs at once (or a run and the tests) do not replace each other's.
 SERVICE_TYPE=image-peerglance-tempest-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
@@ -100,6 +107,8 @@ import:
     allowedNetworks: [127.0.0.1/32]
   glanceDownload:
     serviceType: $SERVICE_TYPE
+policy:
+  enforceScope: $ENFORCE_SCOPE
 cache:
   # As devstack shortens Glance's cache_prefetcher_interval for the cache API test.
   prefetchIntervalMs: 5000
@@ -121,9 +130,14 @@ start_agent () { # start_agent SITE PORT P2P BOOTSTRAP; sets STARTED_PID
   log "agent $1 did not answer"; exit 1
 }
 
-start_agent site-a "$PORT" "$P2P_A" ''
-AGENT_PID=$STARTED_PID
-SEED=$(python3 -c 'import json, sys
+if [[ -n ${GLANCE_URL:-} ]]; then
+  catalog register "$SERVICE_TYPE" "$GLANCE_URL"
+  catalog register "$SERVICE_TYPE-b" "$GLANCE_URL"
+  log "Glance at $GLANCE_URL, catalog types $SERVICE_TYPE, $SERVICE_TYPE-b"
+else
+  start_agent site-a "$PORT" "$P2P_A" ''
+  AGENT_PID=$STARTED_PID
+  SEED=$(python3 -c 'import json, sys
 for line in open(sys.argv[1]):
     try:
         e = json.loads(line)
@@ -132,14 +146,15 @@ for line in open(sys.argv[1]):
     if e.get("msg") == "mesh started":
         print(e["multiaddrs"][0])
         break' "$WORK/agent-site-a.log")
-start_agent site-b "$PORT_B" 0 "$SEED"
-AGENT_B_PID=$STARTED_PID
-catalog register "$SERVICE_TYPE" "http://127.0.0.1:$PORT"
-catalog register "$SERVICE_TYPE-b" "http://127.0.0.1:$PORT_B"
-# Agent A knows site-b once B's signed announcement reached it: a few seconds after they connect.
-for _ in $(seq 1 150); do grep -q '"peer connected"' "$WORK/agent-site-a.log" && break; sleep 0.2; done
-sleep 6
-log "agents (pids $AGENT_PID, $AGENT_B_PID) on http://127.0.0.1:$PORT (site-a) and :$PORT_B (site-b), catalog types $SERVICE_TYPE, $SERVICE_TYPE-b"
+  start_agent site-b "$PORT_B" 0 "$SEED"
+  AGENT_B_PID=$STARTED_PID
+  catalog register "$SERVICE_TYPE" "http://127.0.0.1:$PORT"
+  catalog register "$SERVICE_TYPE-b" "http://127.0.0.1:$PORT_B"
+  # Agent A knows site-b once B's signed announcement reached it: a few seconds after they connect.
+  for _ in $(seq 1 150); do grep -q '"peer connected"' "$WORK/agent-site-a.log" && break; sleep 0.2; done
+  sleep 6
+  log "agents (pids $AGENT_PID, $AGENT_B_PID) on http://127.0.0.1:$PORT (site-a) and :$PORT_B (site-b), catalog types $SERVICE_TYPE, $SERVICE_TYPE-b"
+fi
 
 tempest init --workspace-path "$WORK/workspaces.yaml" "$WORK/ws" >/dev/null
 cat >"$WORK/ws/etc/tempest.conf" <<EOF
@@ -178,6 +193,7 @@ cinder = false
 neutron = false
 swift = false
 EOF
+[[ $ENFORCE_SCOPE == true ]] && printf '[enforce_scope]\nglance = true\n' >>"$WORK/ws/etc/tempest.conf"
 [[ -n ${EXTRA_CONF:-} ]] && printf '%s\n' "$EXTRA_CONF" >>"$WORK/ws/etc/tempest.conf"
 cd "$WORK/ws"
 set +e

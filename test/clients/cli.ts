@@ -71,9 +71,9 @@ export function openstackKeystoneCli (auth: Record<string, string>, home: string
   return cli('openstack', { ...baseEnv(home), OS_IDENTITY_API_VERSION: '3', OS_IMAGE_API_VERSION: '2', ...auth }, 'null')
 }
 
-/** `glance` (python3-glanceclient) with a token it never checks; HOME holds its schema cache. */
-export function glanceCli (url: string, home: string): Cli {
-  return cli('glance', { ...baseEnv(home), OS_IMAGE_URL: url, OS_AUTH_TOKEN: 'peerglance-test-token' }, 'closed')
+/** `glance` (python3-glanceclient) with a token (by default one the agent never checks); HOME holds its schema cache. */
+export function glanceCli (url: string, home: string, token = 'peerglance-test-token'): Cli {
+  return cli('glance', { ...baseEnv(home), OS_IMAGE_URL: url, OS_AUTH_TOKEN: token }, 'closed')
 }
 
 /** A value from the two-column `| Property | Value |` table glance prints; only for short values. */

@@ -221,6 +221,8 @@ interface TokenBody {
     expires_at?: string
     user?: { id?: string }
     project?: { id?: string }
+    domain?: { id?: string }
+    system?: { all?: boolean }
     roles?: Array<{ name?: string }>
     application_credential?: { access_rules?: unknown[] }
   }
@@ -234,7 +236,10 @@ function parseToken (body: unknown): Validated | undefined {
     identity: {
       userId: t.user.id,
       projectId: t.project?.id ?? null,
-      roles: (t.roles ?? []).flatMap(r => typeof r.name === 'string' ? [r.name.toLowerCase()] : [])
+      roles: (t.roles ?? []).flatMap(r => typeof r.name === 'string' ? [r.name.toLowerCase()] : []),
+      // keystonemiddleware's OpenStack-System-Scope and X-Domain-Id: the policy tells scopes apart by them.
+      systemScope: t.system?.all === true ? 'all' : null,
+      domainId: t.project == null ? t.domain?.id ?? null : null
     },
     expiresAt,
     restricted: (t.application_credential?.access_rules?.length ?? 0) > 0

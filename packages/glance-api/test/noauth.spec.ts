@@ -57,3 +57,24 @@ describe('noauth', () => {
     }
   })
 })
+
+describe('noauth with policy.enforceScope', () => {
+  it('reads a token\'s scope from OpenStack-System-Scope and X-Domain-Id, as oslo.context does', async () => {
+    const scoped = await startAgent({ config: { policy: { enforceScope: true } } })
+    try {
+      const api = glance(scoped.url)
+      const created = await api.create({ name: 'scoped' }, { 'x-project-id': 'p1', 'x-roles': 'admin' })
+      expect(created.status).toBe(201)
+      const id = created.json.id as string
+      for (const scope of [{ 'openstack-system-scope': 'all' }, { 'x-domain-id': 'default' }] as Array<Record<string, string>>) {
+        const headers = { 'x-roles': 'admin', 'x-user-id': 'cloud-admin', ...scope }
+        expect((await api.call('GET', '/v2/images', { headers })).status).toBe(403)
+        expect((await api.call('GET', `/v2/images/${id}`, { headers })).status).toBe(404)
+      }
+      // The same admin with a project-scoped token is an admin like any other.
+      expect((await api.call('GET', `/v2/images/${id}`, { headers: { 'x-project-id': 'p2', 'x-roles': 'admin' } })).status).toBe(200)
+    } finally {
+      await scoped.stop()
+    }
+  })
+})

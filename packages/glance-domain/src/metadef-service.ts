@@ -409,7 +409,7 @@ export class MetadefService {
   }
 
   #enforce (rule: MetadefRule, who: Identity, ns: MetadefRecord): void {
-    this.#policy.enforceMetadef(rule, who, { ...target(ns), name: ns.name })
+    this.#policy.enforceMetadef(rule, who, target(ns))
   }
 
   async #deleted (records: MetadefRecord[]): Promise<void> {

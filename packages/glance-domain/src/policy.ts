@@ -101,6 +101,22 @@ export const GLANCE_RULES = {
 } as const satisfies Record<string, RuleDefault>
 
 export type RuleName = keyof typeof GLANCE_RULES
+
+/** What a Keystone token is scoped to, as oslo.policy tells them apart. */
+export type TokenScope = 'project' | 'domain' | 'system'
+
+/**
+ * oslo.policy's `scope_types`, as Glance 25 registers them (glance/policies/*.py): every rule is
+ * for project-scoped tokens but the building blocks other rules refer to, which have none. With
+ * `enforceScope`, a rule refuses a token of another scope whatever its check string says; a rule
+ * it refers to is not scope-checked itself, and neither is `context_is_admin`, so a system-scoped
+ * admin is still an admin to the database layer (it finds every image) and is then refused by the
+ * rule: 404 for an image, 403 for a create or a listing, as Glance answers.
+ */
+const UNSCOPED_RULES: ReadonlySet<string> = new Set(['default', 'context_is_admin', 'metadef_default', 'metadef_admin'])
+export function scopeTypesOf (rule: string): readonly TokenScope[] | undefined {
+  return Object.hasOwn(GLANCE_RULES, rule) && !UNSCOPED_RULES.has(rule) ? ['project'] : undefined
+}
 /** The metadata definition API's rules (glance/policies/metadef.py), checked against a namespace. */
 export type MetadefRule = Exclude<Extract<RuleName, `${string}metadef_${string}`>, 'metadef_default' | 'metadef_admin'>
 /** Rules checked against an existing image. */
@@ -126,6 +142,11 @@ export interface PolicyInit {
    * Glance's hard-coded owner checks.
    */
   enforceNewDefaults?: boolean
+  /**
+   * Refuse tokens whose scope is not among a rule's `scope_types` (`[oslo_policy] enforce_scope`;
+   * Glance 25 with oslo.policy 4.0 leaves it off).
+   */
+  enforceScope?: boolean
   /** Operator overrides, rule name to check string, as in an oslo.policy YAML file. */
   rules?: Readonly<Record<string, string>>
 }
@@ -138,12 +159,14 @@ export interface ProposedImage { owner: string | null, visibility?: string }
 
 export class GlancePolicy {
   readonly enforceNewDefaults: boolean
+  readonly enforceScope: boolean
   readonly #rules = new Map<string, Check>()
   readonly #credentials = new WeakMap<Identity, Credentials>()
 
   /** @throws PolicySyntaxError naming the rule when an override cannot be parsed or loops. */
   constructor (init: PolicyInit = {}) {
     this.enforceNewDefaults = init.enforceNewDefaults ?? true
+    this.enforceScope = init.enforceScope ?? false
     for (const [name, rule] of Object.entries(GLANCE_RULES) as Array<[string, RuleDefault]>) {
       const check = parseRule(rule.check)
       this.#rules.set(name, rule.legacy != null && !this.enforceNewDefaults ? { kind: 'or', checks: [check, parseRule(rule.legacy)] } : check)
@@ -159,10 +182,18 @@ export class GlancePolicy {
     this.#refuseLoops()
   }
 
-  /** Whether `rule` allows the caller on `target`; an unknown rule allows nobody. */
+  /**
+   * Whether `rule` allows the caller on `target`; an unknown rule allows nobody, and with
+   * `enforceScope` a rule allows no token outside its scope types (oslo.policy's InvalidScope,
+   * which Glance answers as a refusal).
+   */
   allows (rule: string, who: Identity, target: Target): boolean {
     const check = this.#rules.get(rule)
-    return check != null && evaluate(check, this.#credentialsOf(who), target, name => this.#rules.get(name))
+    if (check == null) return false
+    const creds = this.#credentialsOf(who)
+    const scopes = scopeTypesOf(rule)
+    if (this.enforceScope && scopes != null && !scopes.includes(tokenScope(creds))) return false
+    return evaluate(check, creds, target, name => this.#rules.get(name))
   }
 
   /** Glance's `context.is_admin`: the `context_is_admin` rule, checked against the caller. */
@@ -190,9 +221,7 @@ export class GlancePolicy {
    */
   enforce (rule: ImageRule, who: Identity, image: ImageRecord): void {
     if (!this.permits(rule, who, image)) {
-      if (rule === 'get_image' || !this.permits('get_image', who, image)) {
-        throw new ImageNotFoundError(`No image found with ID ${image.id}`)
-      }
+      if (rule === 'get_image' || !this.permits('get_image', who, image)) throw new ImageNotFoundError(NOT_FOUND)
       throw new ForbiddenError(`You are not authorized to complete ${rule} action.`)
     }
     if (!this.enforceNewDefaults && OWNER_ONLY_IN_LEGACY.has(rule) && !this.isAdmin(who) && !owns(who, image)) {
@@ -243,11 +272,10 @@ export class GlancePolicy {
    * is a 404 when the caller may not even `get_metadef_namespace` it, so nothing reveals that it
    * exists, and a 403 otherwise (MetadefAPIPolicy._enforce).
    */
-  enforceMetadef (rule: MetadefRule, who: Identity, namespace?: NamespaceTarget & { name: string }): void {
+  enforceMetadef (rule: MetadefRule, who: Identity, namespace?: NamespaceTarget): void {
     if (this.permitsMetadef(rule, who, namespace)) return
-    if (namespace != null && (rule === 'get_metadef_namespace' || !this.permitsMetadef('get_metadef_namespace', who, namespace))) {
-      throw new NotFoundError(`Namespace ${namespace.name} not found`)
-    }
+    // Without a namespace the target is the caller's project, as MetadefAPIPolicy builds it.
+    if (rule === 'get_metadef_namespace' || !this.permitsMetadef('get_metadef_namespace', who, namespace)) throw new NotFoundError(NOT_FOUND)
     throw new ForbiddenError(`You are not authorized to complete ${rule} action.`)
   }
 
@@ -302,6 +330,16 @@ export class GlancePolicy {
     }
     for (const name of this.#rules.keys()) visit(name, [])
   }
+}
+
+/** What Glance's policy layer says when it hides a refusal as a 404 (webob's HTTPNotFound without explanation). */
+const NOT_FOUND = 'The resource could not be found.'
+
+/** The token's scope as oslo.policy's `_enforce_scope` reads the credentials. */
+function tokenScope (creds: Credentials): TokenScope {
+  if (creds.system_scope != null && creds.system_scope !== '') return 'system'
+  if (creds.domain_id != null && creds.domain_id !== '') return 'domain'
+  return 'project'
 }
 
 function owns (who: Identity, image: ImageRecord): boolean {

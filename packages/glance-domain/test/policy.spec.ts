@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Identity, ImageRecord, MemberRecord } from '@peerglance/interface'
-import { GLANCE_RULES, GlancePolicy, imageTarget } from '../src/policy.ts'
+import { GLANCE_RULES, GlancePolicy, imageTarget, scopeTypesOf } from '../src/policy.ts'
 import type { ImageRule } from '../src/policy.ts'
 import { evaluate, parseRule } from '../src/policy-language.ts'
 import type { Credentials, Target } from '../src/policy-language.ts'
@@ -180,6 +180,57 @@ describe('finding images and the 404/403 split', () => {
     expect(target).toMatchObject({ project_id: 'alice', owner: 'alice', member_id: 'bob', os_distro: 'cirros', visibility: 'shared', protected: false })
     expect(imageTarget(who('alice'), image({ visibility: 'shared' })).member_id).toBeNull()
     expect(imageTarget(who('bob'), image()).member_id).toBeNull()
+  })
+})
+
+describe('token scope (enforceScope, oslo.policy scope_types)', () => {
+  const systemAdmin: Identity = { projectId: null, userId: 'cloud-admin', roles: ['admin'], systemScope: 'all' }
+  const domainAdmin: Identity = { projectId: null, userId: 'domain-admin', roles: ['admin'], domainId: 'default' }
+  const scoped = new GlancePolicy({ enforceScope: true })
+  const ns = { owner: null, visibility: 'public' }
+
+  it('scopes every rule Glance 25 registers to projects but the building blocks other rules refer to', () => {
+    for (const name of Object.keys(GLANCE_RULES)) {
+      expect(scopeTypesOf(name), name).toEqual(['default', 'context_is_admin', 'metadef_default', 'metadef_admin'].includes(name) ? undefined : ['project'])
+    }
+    expect(scopeTypesOf('an_operator_rule')).toBeUndefined()
+    expect(scopeTypesOf('constructor')).toBeUndefined()
+  })
+
+  it('refuses system- and domain-scoped admins every scoped rule, as an admin still (context_is_admin has no scope)', () => {
+    for (const caller of [systemAdmin, domainAdmin]) {
+      expect(scoped.isAdmin(caller)).toBe(true)
+      expect(scoped.canFind(caller, image(), [])).toBe(true)
+      expect(() => { scoped.enforce('get_image', caller, image({ visibility: 'public' })) }).toThrow(expect.objectContaining({ name: 'ImageNotFoundError', message: 'The resource could not be found.' }))
+      expect(() => { scoped.enforce('download_image', caller, image()) }).toThrow(expect.objectContaining({ name: 'ImageNotFoundError' }))
+      expect(() => { scoped.enforceList(caller) }).toThrow(expect.objectContaining({ name: 'ForbiddenError', message: 'You are not authorized to complete get_images action.' }))
+      expect(() => { scoped.enforceCreate(caller, { owner: null, visibility: 'public' }) }).toThrow(expect.objectContaining({ name: 'ForbiddenError', message: 'You are not authorized to complete add_image action.' }))
+      expect(() => { scoped.enforceMetadef('get_metadef_namespaces', caller) }).toThrow(expect.objectContaining({ name: 'NotFoundError', message: 'The resource could not be found.' }))
+      expect(scoped.allows('tasks_api_access', caller, {})).toBe(false)
+      expect(scoped.allows('cache_list', caller, {})).toBe(false)
+    }
+  })
+
+  it('changes nothing for project-scoped tokens', () => {
+    expect(scoped.permits('modify_image', who('alice', 'member'), image())).toBe(true)
+    expect(scoped.permits('publicize_image', who('x', 'admin'), image())).toBe(true)
+    expect(() => { scoped.enforceMetadef('get_metadef_namespace', who('bob', 'reader'), ns) }).not.toThrow()
+  })
+
+  it('is off by default, as in Glance 25: a system-scoped admin is an admin everywhere', () => {
+    const policy = new GlancePolicy()
+    expect(policy.enforceScope).toBe(false)
+    expect(policy.permits('get_image', systemAdmin, image())).toBe(true)
+    expect(() => { policy.enforceList(systemAdmin) }).not.toThrow()
+    expect(() => { policy.enforceCreate(systemAdmin, { owner: null }) }).not.toThrow()
+  })
+
+  it('leaves operator rules without scope types, and lets an override name system_scope', () => {
+    const policy = new GlancePolicy({ enforceScope: true, rules: { get_images: 'system_scope:all', helper: 'role:admin' } })
+    expect(policy.allows('helper', systemAdmin, {})).toBe(true)
+    // get_images stays project-scoped (scope types come with the registered rule, not the check string).
+    expect(policy.allows('get_images', systemAdmin, {})).toBe(false)
+    expect(new GlancePolicy({ rules: { get_images: 'system_scope:all' } }).allows('get_images', systemAdmin, {})).toBe(true)
   })
 })
 

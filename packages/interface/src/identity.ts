@@ -3,6 +3,13 @@ export interface Identity {
   projectId: string | null
   userId: string | null
   roles: readonly string[]
+  /**
+   * `all` for a system-scoped token (Keystone's `token.system`), as oslo.context's `system_scope`;
+   * such a token has no project. Absent or null: project (or domain) scope.
+   */
+  systemScope?: string | null
+  /** The domain of a domain-scoped token (no project either). */
+  domainId?: string | null
 }
 
 export type RequestHeaders = Record<string, string | string[] | undefined>
