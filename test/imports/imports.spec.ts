@@ -226,6 +226,66 @@ describe('tasks API', () => {
   })
 })
 
+describe('the tasks API\'s import task (POST /v2/tasks, glance task-create)', () => {
+  const uri = (path: string): string => `http://127.0.0.1:${webPort}${path}`
+  const input = (importFrom: unknown, properties: Record<string, unknown> = {}): Record<string, unknown> =>
+    ({ import_from: importFrom, import_from_format: 'raw', image_properties: { name: 'from-a-task', disk_format: 'raw', container_format: 'bare', ...properties } })
+
+  it('creates the image (no owner, as Glance 25), fetches import_from into it and succeeds with its id; other agents list the task', async () => {
+    const g = glanceCli(mesh.agents[0].url, join(home, 'g5'))
+    const created = await g.ok(['task-create', '--type', 'import', '--input', JSON.stringify(input(uri('/hop'), { os_distro: 'cirros' }))])
+    const id = idsIn(created)[0]
+    expect(tableValue(created, 'status')).toBe('pending')
+    const done = await waitFor(async () => {
+      const t = await east.request('GET', `/v2/tasks/${id}`)
+      return t.body.status === 'success' || t.body.status === 'failure' ? t.body : undefined
+    }, { timeoutMs: 60_000 })
+    expect(done).toMatchObject({ id, type: 'import', status: 'success', message: '', input: input(uri('/hop'), { os_distro: 'cirros' }), self: `/v2/tasks/${id}`, schema: '/v2/schemas/task' })
+    expect(done.image_id).toBeUndefined()
+    const image = await east.image(done.result.image_id)
+    expect(image).toMatchObject({ name: 'from-a-task', status: 'active', os_distro: 'cirros', size: IMAGE.length, checksum: md5(IMAGE), os_hash_value: sha512(IMAGE), stores: 'east' })
+    // As Glance 25's task executor creates it: no owner (every project finds it).
+    expect(image.owner).toBeNull()
+    const got = await download(mesh.agents[2].url, `/v2/images/${image.id}/file`)
+    expect([got.status, got.sha512]).toEqual([200, sha512(IMAGE)])
+    // Replicated: the west agent lists it, as Glance lists tasks without input, result or message.
+    const listed = await waitFor(async () => (await west.request('GET', '/v2/tasks?type=import&limit=100')).body.tasks.find((t: { id: string }) => t.id === id), { timeoutMs: 30_000 })
+    expect(Object.keys(listed)).toEqual(['id', 'type', 'status', 'owner', 'created_at', 'updated_at', 'self', 'schema', 'expires_at'])
+  })
+
+  it('refuses what Glance 25 refuses, with its statuses and messages, and stores nothing', async () => {
+    const before = (await east.list()).length
+    const refused = async (body: unknown, headers: Record<string, string> = {}): Promise<[number, string]> => {
+      const res = await east.call('/v2/tasks', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
+      return [res.status, (await res.json() as { message: string }).message.replace(/<br \/><br \/>\n\n\n$/, '')]
+    }
+    expect(await refused({ type: 'import', input: {} }, { 'x-project-id': 'p1', 'x-roles': 'member' })).toEqual([403, 'You are not authorized to complete tasks_api_access action.'])
+    expect(await refused(undefined)).toEqual([400, 'Body expected in request.'])
+    expect(await refused({})).toEqual([400, 'Task \'type\' is required'])
+    expect(await refused({ type: 'import' })).toEqual([400, 'Task \'input\' is required'])
+    expect(await refused({ type: 'foo', input: {} })).toEqual([400, 'Provided object does not match schema \'task\': \'foo\' is not one of [\'import\', \'api_image_import\']'])
+    expect(await refused({ type: 'import', input: 'x' })).toEqual([400, 'Provided object does not match schema \'task\': \'x\' is not of type \'null\', \'object\''])
+    expect(await refused({ type: 'import', input: {} })).toEqual([400, 'Invalid location: None'])
+    expect(await refused({ type: 'import', input: { import_from: 'file:///etc/passwd' } })).toEqual([400, 'File based imports are not allowed. Please use a non-local source of image data.'])
+    expect(await refused({ type: 'import', input: { import_from: 'ftp://example.com/x' } })).toEqual([400, 'The given uri is not valid. Please specify a valid uri from the following list of supported uri [\'http\']'])
+    expect(await refused({ type: 'import', input: { import_from: 'http://127.0.0.1/image.raw' } })).toEqual([400, 'URI for legacy import task does not pass filtering: http://127.0.0.1/image.raw'])
+    expect((await east.request('DELETE', '/v2/tasks/00000000-0000-0000-0000-000000000000')).status).toBe(405)
+    expect((await east.list()).length).toBe(before)
+  })
+
+  it('fails a task whose URI cannot be fetched and deletes the image it created', async () => {
+    const { status, body } = await east.request('POST', '/v2/tasks', { type: 'import', input: input(uri('/missing')) })
+    expect(status).toBe(201)
+    const done = await waitFor(async () => {
+      const t = await east.request('GET', `/v2/tasks/${body.id as string}`)
+      return t.body.status === 'failure' || t.body.status === 'success' ? t.body : undefined
+    }, { timeoutMs: 60_000 })
+    expect(done).toMatchObject({ status: 'failure', result: null })
+    expect(done.message).not.toBe('')
+    expect((await east.list()).some(i => i.name === 'from-a-task' && i.status !== 'active')).toBe(false)
+  })
+})
+
 describe('conversion on import (import.conversionFormat)', () => {
   it('converts a qcow2 to raw with qemu-img and inspects the result; a qcow2 with a backing file is refused before qemu-img reads it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'peerglance-convert-'))

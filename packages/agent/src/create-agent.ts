@@ -157,7 +157,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     metadefs: new MetadefService({ metadata, policy }, rules),
     imports,
     stores: new StoreService({ images, metadata, sites }),
-    tasks: new TaskService({ metadata, policy }),
+    tasks: new TaskService({ metadata, policy, runner: imports }),
     authenticator: authenticator(config, log),
     logger: log.child({ component: 'glance-api' }),
     audit

@@ -160,6 +160,61 @@ export class ImportService {
     return ended
   }
 
+  /**
+   * The tasks API's checks of a new task (tasks.py create): an `import` task's `import_from` must
+   * be an http(s) URI that passes the web-download filter (validate_legacy_import_from_uri).
+   */
+  checkTask (task: Pick<TaskRecord, 'type' | 'input'>): void {
+    if (task.type !== 'import') return
+    const uri = task.input.import_from
+    if (uri == null || uri === '') throw new ValidationError(`Invalid location: ${uri == null ? 'None' : ''}`)
+    if (typeof uri !== 'string') throw new ValidationError(`Invalid location: ${JSON.stringify(uri)}`)
+    if (/^(file|filesystem):\/\/\//.test(uri)) throw new ValidationError('File based imports are not allowed. Please use a non-local source of image data.')
+    if (!/^https?:\/\//.test(uri)) throw new ValidationError('The given uri is not valid. Please specify a valid uri from the following list of supported uri [\'http\']')
+    if (this.#filter != null && uriRefusal(uri, this.#filter) != null) throw new ValidationError(`URI for legacy import task does not pass filtering: ${uri}`)
+  }
+
+  /**
+   * Runs a task of the tasks API in the background (Glance's `import` flow, base_import.py): it
+   * creates an image from `image_properties` (no owner unless given, as Glance 25's task
+   * executor makes it), fetches `import_from` into it as web-download does (same SSRF-safe fetch, hashing, cap
+   * and inspection, this agent's site), and succeeds with `{image_id}`; on failure the image it
+   * created is deleted again. An `api_image_import` has no image to import to here and fails.
+   */
+  startTask (who: Identity, task: TaskRecord): void {
+    setImmediate(() => { void this.#runTask(who, task) })
+  }
+
+  async #runTask (who: Identity, pending: TaskRecord): Promise<void> {
+    const task: TaskRecord = { ...pending, status: 'processing', updated_at: now() }
+    let created: string | undefined
+    try {
+      await this.#c.metadata.putTask(task)
+      if (task.type !== 'import') throw new ValidationError(typeof task.input.image_id === 'string' ? 'An api_image_import task runs through POST /v2/images/{image_id}/import.' : 'Missing required \'image_id\' field')
+      if (this.#c.web == null) throw new NotFoundError('web-download is not available on this agent.')
+      const properties = task.input.image_properties ?? {}
+      if (typeof properties !== 'object' || Array.isArray(properties)) throw new ValidationError('image_properties must be an object')
+      // Glance 25's task executor creates it without an owner (so every project finds it) unless
+      // image_properties names one.
+      const image = await this.#c.images.create(who, { owner: null, ...properties, id: task.image_id })
+      created = image.id
+      const importing = this.#c.data.claim(transition(image, 'importing'))
+      await this.#c.metadata.putImage(importing)
+      const source = await this.#c.web.open(task.input.import_from as string)
+      await this.#c.data.importData(importing, source.body, { expectedSize: source.size })
+      await this.#finish(task, { status: 'success', result: { image_id: image.id }, message: '' })
+      this.#c.logger?.info({ imageId: image.id, task: task.id }, 'import task finished')
+    } catch (err) {
+      const message = (err as Error).message
+      if (created != null) {
+        await this.#c.data.importFailed(created).catch(() => {})
+        await this.#c.images.delete(who, created).catch(() => {})
+      }
+      await this.#finish(task, { status: 'failure', result: null, message }).catch(() => {})
+      this.#c.logger?.warn({ task: task.id, type: task.type, reason: message }, 'task failed')
+    }
+  }
+
   /** `GET /v2/images/{id}/tasks`: any refusal is a 404 (images.py get_task_info). */
   tasksOf (who: Identity, id: string): TaskRecord[] {
     try {

@@ -60,6 +60,7 @@ export const GLANCE_RULES = {
   delete_image_location: { check: ADMIN, legacy: LEGACY },
   get_task: { check: LEGACY },
   get_tasks: { check: LEGACY },
+  add_task: { check: LEGACY },
   tasks_api_access: { check: ADMIN },
   stores_info_detail: { check: ADMIN },
   add_member: { check: ADMIN_OR_PROJECT_MEMBER, legacy: LEGACY },
@@ -122,7 +123,7 @@ export type MetadefRule = Exclude<Extract<RuleName, `${string}metadef_${string}`
 /** Rules checked against an existing image. */
 export type ImageRule = Exclude<RuleName, 'default' | 'context_is_admin' | 'add_image' | 'get_images' | CacheRule | MetadefRule | 'metadef_default' | 'metadef_admin' | ServiceRule>
 /** Rules of the tasks API and store discovery (glance/policies/tasks.py, discovery.py), checked without an image. */
-export type ServiceRule = 'get_task' | 'get_tasks' | 'tasks_api_access' | 'stores_info_detail'
+export type ServiceRule = 'get_task' | 'get_tasks' | 'add_task' | 'tasks_api_access' | 'stores_info_detail'
 /** The image cache API's rules (glance/policies/cache.py), checked without an image. */
 export type CacheRule = 'cache_image' | 'cache_list' | 'cache_delete'
 

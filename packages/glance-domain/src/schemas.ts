@@ -89,7 +89,7 @@ const MEMBER = {
 
 const TASK_PROPERTIES = {
   id: { type: 'string', description: 'An identifier for the task', pattern: UUID },
-  type: { type: 'string', description: 'The type of task represented by this content', enum: ['import', 'api_image_import', 'location_import'] },
+  type: { type: 'string', description: 'The type of task represented by this content', enum: ['import', 'api_image_import'] },
   status: { type: 'string', description: 'The current status of this task', enum: ['pending', 'processing', 'success', 'failure'] },
   input: { type: ['null', 'object'], description: 'The parameters required by task, JSON blob' },
   result: { type: ['null', 'object'], description: 'The result of current task, JSON blob' },
@@ -105,6 +105,9 @@ const TASK_PROPERTIES = {
   schema: { type: 'string' }
 }
 
+/** `/v2/schemas/task` (glance/api/v2/tasks.py _TASK_SCHEMA), which `POST /v2/tasks` bodies are checked against. */
+export const TASK_SCHEMA = { name: 'task', properties: TASK_PROPERTIES }
+
 /** Every document under `/v2/schemas/`, by path. */
 export function schemaDocuments (formats: SchemaFormats): Map<string, Record<string, unknown>> {
   const docs = new Map<string, Record<string, unknown>>([
@@ -112,7 +115,7 @@ export function schemaDocuments (formats: SchemaFormats): Map<string, Record<str
     ['images', imagesSchema(formats)],
     ['member', MEMBER],
     ['members', { name: 'members', properties: { members: { type: 'array', items: MEMBER }, schema: { type: 'string' } }, links: [{ rel: 'describedby', href: '{schema}' }] }],
-    ['task', { name: 'task', properties: TASK_PROPERTIES }],
+    ['task', TASK_SCHEMA],
     ['tasks', { name: 'tasks', properties: { tasks: { type: 'array', items: { name: 'task', properties: TASK_PROPERTIES } }, schema: { type: 'string' }, first: { type: 'string' }, next: { type: 'string' } }, links: [{ rel: 'first', href: '{first}' }, { rel: 'next', href: '{next}' }, { rel: 'describedby', href: '{schema}' }] }]
   ])
   for (const [path, doc] of metadefSchemaDocuments()) docs.set(path, doc)

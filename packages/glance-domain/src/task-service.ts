@@ -1,7 +1,19 @@
+import { randomUUID } from 'node:crypto'
 import { ForbiddenError, NotFoundError, ValidationError } from '@peerglance/interface'
 import type { Identity, MetadataStore, TaskRecord } from '@peerglance/interface'
 import type { GlancePolicy, ServiceRule } from './policy.ts'
 import { UUID_PATTERN } from './properties.ts'
+import { TASK_SCHEMA } from './schemas.ts'
+import { now } from './time.ts'
+import { check } from './validate.ts'
+
+/** What runs the tasks `POST /v2/tasks` creates (ImportService). */
+export interface TaskRunner {
+  /** Refuses, as a 400, what the task could never do (an `import` task's `import_from`). */
+  checkTask: (task: Pick<TaskRecord, 'type' | 'input'>) => void
+  /** Runs the task in the background, as Glance's task executor does. */
+  startTask: (who: Identity, task: TaskRecord) => void
+}
 
 const STATUSES = ['pending', 'processing', 'success', 'failure']
 const SORT_KEYS = ['created_at', 'updated_at', 'id', 'type', 'status', 'expires_at', 'owner']
@@ -18,10 +30,51 @@ export interface TaskPage { tasks: TaskRecord[], nextMarker?: string }
 export class TaskService {
   readonly #metadata: MetadataStore
   readonly #policy: GlancePolicy
+  readonly #runner: TaskRunner | undefined
 
-  constructor (components: { metadata: MetadataStore, policy: GlancePolicy }) {
+  constructor (components: { metadata: MetadataStore, policy: GlancePolicy, runner?: TaskRunner }) {
     this.#metadata = components.metadata
     this.#policy = components.policy
+    this.#runner = components.runner
+  }
+
+  /**
+   * `POST /v2/tasks` (tasks.py create, deprecated since Mitaka but served by Glance 25): the
+   * access rule first, then the body as the deserializer checks it, then the task is recorded
+   * `pending` and run in the background. Only an `import` task does anything (it creates an
+   * image from `image_properties` and fetches `import_from` into it); an `api_image_import`
+   * created this way fails, as Glance's does without an image to import to.
+   */
+  async create (who: Identity, body: unknown, opts: { requestId?: string } = {}): Promise<TaskRecord> {
+    this.#enforce('tasks_api_access', who)
+    if (body == null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('Body expected in request.')
+    const request = body as Record<string, unknown>
+    for (const key of ['type', 'input']) if (!Object.hasOwn(request, key)) throw new ValidationError(`Task '${key}' is required`)
+    check('task', request, TASK_SCHEMA)
+    this.#enforce('add_task', who)
+    const type = request.type as TaskRecord['type']
+    const input = (request.input ?? {}) as Record<string, unknown>
+    if (this.#runner == null) throw new ForbiddenError('Tasks cannot be created on this agent.')
+    this.#runner.checkTask({ type, input })
+    const at = now()
+    const task: TaskRecord = {
+      id: randomUUID(),
+      type,
+      status: 'pending',
+      owner: who.projectId,
+      image_id: imageIdOf(input),
+      request_id: opts.requestId ?? null,
+      user_id: who.userId,
+      input,
+      result: null,
+      message: '',
+      created_at: at,
+      updated_at: at,
+      expires_at: null
+    }
+    await this.#metadata.putTask(task)
+    this.#runner.startTask(who, task)
+    return task
   }
 
   list (who: Identity, query: Record<string, unknown>): TaskPage {
@@ -59,6 +112,11 @@ export class TaskService {
     return page.length === limit && limit > 0 && tasks.length > limit ? { tasks: page, nextMarker: page[page.length - 1].id } : { tasks: page }
   }
 
+  /** The blanket rule of every tasks API call (tasks.py _enforce_access_policy). */
+  enforceAccess (who: Identity): void {
+    this.#enforce('tasks_api_access', who)
+  }
+
   get (who: Identity, id: string): TaskRecord {
     this.#enforce('tasks_api_access', who)
     this.#enforce('get_task', who)
@@ -76,4 +134,14 @@ export class TaskService {
   #enforce (rule: ServiceRule, who: Identity): void {
     if (!this.#policy.allows(rule, who, { project_id: who.projectId ?? null })) throw new ForbiddenError(`You are not authorized to complete ${rule} action.`)
   }
+}
+
+/**
+ * The image a new task is filed under: the one its input names, or, for an `import` task, the one
+ * it will create (the id `image_properties` asks for, else one chosen now).
+ */
+function imageIdOf (input: Record<string, unknown>): string {
+  const props = input.image_properties
+  const wanted = [input.image_id, props != null && typeof props === 'object' ? (props as Record<string, unknown>).id : undefined]
+  return wanted.find((id): id is string => typeof id === 'string' && UUID_PATTERN.test(id)) ?? randomUUID()
 }

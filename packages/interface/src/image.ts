@@ -61,9 +61,11 @@ export interface Manifest {
 /** Result of running an import (`api_image_import`), shown by `GET /v2/images/{id}/tasks`. */
 export interface TaskRecord {
   id: string
-  type: 'api_image_import'
+  /** `import` only for the tasks API's own (deprecated) import task, `POST /v2/tasks`. */
+  type: 'api_image_import' | 'import'
   status: 'pending' | 'processing' | 'success' | 'failure'
   owner: string | null
+  /** The image the task works on (an `import` task: the one it creates). */
   image_id: string
   request_id: string | null
   user_id: string | null
