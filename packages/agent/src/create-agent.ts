@@ -129,7 +129,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const sites = siteDirectory(config.agent.site, () => mesh.status === 'started' ? mesh.sites().keys() : [], () => metadata.images())
   const siteCopies = new SiteCopies({
     metadata,
-    holder: { fetch: async (id, signal) => { await holdings.fetch(id, signal) }, keep: (id, kept) => { cache.pin(id, kept) }, drop: async id => { await cache.remove(id) } },
+    holder: { fetch: async (id, signal) => { await holdings.fetch(id, signal) }, keep: (id, kept) => { cache.pinForSite(id, kept) }, kept: () => cache.sitePinned(), drop: async id => { await cache.remove(id) } },
     logger: log.child({ component: 'site-copies' })
   }, { site: config.agent.site })
   const imports = new ImportService({

@@ -23,6 +23,8 @@ export interface OpsComponents {
     /** Fetches the image here now (Glance's cache-queue waits for the prefetcher's next pass). */
     fetchNow: (imageId: string) => void
     isPinned: (imageId: string) => boolean
+    /** Kept for this agent's site (an import or copy-image placed it there). */
+    isSitePinned: (imageId: string) => boolean
     usage: () => Promise<{ used: number, max: number, free: number }>
     readonly stats: { evictions: number, evictedBytes: number }
   }
@@ -81,7 +83,7 @@ function routes (app: FastifyInstance, c: OpsComponents): void {
       // Without the manifest here this agent has never read the image, so it holds none of it.
       let localShare: number | null = image.size == null ? null : 0
       if (manifest != null) localShare = c.mesh == null ? 1 : await c.mesh.localShare(manifest)
-      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare, pinned: c.cache.isPinned(image.id) })
+      images.push({ id: image.id, name: image.name, status: image.status, size: image.size, chunks, localShare, pinned: c.cache.isPinned(image.id), sitePinned: c.cache.isSitePinned(image.id) })
     }
     return {
       peerId: c.mesh?.peerId ?? null,

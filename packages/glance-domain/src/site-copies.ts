@@ -5,8 +5,13 @@ import { siteState, withSite } from './sites.ts'
 export interface SiteHolder {
   /** Fetches the whole image here, from peers, verifying and keeping every chunk. */
   fetch (imageId: string, signal: AbortSignal): Promise<void>
-  /** Keeps the image here whatever the cache needs (a pin), or lets the cache evict it again. */
+  /**
+   * Keeps the image here whatever the cache needs (a pin of the site's, remembered across
+   * restarts), or lets the cache evict it again.
+   */
   keep (imageId: string, kept: boolean): void
+  /** The images kept for the site, as remembered since before the agent (re)started. */
+  kept (): Iterable<string>
   /** Drops the copy here, unless it is among the mesh's last. */
   drop (imageId: string): Promise<void>
 }
@@ -30,7 +35,7 @@ export class SiteCopies {
   readonly #log: Logger | undefined
   readonly #site: string
   readonly #fetching = new Map<string, AbortController>()
-  /** Images kept here for the site (since this agent started). */
+  /** Images kept here for the site (the holder remembers them across restarts). */
   readonly #kept = new Set<string>()
   /** Fetches waiting for a slot. */
   readonly #waiting: Array<() => void> = []
@@ -44,10 +49,21 @@ export class SiteCopies {
     this.#site = init.site
   }
 
-  /** Picks up placements that arrived while the agent was down. */
+  /**
+   * Picks up what changed while the agent was down: placements on its site are fetched, and
+   * copies kept for the site are let go if the site was dropped from the image (or the image
+   * deleted) meanwhile.
+   */
   async start (): Promise<void> {
     this.#running = true
+    for (const id of this.#holder.kept()) this.#kept.add(id)
     for (const image of [...this.#metadata.images()]) this.imageChanged(image)
+    // Kept for an image this agent has no record of at all (its metadata was reset): nothing to keep it for.
+    for (const id of [...this.#kept]) {
+      if (this.#metadata.getImage(id) != null) continue
+      this.#kept.delete(id)
+      this.#holder.keep(id, false)
+    }
   }
 
   async stop (): Promise<void> {

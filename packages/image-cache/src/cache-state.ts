@@ -9,6 +9,8 @@ export interface Entry {
   listed: boolean
   /** The operator pinned it: never evicted. */
   pinned: boolean
+  /** This agent keeps it for its site (an import or copy-image placed it there): never evicted until the site lets it go. */
+  sitePinned: boolean
 }
 
 /** The cache's per-image state in one small JSON file, written whole (temp file, then rename). */
@@ -41,14 +43,15 @@ export class CacheState {
         lastAccessed: Number(e.lastAccessed) || 0,
         lastModified: Number(e.lastModified) || 0,
         listed: e.listed === true,
-        pinned: e.pinned === true
+        pinned: e.pinned === true,
+        sitePinned: e.sitePinned === true
       })
     }
   }
 
   entry (imageId: string): Entry {
     let e = this.entries.get(imageId)
-    if (e == null) this.entries.set(imageId, e = { hits: 0, lastAccessed: 0, lastModified: 0, listed: false, pinned: false })
+    if (e == null) this.entries.set(imageId, e = { hits: 0, lastAccessed: 0, lastModified: 0, listed: false, pinned: false, sitePinned: false })
     return e
   }
 

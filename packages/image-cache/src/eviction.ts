@@ -4,7 +4,7 @@ export interface Candidate {
   /** Bytes its chunks take here (an upper bound: chunks shared with other images count for each). */
   bytes: number
   lastAccessed: number
-  /** Kept whatever the pressure: the operator pinned it. */
+  /** Kept whatever the pressure: the operator pinned it, or its site keeps it here. */
   pinned: boolean
 }
 

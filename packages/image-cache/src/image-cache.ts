@@ -202,6 +202,25 @@ export class LruImageCache implements ImageCache, Startable {
     return this.#state.entries.get(imageId)?.pinned === true
   }
 
+  /**
+   * Keeps an image for this agent's site, or lets it go: a pin of its own, apart from the
+   * operator's (dropping a site never unpins what the operator pinned), kept across restarts
+   * with the rest of the cache's state.
+   */
+  pinForSite (imageId: string, kept: boolean): void {
+    this.#state.entry(imageId).sitePinned = kept
+    this.#state.changed()
+  }
+
+  isSitePinned (imageId: string): boolean {
+    return this.#state.entries.get(imageId)?.sitePinned === true
+  }
+
+  /** The images kept for this agent's site, as remembered across restarts. */
+  sitePinned (): string[] {
+    return [...this.#state.entries].filter(([, e]) => e.sitePinned).map(([id]) => id)
+  }
+
   // ---- Glance's cache API ----
 
   async list (): Promise<{ cached: CachedImage[], queued: string[] }> {
@@ -294,7 +313,7 @@ export class LruImageCache implements ImageCache, Startable {
   async #evictUpTo (needed: number, reason: string): Promise<number> {
     const candidates: Candidate[] = (await this.#c.holdings.held()).map(h => {
       const e = this.#state.entries.get(h.imageId)
-      return { imageId: h.imageId, bytes: h.bytes, lastAccessed: e?.lastAccessed ?? 0, pinned: e?.pinned === true }
+      return { imageId: h.imageId, bytes: h.bytes, lastAccessed: e?.lastAccessed ?? 0, pinned: e?.pinned === true || e?.sitePinned === true }
     })
     let freed = 0
     for (const c of evictionOrder(candidates)) {
@@ -307,7 +326,7 @@ export class LruImageCache implements ImageCache, Startable {
   }
 
   async #mayEvict (imageId: string): Promise<boolean> {
-    if (this.isPinned(imageId) || this.#readers.has(imageId)) return false
+    if (this.isPinned(imageId) || this.isSitePinned(imageId) || this.#readers.has(imageId)) return false
     const { minReplicas } = this.#init
     return await this.#c.holdings.replicas(imageId, minReplicas) >= minReplicas
   }
