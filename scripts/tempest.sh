@@ -8,9 +8,8 @@
 #   scripts/tempest.sh [REGEX]      default: ^tempest\.api\.image\.
 #
 # Environment: CONCURRENCY (tempest workers, default 2), KEEP=1 keeps the work directory (agent
-# log, tempest.conf, tempest.log, stestr results), EXTRA_CONF: lines appended to tempest.conf
-# (e.g. $'[enforce_scope]\nglance = true' for glance_tempest_plugin's RBAC tests). Needs root with
-# apt-get for missing packages.
+# log, tempest.conf, tempest.log, stestr results), EXTRA_CONF: lines appended to tempest.conf.
+# Needs root with apt-get for missing packages.
 #   ENFORCE_SCOPE=true   the agents refuse tokens that are not project-scoped (`policy.enforceScope`)
 #                        and tempest.conf says so (`[enforce_scope] glance = true`), as secure RBAC
 #                        with Glance's `[oslo_policy] enforce_scope`
