@@ -103,7 +103,7 @@ export function buildGlanceApi (components: GlanceApiComponents, init: GlanceApi
       // first): debug, so the info log stays about what happened to images.
       request.log[status === 404 ? 'debug' : 'info']({ errName: err.name, status, reason: err.message }, 'request refused')
     }
-    return sendError(request, reply, status, err.message)
+    return sendError(request, reply, status, err.message, err instanceof HttpError ? err.body : undefined)
   })
 
   // Glance answers any path outside /v2 with the versions document and 300 (version negotiation).

@@ -49,11 +49,14 @@ const WEBOB_TITLES: Record<number, string> = {
 export class HttpError extends Error {
   readonly statusCode: number
   readonly headers: Record<string, string>
-  constructor (statusCode: number, message: string, headers: Record<string, string> = {}) {
+  /** WebOb's rendered body when the error has a template of its own (see sendError). */
+  readonly body: string | undefined
+  constructor (statusCode: number, message: string, headers: Record<string, string> = {}, body?: string) {
     super(message)
     this.name = 'HttpError'
     this.statusCode = statusCode
     this.headers = headers
+    this.body = body
   }
 }
 
@@ -67,19 +70,27 @@ export function statusOf (err: Error & { statusCode?: number, code?: string }): 
  * anything or HTML (glanceclient and the SDK send `*\/*` and parse HTML), flat JSON only when JSON
  * is asked for, plain text otherwise.
  */
-export function sendError (request: FastifyRequest, reply: FastifyReply, status: number, message: string): FastifyReply {
+export function sendError (request: FastifyRequest, reply: FastifyReply, status: number, message: string, body?: string): FastifyReply {
   const title = WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
   const line = `${status} ${title}`
   const accept = String(request.headers.accept ?? '').toLowerCase()
   if (status === 503) reply.header('retry-after', '1')
   reply.code(status)
+  // `body` is WebOb's own rendering for errors with a template of their own (405's "The method X
+  // is not allowed for this resource. <br /><br />\n", or a bare explanation): made by us, never
+  // from the request, so it goes into HTML as it is; plain text gets it with WebOb's strip_tags.
   if (/application\/json/.test(accept) && !/text\/html/.test(accept)) {
-    return reply.type('application/json').send(JSON.stringify({ message: `${message}<br /><br />\n\n\n`, code: line, title }))
+    return reply.type('application/json').send(JSON.stringify({ message: body ?? `${message}<br /><br />\n\n\n`, code: line, title }))
   }
   if (/text\/html|\*\/\*|text\/\*/.test(accept)) {
-    return reply.type('text/html; charset=UTF-8').send(`<html>\n <head>\n  <title>${line}</title>\n </head>\n <body>\n  <h1>${line}</h1>\n  ${escapeHtml(message)}<br /><br />\n\n\n\n </body>\n</html>`)
+    return reply.type('text/html; charset=UTF-8').send(`<html>\n <head>\n  <title>${line}</title>\n </head>\n <body>\n  <h1>${line}</h1>\n  ${body ?? `${escapeHtml(message)}<br /><br />\n\n\n`}\n </body>\n</html>`)
   }
-  return reply.type('text/plain; charset=UTF-8').send(`${line}\n\n${message}\n\n   `)
+  return reply.type('text/plain; charset=UTF-8').send(`${line}\n\n${body == null ? `${message}\n\n   ` : stripTags(body)}`)
+}
+
+/** webob/exc.py strip_tags: newlines become spaces, `<br>` a newline, other tags go. */
+function stripTags (html: string): string {
+  return html.replaceAll('\n', ' ').replaceAll('\r', '').replace(/<br.*?>/gis, '\n').replace(/<!--.*?-->/gs, '').replace(/<[^>]*>/gs, '')
 }
 
 function escapeHtml (s: string): string {

@@ -14,7 +14,9 @@ export function resource (app: FastifyInstance, url: string, methods: Methods): 
     method: others,
     url,
     handler: async (request) => {
-      throw new HttpError(405, `The method ${request.method} is not allowed for this resource.`, { allow })
+      const message = `The method ${request.method} is not allowed for this resource.`
+      // WebOb's HTTPMethodNotAllowed has a template of its own.
+      throw new HttpError(405, message, { allow }, `${message} <br /><br />\n`)
     }
   })
 }

@@ -463,6 +463,22 @@ describe('HTTP conventions', () => {
     expect(json.json).toEqual({ message: `No image found with ID ${id}<br /><br />\n\n\n`, code: '404 Not Found', title: 'Not Found' })
   })
 
+  it('renders a 405 with WebOb\'s own templates, byte for byte as Glance 25 answered them', async () => {
+    const as = async (method: string, path: string, accept: string): Promise<[number, string | null, string]> => {
+      const res = await fetch(`${agent.url}${path}`, { method, headers: { accept } })
+      return [res.status, res.headers.get('allow'), await res.text()]
+    }
+    const method = 'The method PUT is not allowed for this resource.'
+    expect(await as('PUT', '/v2/tasks', 'application/json')).toEqual([405, 'GET, POST', JSON.stringify({ message: `${method} <br /><br />\n`, code: '405 Method Not Allowed', title: 'Method Not Allowed' })])
+    expect(await as('PUT', '/v2/tasks', '*/*')).toEqual([405, 'GET, POST', `<html>\n <head>\n  <title>405 Method Not Allowed</title>\n </head>\n <body>\n  <h1>405 Method Not Allowed</h1>\n  ${method} <br /><br />\n\n </body>\n</html>`])
+    expect(await as('PUT', '/v2/tasks', 'text/plain')).toEqual([405, 'GET, POST', `405 Method Not Allowed\n\n${method} \n\n `])
+    const tasks = 'This operation is currently not permitted on Glance Tasks. They are auto deleted after reaching the time based on their expires_at property.'
+    const task = `/v2/tasks/${crypto.randomUUID()}`
+    expect(await as('DELETE', task, 'application/json')).toEqual([405, 'GET', JSON.stringify({ message: tasks, code: '405 Method Not Allowed', title: 'Method Not Allowed' })])
+    expect(await as('DELETE', task, 'text/html')).toEqual([405, 'GET', `<html>\n <head>\n  <title>405 Method Not Allowed</title>\n </head>\n <body>\n  <h1>405 Method Not Allowed</h1>\n  ${tasks}\n </body>\n</html>`])
+    expect(await as('DELETE', task, 'text/plain')).toEqual([405, 'GET', `405 Method Not Allowed\n\n${tasks}`])
+  })
+
   it('serves the schemas clients build their models from', async () => {
     const image = (await api.call('GET', '/v2/schemas/image')).json
     expect(image.name).toBe('image')

@@ -42,7 +42,9 @@ export function taskRoutes (app: FastifyInstance, { tasks }: GlanceApiComponents
     GET: async (request: FastifyRequest<{ Params: { taskId: string } }>) => taskFull(tasks.get(request.identity, request.params.taskId)),
     DELETE: async (request) => {
       tasks.enforceAccess(request.identity)
-      throw new HttpError(405, 'This operation is currently not permitted on Glance Tasks. They are auto deleted after reaching the time based on their expires_at property.', { allow: 'GET' })
+      const explanation = 'This operation is currently not permitted on Glance Tasks. They are auto deleted after reaching the time based on their expires_at property.'
+      // tasks.py renders it with body_template='${explanation}': nothing around it.
+      throw new HttpError(405, explanation, { allow: 'GET' }, explanation)
     }
   })
 }
