@@ -97,5 +97,6 @@ await runBench(async cleanup => {
     [`${agents} clients straight from the upstream`, String(directBytes), fmt(directBytes / size, 3), String(directMs), '–'],
     [`${agents} agents at once, read through`, String(meshBytes), fmt(meshBytes / size, 3), String(meshMs), `${finished[0]} / ${finished[Math.floor(finished.length / 2)]}`]
   ]))
-  console.log(`\nupstream bytes, mesh / direct: ${fmt(meshBytes / directBytes, 3)}; wall time, mesh / direct: ${fmt(meshMs / directMs, 2)}\n`)
+  console.log(`\nclients done, each agent (ms, sorted): ${finished.join(' ')}`)
+  console.log(`upstream bytes, mesh / direct: ${fmt(meshBytes / directBytes, 3)}; wall time, mesh / direct: ${fmt(meshMs / directMs, 2)}\n`)
 })
