@@ -10,6 +10,8 @@ import { accessLogSize, fileBytesLogged, upstreamConfig, upstreamFetch } from '.
 
 const GLANCE_SH = fileURLToPath(new URL('../../scripts/glance.sh', import.meta.url))
 const SIZE = 24 * 1024 * 1024 + 12345
+/** The pieces a first fetch is split into (whole 1 MiB chunks; at least 4 MiB). */
+const PIECE = 4 * 1024 * 1024
 
 let dir: string
 let mesh: TestMesh
@@ -65,7 +67,7 @@ async function metric (url: string, name: string): Promise<number> {
 describe('an existing Glance as the origin: bytes', () => {
   let cached: { id: string, sha512: string }
 
-  it('downloads an upstream image byte-exact through two agents at once; the upstream sends it once', async () => {
+  it('downloads an upstream image byte-exact through two agents at once; the upstream sends each piece once, to one of them', async () => {
     const data = randomBytes(SIZE)
     const sha512 = createHash('sha512').update(data).digest('hex')
     const id = await upstreamImage('read-through', data)
@@ -77,8 +79,13 @@ describe('an existing Glance as the origin: bytes', () => {
     console.log(`upstream sent ${logged.bytes} bytes in ${logged.requests} request(s) for a ${SIZE}-byte image read by 2 agents at once`)
     expect(logged.bytes).toBeGreaterThanOrEqual(SIZE)
     expect(logged.bytes).toBeLessThanOrEqual(SIZE * 1.1)
+    // One Range request per 4 MiB piece, each piece once; what an agent did not fetch it read from the other.
+    expect(logged.requests).toBe(Math.ceil(SIZE / PIECE))
     const received = await Promise.all(mesh.agents.map(async agent => await metric(agent.url, 'peerglance_upstream_bytes_received_total')))
+    const fromPeers = await Promise.all(mesh.agents.map(async agent => await metric(agent.url, 'peerglance_upstream_piece_bytes_from_peers_total')))
+    console.log(`bytes from the upstream per agent: ${received.join(', ')}; from the other agent: ${fromPeers.join(', ')}`)
     expect(received.reduce((a, b) => a + b, 0)).toBe(SIZE)
+    for (const [i] of mesh.agents.entries()) expect(received[i] + fromPeers[i]).toBe(SIZE)
     // Both keep it: a second read is served by the mesh alone.
     const again = accessLogSize()
     for (const agent of mesh.agents) expect(await download(agent.url, id)).toEqual({ status: 200, sha512, bytes: SIZE, body: '' })

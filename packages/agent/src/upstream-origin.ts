@@ -5,23 +5,29 @@ import type { AgentConfig } from '@peerglance/config'
 import type { AbortOptions, ChunkStore, ImageReader, ImageRecord, Logger, Manifest } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { MeshLibp2p } from '@peerglance/mesh'
-import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror, isMirrored } from '@peerglance/upstream'
-import type { MirrorPeers, OriginPeers } from '@peerglance/upstream'
+import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror, isMirrored, parseBoardRequest } from '@peerglance/upstream'
+import type { BoardAnswer, MirrorPeers, PiecePeers, PieceRequest } from '@peerglance/upstream'
 import { GLANCE_RULES } from '@peerglance/glance-domain'
 import type { PolicyInit, RuleDefault } from '@peerglance/glance-domain'
 import { lpStream } from '@libp2p/utils'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
 
 /** Gossip topic of the pollers' heartbeats (when each last read the upstream's list whole). */
 export const UPSTREAM_TOPIC = 'peerglance/upstream/1'
 /**
- * `/peerglance/origin-fetch/1.0.0`: one length-prefixed image id asks the peer to fetch that
- * upstream image into the mesh; one byte answers (1: it does, or has it; 0: it will not).
+ * `/peerglance/origin-fetch/2.0.0`, the first fetch of an upstream image shared among the agents
+ * reading it: one length-prefixed JSON request. A board request (`lease`, `want`, `done`) is
+ * answered with one length-prefixed JSON answer; `piece` with a JSON header (`{ size }` or
+ * `{ refused }`) and then the piece's bytes in length-prefixed frames.
  */
-export const ORIGIN_FETCH_PROTOCOL = '/peerglance/origin-fetch/1.0.0'
-const ASK_TIMEOUT_MS = 3000
+export const ORIGIN_FETCH_PROTOCOL = '/peerglance/origin-fetch/2.0.0'
+/** A board request, waiting up to 2 s for a piece someone is fetching, is answered within this. */
+const ASK_TIMEOUT_MS = 10_000
+/** A piece is sent within this, or the stream is reset (the reader then fetches it from the upstream). */
+const PIECE_TIMEOUT_MS = 120_000
+const FRAME = 256 * 1024
 
 /** Whether the agent has an upstream: a URL or a region, and a Keystone to log in at. */
 export function upstreamConfigured (config: AgentConfig): boolean {
@@ -112,29 +118,80 @@ export function upstreamOrigin (config: AgentConfig, components: {
     collect () { this.set(mirror.refreshes) }
   })
   const received = new Counter({ name: 'peerglance_upstream_bytes_received_total', help: 'Image bytes read from the upstream Glance', registers: [components.registry] })
-  const origin = new OriginFetch({ client, chunks: components.chunks, metadata: m, logger: components.logger, received: n => { received.inc(n) } })
-  const originPeers: OriginPeers = {
+  const fromPeers = new Counter({ name: 'peerglance_upstream_piece_bytes_from_peers_total', help: 'Bytes of upstream images\' first fetches read from the agents that fetched them from the upstream', registers: [components.registry] })
+  const lied = new Counter({ name: 'peerglance_upstream_pieces_refused_total', help: 'Pieces of upstream images a peer sent that were not the upstream\'s bytes (found by the whole image\'s hash; fetched again from the upstream)', registers: [components.registry] })
+  const encoder = new TextEncoder()
+  const decoder = new TextDecoder()
+  const open = async (peer: string, request: object, signal: AbortSignal): Promise<{ stream: Stream, lp: ReturnType<typeof lpStream> }> => {
+    const id = peerIds.get(peer)
+    if (id == null) throw new Error(`peer ${peer} is not known`)
+    const stream = await libp2p.dialProtocol(id, ORIGIN_FETCH_PROTOCOL, { signal })
+    const lp = lpStream(stream, { maxDataLength: FRAME })
+    await lp.write(encoder.encode(JSON.stringify(request)), { signal })
+    return { stream, lp }
+  }
+  const originPeers: PiecePeers = {
     self: libp2p.peerId.toString(),
     known,
-    ask: async (peer, imageId, opts) => {
-      const id = peerIds.get(peer)
-      if (id == null) return false
+    ask: async (peer, request, opts) => {
       const signal = AbortSignal.any([AbortSignal.timeout(ASK_TIMEOUT_MS), ...opts.signal == null ? [] : [opts.signal]])
-      const stream = await libp2p.dialProtocol(id, ORIGIN_FETCH_PROTOCOL, { signal })
-      const lp = lpStream(stream, { maxDataLength: 256 })
-      await lp.write(new TextEncoder().encode(imageId), { signal })
-      const answer = (await lp.read({ signal })).subarray()
-      await stream.close({ signal }).catch(() => {})
-      return answer[0] === 1
+      const { stream, lp } = await open(peer, request, signal)
+      try {
+        return JSON.parse(decoder.decode((await lp.read({ signal })).subarray())) as BoardAnswer
+      } finally {
+        await stream.close({ signal }).catch(() => { stream.abort(new Error('closing failed')) })
+      }
+    },
+    piece: async function * (peer, request, opts) {
+      const signal = opts.signal ?? AbortSignal.timeout(PIECE_TIMEOUT_MS)
+      const { stream, lp } = await open(peer, { op: 'piece', ...request }, signal)
+      try {
+        const header = JSON.parse(decoder.decode((await lp.read({ signal })).subarray())) as { size?: unknown, refused?: unknown }
+        if (typeof header.size !== 'number') throw new Error(`the peer refused: ${String(header.refused)}`)
+        for (let got = 0; got < header.size;) {
+          const frame = (await lp.read({ signal })).subarray()
+          got += frame.byteLength
+          yield frame
+        }
+      } finally {
+        stream.abort(new Error('piece read'))
+      }
     }
   }
-  const readThrough = new ReadThrough({ origin, metadata: m, peers: originPeers, logger: components.logger })
-  const serve = async (stream: Stream): Promise<void> => {
-    const signal = AbortSignal.timeout(ASK_TIMEOUT_MS)
+  const origin = new OriginFetch({
+    client,
+    chunks: components.chunks,
+    metadata: m,
+    peers: originPeers,
+    logger: components.logger,
+    received: n => { received.inc(n) },
+    fromPeers: n => { fromPeers.inc(n) },
+    lied: () => { lied.inc() }
+  })
+  const readThrough = new ReadThrough({ origin, metadata: m, logger: components.logger })
+  const serve = async (stream: Stream, connection: Connection): Promise<void> => {
+    const from = connection.remotePeer.toString()
+    const signal = AbortSignal.timeout(PIECE_TIMEOUT_MS)
     try {
-      const lp = lpStream(stream, { maxDataLength: 256 })
-      const imageId = new TextDecoder().decode((await lp.read({ signal })).subarray())
-      await lp.write(Uint8Array.of(await readThrough.asked(imageId) ? 1 : 0), { signal })
+      const lp = lpStream(stream, { maxDataLength: 1024 })
+      const raw = JSON.parse(decoder.decode((await lp.read({ signal })).subarray())) as { op?: unknown }
+      if (raw.op === 'piece') {
+        const request = pieceRequest(raw)
+        const bytes = request == null ? undefined : await origin.piece(request, { signal })
+        const size = request == null || bytes == null ? undefined : pieceLength(request, m.getImage(request.image)?.size)
+        if (bytes == null || size == null) {
+          await lp.write(encoder.encode(JSON.stringify({ refused: 'this agent does not hold that piece' })), { signal })
+        } else {
+          await lp.write(encoder.encode(JSON.stringify({ size })), { signal })
+          for await (const part of bytes) {
+            for (let at = 0; at < part.byteLength; at += FRAME) await lp.write(part.subarray(at, at + FRAME), { signal })
+          }
+        }
+      } else {
+        const request = parseBoardRequest(raw)
+        const answer: BoardAnswer = request == null ? { refused: 'not a board request' } : await origin.board(from, request)
+        await lp.write(encoder.encode(JSON.stringify(answer)), { signal })
+      }
       await stream.close({ signal })
     } catch (err) {
       stream.abort(err as Error)
@@ -145,11 +202,11 @@ export function upstreamOrigin (config: AgentConfig, components: {
     mirror,
     isUpstream: id => { const image = m.getImage(id); return image != null && isMirrored(image) },
     manifests: inner => ({
-      fetch: async (imageId, opts) => await inner.fetch(imageId, opts) ?? await readThrough.manifest(imageId, async () => await inner.fetch(imageId, opts), opts)
+      fetch: async (imageId, opts) => await inner.fetch(imageId, opts) ?? readThrough.manifest(imageId)
     }),
     reader: inner => readThrough.reader(inner),
     start: async () => {
-      await libp2p.handle(ORIGIN_FETCH_PROTOCOL, serve, { maxInboundStreams: 8 })
+      await libp2p.handle(ORIGIN_FETCH_PROTOCOL, serve, { maxInboundStreams: 32 })
       mirror.start()
     },
     stop: async () => {
@@ -158,6 +215,19 @@ export function upstreamOrigin (config: AgentConfig, components: {
       await libp2p.unhandle(ORIGIN_FETCH_PROTOCOL)
     }
   }
+}
+
+/** A `piece` request as a peer sent it, checked; undefined when it is not one. */
+function pieceRequest (raw: Record<string, unknown>): PieceRequest | undefined {
+  const { image, piece, pieceSize } = raw
+  if (typeof image !== 'string' || !Number.isSafeInteger(piece) || (piece as number) < 0 || !Number.isSafeInteger(pieceSize) || (pieceSize as number) < 4096) return undefined
+  return { image, piece: piece as number, pieceSize: pieceSize as number }
+}
+
+/** Bytes in piece `piece` of an image of `size` bytes; undefined when there is no such piece. */
+function pieceLength (request: PieceRequest, size: number | null | undefined): number | undefined {
+  const start = request.piece * request.pieceSize
+  return size == null || start >= size ? undefined : Math.min(size, start + request.pieceSize) - start
 }
 
 /** The rules that write an image or its members: what `upstream.writes: read-only` refuses on upstream images. */

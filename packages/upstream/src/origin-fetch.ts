@@ -1,14 +1,25 @@
 import { ChunkUnavailableError } from '@peerglance/interface'
-import type { ChunkStore, ImageRecord, Logger, Manifest, MetadataStore } from '@peerglance/interface'
+import type { AbortOptions, ChunkStore, ImageRecord, Logger, Manifest, MetadataStore } from '@peerglance/interface'
 import type { GlanceClient } from './glance-client.ts'
+import { isMirrored } from './mirror.ts'
+import { PieceBoard } from './piece-board.ts'
+import type { BoardAnswer, BoardRequest } from './piece-board.ts'
+import { SharedFetch } from './shared-fetch.ts'
+import type { PiecePeers, PieceRequest } from './shared-fetch.ts'
 
 export interface OriginFetchComponents {
   client: GlanceClient
-  chunks: Pick<ChunkStore, 'ingest' | 'release' | 'collect' | 'read'>
+  chunks: Pick<ChunkStore, 'chunkSize' | 'ingest' | 'release' | 'collect' | 'read'>
   metadata: Pick<MetadataStore, 'getImage' | 'dataAdded' | 'isReferenced' | 'getManifest'>
+  /** The other agents: their piece boards, and the pieces they fetched. */
+  peers: PiecePeers
   logger: Logger
   /** Image bytes received from the upstream (the /metrics counter). */
   received: (bytes: number) => void
+  /** Image bytes of a first fetch received from peers. */
+  fromPeers?: (bytes: number) => void
+  /** A peer sent a piece that was not the upstream's bytes. */
+  lied?: (peer: string) => void
 }
 
 /** The digest an image's bytes must have, by the algorithm we compute (sha512, or md5). */
@@ -20,24 +31,33 @@ export function expectedHash (image: { os_hash_algo?: unknown, os_hash_value?: u
   return typeof image.checksum === 'string' ? { algo: 'md5', value: image.checksum } : undefined
 }
 
-/** Buffers a reader of a fetch in progress may be behind the upstream before the fetch waits for it. */
-const TAP_DEPTH = 64
+/** Liars remembered (a bound: a mesh has no more members than this that lie). */
+const MAX_DISTRUSTED = 1024
 
 /**
  * Reads an upstream image's bytes into this agent's chunk store, once however many readers want
  * them, and verifies the whole against the upstream's own `size`, `checksum` and `os_hash_value`
  * (asked of the upstream itself at the start, never taken from a replicated record, which a peer
- * may have forged) before the image's manifest is recorded, and so replicated. Only then can other
- * agents read it from peers. The reader that started the fetch streams the bytes as they arrive;
- * its last bytes wait for the verdict, so a client never gets a whole body that is wrong.
+ * may have forged) before the image's manifest is recorded, and so replicated. Agents reading the
+ * image at the same time share the fetch: each fetches some pieces from the upstream and reads
+ * the others from them (SharedFetch). Readers stream the pieces as they come; their last bytes
+ * wait for the verdict, so a client never gets a whole body that is wrong.
  */
 export class OriginFetch {
   readonly #c: OriginFetchComponents
-  readonly #running = new Map<string, Promise<Manifest>>()
+  readonly #running = new Map<string, Promise<SharedFetch>>()
+  /** Each running fetch's manifest once recorded. */
+  readonly #kept = new Map<string, Promise<Manifest>>()
   readonly #stopping = new AbortController()
+  readonly #board: PieceBoard
+  readonly #distrusted = new Set<string>()
 
   constructor (components: OriginFetchComponents) {
     this.#c = components
+    this.#board = new PieceBoard(imageId => {
+      const image = components.metadata.getImage(imageId)
+      return image != null && image.status === 'active' && isMirrored(image) ? image.size ?? undefined : undefined
+    })
   }
 
   stop (): void {
@@ -58,20 +78,37 @@ export class OriginFetch {
     return truth?.status === 'active' ? expectedHash({ os_hash_algo: truth.os_hash_algo, os_hash_value: truth.os_hash_value, checksum: truth.checksum }) : undefined
   }
 
-  /** Whether the upstream answers and shows the image active. */
-  async reachable (imageId: string): Promise<boolean> {
-    return (await this.#c.client.image(imageId).catch(() => undefined))?.status === 'active'
+  /** Fetches the whole image (a prefetch); resolves with its manifest. */
+  async fetch (imageId: string): Promise<Manifest> {
+    await this.#start(imageId)
+    return await (this.#kept.get(imageId) ?? this.#start(imageId).then(async job => await job.verified))
   }
 
-  /** Fetches the whole image in the background (a peer asked, or a prefetch); resolves with its manifest. */
-  async fetch (imageId: string): Promise<Manifest> {
-    return await this.#start(imageId, undefined)
+  /** A peer's request to this agent's piece board (`from` as the transport authenticated it). */
+  async board (from: string, request: BoardRequest): Promise<BoardAnswer> {
+    return await this.#board.ask(from, request)
+  }
+
+  /**
+   * A piece a peer asks for: one this agent fetched from the upstream itself in a fetch still
+   * running, or any piece of the image once its verified manifest is recorded here; undefined
+   * otherwise (pieces read from other peers are not passed on, so each piece has one author).
+   */
+  async piece (request: PieceRequest, opts: AbortOptions = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const image = this.#c.metadata.getImage(request.image)
+    if (image == null || image.status !== 'active' || !isMirrored(image)) return undefined
+    const job = await this.#running.get(request.image)?.catch(() => undefined)
+    if (job != null && job.pieceSize === request.pieceSize && job.fetchedHere(request.piece)) return job.readPiece(request.piece, opts)
+    const manifest = await this.#c.metadata.getManifest(request.image)
+    const start = request.piece * request.pieceSize
+    if (manifest == null || start >= manifest.size) return undefined
+    return this.#c.chunks.read(manifest, start, Math.min(manifest.size, start + request.pieceSize) - 1, opts)
   }
 
   /**
    * Bytes [start, end] of an upstream image this agent has no data for. A whole read starts (or
-   * joins, by waiting for) the one fetch into the chunk store; a partial read is passed through
-   * from the upstream as it is (Range), nothing kept.
+   * joins) the one fetch into the chunk store; a partial read is passed through from the upstream
+   * as it is (Range), nothing kept.
    */
   async * read (image: ImageRecord, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     const size = image.size ?? 0
@@ -79,45 +116,53 @@ export class OriginFetch {
       yield * this.passThrough(image, start, end, signal)
       return
     }
-    const running = this.#running.get(image.id)
-    if (running != null) {
-      const manifest = await running
-      yield * this.#c.chunks.read(manifest, start, end, { signal })
-      return
-    }
-    const tap = new Tap(TAP_DEPTH)
-    const done = this.#start(image.id, tap)
-    done.catch(err => { tap.fail(err as Error) })
-    signal?.addEventListener('abort', () => { tap.close() }, { once: true })
+    const job = await this.#start(image.id)
+    const versions: number[] = []
     let held: Uint8Array | undefined
-    for await (const part of tap) {
-      if (held != null) yield held
-      held = part
+    for (let i = 0; i < job.pieces.length; i++) {
+      await job.ensure(i)
+      versions.push(job.pieces[i].version)
+      for await (const part of job.readPiece(i, { signal })) {
+        if (held != null) yield held
+        held = part
+      }
     }
     // The last bytes go out only once the whole matched the upstream's hashes.
-    await done
+    await job.verified
+    if (job.replacedSince(versions)) {
+      throw new ChunkUnavailableError(`A peer sent bytes of image ${image.id} that were not the upstream's; they were replaced, but this download had them and is cut. The next one is whole.`)
+    }
     if (held != null) yield held
   }
 
   /** Bytes [start, end] straight from the upstream (HTTP Range), kept nowhere. */
   async * passThrough (image: ImageRecord, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
-    yield * this.#body(await this.#c.client.download(image.id, start, end, signal))
+    for await (const part of await this.#c.client.download(image.id, start, end, signal) as unknown as AsyncIterable<Uint8Array>) {
+      this.#c.received(part.byteLength)
+      yield part
+    }
   }
 
-  async #start (imageId: string, tap: Tap | undefined): Promise<Manifest> {
+  async #start (imageId: string): Promise<SharedFetch> {
     let pending = this.#running.get(imageId)
     if (pending == null) {
-      pending = this.#run(imageId, tap).finally(() => { this.#running.delete(imageId) })
-      this.#running.set(imageId, pending)
-    } else {
-      tap?.close()
+      const job = this.#open(imageId)
+      pending = job
+      this.#running.set(imageId, job)
+      const kept = job.then(async j => await this.#keep(j))
+      this.#kept.set(imageId, kept)
+      kept.catch(() => {}).finally(() => {
+        if (this.#running.get(imageId) !== job) return
+        this.#running.delete(imageId)
+        this.#kept.delete(imageId)
+      })
     }
     return await pending
   }
 
-  async #run (imageId: string, tap: Tap | undefined): Promise<Manifest> {
-    const { client, chunks, metadata, logger } = this.#c
-    const started = Date.now()
+  /** Checks the upstream's own word about the image, and starts fetching it. */
+  async #open (imageId: string): Promise<SharedFetch> {
+    const { client, metadata, logger } = this.#c
     const truth = await client.image(imageId)
     if (truth == null) throw new ChunkUnavailableError(`Image ${imageId} is no longer in the upstream Glance.`)
     const record = metadata.getImage(imageId)
@@ -125,89 +170,44 @@ export class OriginFetch {
       throw new ChunkUnavailableError(`Image ${imageId} is not active in the upstream Glance.`)
     }
     // The mesh's record may carry another agent's forgery; the upstream's own word decides.
-    if (record.size !== truth.size || record.os_hash_value !== truth.os_hash_value || record.checksum !== truth.checksum) {
+    if (record.size !== truth.size || record.os_hash_value !== truth.os_hash_value || record.checksum !== truth.checksum || typeof truth.checksum !== 'string') {
       throw new ChunkUnavailableError(`The mesh's record of image ${imageId} does not match the upstream Glance's; its data is not served until the next refresh mends it.`)
     }
-    const size = Number(truth.size)
-    const body = await client.download(imageId, 0, Math.max(0, size - 1), this.#stopping.signal)
-    const self = this
-    const source = (async function * () {
-      for await (const part of self.#body(body)) {
-        if (tap != null) await tap.push(part)
-        yield part
-      }
-      tap?.end()
-    })()
-    const ingested = await chunks.ingest(source, { maxBytes: size, expectedSize: size, signal: this.#stopping.signal })
-    const cids = ingested.cids
-    let kept = false
+    return new SharedFetch({
+      client,
+      chunks: this.#c.chunks,
+      peers: this.#c.peers,
+      board: this.#board,
+      distrusted: this.#distrusted,
+      logger,
+      received: this.#c.received,
+      fromPeers: this.#c.fromPeers ?? (() => {}),
+      lied: peer => {
+        if (this.#distrusted.size > MAX_DISTRUSTED) this.#distrusted.delete(this.#distrusted.values().next().value as string)
+        this.#c.lied?.(peer)
+      },
+      signal: this.#stopping.signal
+    }, imageId, Number(truth.size), { md5: truth.checksum, sha512: truth.os_hash_algo === 'sha512' && typeof truth.os_hash_value === 'string' ? truth.os_hash_value : undefined })
+  }
+
+  /** Records the verified manifest (so the image replicates as any other); drops the chunks of a failed fetch. */
+  async #keep (job: SharedFetch): Promise<Manifest> {
+    const { chunks, metadata, logger } = this.#c
+    const started = Date.now()
     try {
-      const hashOk = truth.os_hash_algo !== 'sha512' || ingested.sha512 === truth.os_hash_value
-      if (ingested.size !== size || ingested.md5 !== truth.checksum || !hashOk) {
-        throw new ChunkUnavailableError(`The upstream sent data for image ${imageId} that does not match its own checksum; nothing was kept.`)
-      }
-      const current = metadata.getImage(imageId)
-      if (current == null || current.status !== 'active') throw new ChunkUnavailableError(`Image ${imageId} was deleted while its data was fetched.`)
-      const manifest: Manifest = { size, chunkSize: ingested.chunkSize, cids, md5: ingested.md5, sha512: ingested.sha512, staged: false }
+      const manifest = await job.verified
+      const current = metadata.getImage(job.image)
+      if (current == null || current.status !== 'active') throw new ChunkUnavailableError(`Image ${job.image} was deleted while its data was fetched.`)
       await metadata.dataAdded(current, manifest)
-      kept = true
-      logger.info({ imageId, bytes: size, ms: Date.now() - started }, 'fetched an image from the upstream')
+      logger.info({ imageId: job.image, bytes: job.size, ms: Date.now() - started }, 'fetched an image from the upstream and peers')
       return manifest
+    } catch (err) {
+      logger.warn({ imageId: job.image, err: { message: (err as Error).message } }, 'fetching an image from the upstream failed; nothing was kept')
+      throw err
     } finally {
-      chunks.release(cids)
-      if (!kept) await chunks.collect(new Set(cids), async cid => await metadata.isReferenced(cid))
-    }
-  }
-
-  async * #body (body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-    for await (const part of body as unknown as AsyncIterable<Uint8Array>) {
-      this.#c.received(part.byteLength)
-      yield part
-    }
-  }
-}
-
-/**
- * One reader's view of a fetch in progress: the fetch pushes each buffer (waiting while the reader
- * is `depth` behind), the reader iterates. A reader that went away is dropped; the fetch goes on.
- */
-class Tap implements AsyncIterable<Uint8Array> {
-  readonly #depth: number
-  readonly #queue: Uint8Array[] = []
-  #ended = false
-  #closed = false
-  #error: Error | undefined
-  #wake: (() => void) | undefined
-  #room: (() => void) | undefined
-
-  constructor (depth: number) { this.#depth = depth }
-
-  async push (part: Uint8Array): Promise<void> {
-    if (this.#closed) return
-    this.#queue.push(part)
-    this.#wake?.()
-    while (this.#queue.length >= this.#depth && !this.#closed) await new Promise<void>(resolve => { this.#room = resolve })
-  }
-
-  end (): void { this.#ended = true; this.#wake?.() }
-  fail (err: Error): void { this.#error = err; this.#ended = true; this.#wake?.() }
-  close (): void { this.#closed = true; this.#queue.length = 0; this.#room?.(); this.#wake?.() }
-
-  async * [Symbol.asyncIterator] (): AsyncGenerator<Uint8Array> {
-    try {
-      for (;;) {
-        const part = this.#queue.shift()
-        if (part != null) {
-          this.#room?.()
-          yield part
-          continue
-        }
-        if (this.#error != null) throw this.#error
-        if (this.#ended || this.#closed) return
-        await new Promise<void>(resolve => { this.#wake = resolve })
-      }
-    } finally {
-      this.close()
+      chunks.release(job.pinned)
+      // Chunks of a failed fetch, and of pieces replaced after a peer lied, that nothing names.
+      await chunks.collect(new Set(job.pinned), async cid => await metadata.isReferenced(cid)).catch(() => 0)
     }
   }
 }

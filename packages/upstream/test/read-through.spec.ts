@@ -26,7 +26,7 @@ function setup (truth: Uint8Array, held: Uint8Array, claimed = sha512(truth), up
     upstreamHash: async () => upstreamAnswers ? { algo: 'sha512', value: upstream.os_hash_value } : undefined,
     async * passThrough (_image: unknown, start: number, end: number) { yield truth.subarray(start, end + 1) }
   } as unknown as OriginFetch
-  const rt = new ReadThrough({ origin, metadata: { getImage: () => record, manifestCidOf: () => 'cid' }, peers: { self: 'me', known: async () => [], ask: async () => false }, logger: silentLogger })
+  const rt = new ReadThrough({ origin, metadata: { getImage: () => record, manifestCidOf: () => 'cid' }, logger: silentLogger })
   return { reader: rt.reader(inner), record, manifest, reads: () => reads }
 }
 
