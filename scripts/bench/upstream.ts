@@ -14,7 +14,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddrOf, waitConnected, waitFor } from '@peerglance/testing'
-import { MiB, envInt, fmt, log, mdTable, printHeader, runBench, startAgent, workDir } from './lib.ts'
+import { GiB, MiB, envInt, fmt, log, mdTable, printHeader, processCpu, runBench, startAgent, workDir } from './lib.ts'
 import type { BenchAgent } from './lib.ts'
 
 const GL_HOME = process.env.GL_HOME ?? '/var/tmp/peerglance-glance'
@@ -85,11 +85,13 @@ await runBench(async cleanup => {
   if (direct.some(h => h !== sha512)) throw new Error('a direct download was not byte-exact')
 
   from = statSync(env.accessLog).size
+  const cpuBefore = all.reduce((n, a) => n + processCpu(a.pid), 0)
   started = Date.now()
   const finished: number[] = []
   const mesh = await Promise.all(all.map(async a => { const h = await sha512Of(`${a.url}/v2/images/${created.id}/file`); finished.push(Date.now() - started); return h }))
   const meshMs = Date.now() - started
   const meshBytes = logged(env, created.id, from)
+  const cpu = all.reduce((n, a) => n + processCpu(a.pid), 0) - cpuBefore
   if (mesh.some(h => h !== sha512)) throw new Error('a download through the mesh was not byte-exact')
   finished.sort((a, b) => a - b)
 
@@ -98,5 +100,6 @@ await runBench(async cleanup => {
     [`${agents} agents at once, read through`, String(meshBytes), fmt(meshBytes / size, 3), String(meshMs), `${finished[0]} / ${finished[Math.floor(finished.length / 2)]}`]
   ]))
   console.log(`\nclients done, each agent (ms, sorted): ${finished.join(' ')}`)
+  console.log(`agents' CPU while reading through: ${fmt(cpu, 1)} s, ${fmt(cpu / (agents * size / GiB), 1)} CPU-s per GiB delivered to clients`)
   console.log(`upstream bytes, mesh / direct: ${fmt(meshBytes / directBytes, 3)}; wall time, mesh / direct: ${fmt(meshMs / directMs, 2)}\n`)
 })

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { meshOf, tmpDir, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { keystoneEnv } from '../keystone/keystone.ts'
-import { accessLogSize, fileBytesLogged, upstreamConfig, upstreamFetch } from './upstream.ts'
+import { accessLogSize, fileBytesLogged, glanceEnv, upstreamConfig, upstreamFetch } from './upstream.ts'
 
 const GLANCE_SH = fileURLToPath(new URL('../../scripts/glance.sh', import.meta.url))
 const SIZE = 24 * 1024 * 1024 + 12345
@@ -58,6 +58,10 @@ async function download (url: string, id: string): Promise<{ status: number, sha
   return { status: res.status, sha512: createHash('sha512').update(data).digest('hex'), bytes: data.byteLength, body: res.status === 200 ? '' : data.toString() }
 }
 
+async function upstreamStatus (url: string): Promise<{ upstream: string, writes: string, lastRefresh: string | null }> {
+  return (await (await fetch(`${url}/peerglance/v1/status`)).json() as { upstream: { upstream: string, writes: string, lastRefresh: string | null } }).upstream
+}
+
 async function metric (url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text()
   const line = text.split('\n').find(l => l.startsWith(`${name} `))
@@ -98,6 +102,12 @@ describe('an existing Glance as the origin: bytes', () => {
     await listed(missing)
     const refreshed = await metric(mesh.agents[0].url, 'peerglance_upstream_last_refresh_seconds')
     expect(refreshed).toBeGreaterThan(Date.now() / 1000 - 60)
+    // The status document says it too, on every agent (only one of them polls).
+    for (const agent of mesh.agents) {
+      const view = await upstreamStatus(agent.url)
+      expect(view).toMatchObject({ upstream: glanceEnv().url, writes: 'read-only' })
+      expect(Date.parse(view.lastRefresh as string)).toBeGreaterThan(Date.now() - 60_000)
+    }
     execFileSync('bash', [GLANCE_SH, 'stop'], { stdio: 'ignore', timeout: 60_000 })
     for (const agent of mesh.agents) {
       expect(await download(agent.url, cached.id)).toEqual({ status: 200, sha512: cached.sha512, bytes: SIZE, body: '' })
@@ -111,5 +121,6 @@ describe('an existing Glance as the origin: bytes', () => {
     await new Promise(resolve => setTimeout(resolve, 2500))
     const stale = await metric(mesh.agents[0].url, 'peerglance_upstream_last_refresh_seconds')
     expect(stale).toBeLessThan(Date.now() / 1000 - 2)
+    for (const agent of mesh.agents) expect(Date.parse((await upstreamStatus(agent.url)).lastRefresh as string)).toBeLessThan(Date.now() - 2000)
   })
 })

@@ -233,6 +233,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     manifest: async imageId => await metadata.getManifest(imageId),
     mesh,
     stateRoot: () => sync.stateRoot,
+    upstream: upstream?.status,
     peerHoldings: async named => mesh.status === 'started' ? await peerHoldings.askAll(named) : [],
     orderPrefetch: async (imageId, agents) => { if (mesh.status === 'started') await orders.send({ image: imageId, agents }) }
   })

@@ -16,6 +16,9 @@ export interface MeshView {
   transfers: () => Array<{ imageId: string, held: number, chunks: number }>
 }
 
+/** What the status document says about the upstream Glance (issue 11): `lastRefresh` is ISO 8601, null before the first. */
+export interface UpstreamView { upstream: string, writes: string, lastRefresh: string | null, lastError: string | null, refreshesHere: number }
+
 export interface OpsComponents {
   registry: Registry
   cache: {
@@ -39,6 +42,8 @@ export interface OpsComponents {
   orderPrefetch?: (imageId: string, agents: 'all' | string[]) => Promise<void>
   /** The root of the replicated state's digest (metadata-sync), once the mesh runs. */
   stateRoot?: () => string | undefined
+  /** The upstream Glance, when there is one: where, how writes go, and when its list was last read whole. */
+  upstream?: () => UpstreamView
   /** Who counts as an admin: the access policy's `context_is_admin`, so an operator's override holds here too. */
   isAdmin: (who: Identity) => boolean
 }
@@ -92,6 +97,7 @@ function routes (app: FastifyInstance, c: OpsComponents): void {
       stateRoot: c.stateRoot?.() ?? null,
       cache: await cacheView(c.cache),
       transfers: c.mesh?.transfers() ?? [],
+      upstream: c.upstream?.() ?? null,
       images
     }
   })

@@ -13,6 +13,7 @@ import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
+import type { UpstreamView } from './ops-routes.ts'
 
 /** Gossip topic of the pollers' heartbeats (when each last read the upstream's list whole). */
 export const UPSTREAM_TOPIC = 'peerglance/upstream/1'
@@ -46,6 +47,8 @@ export interface UpstreamParts {
   /** Downloads: upstream images with no data in the mesh are read through (`manifests`, `reader`). */
   manifests: (inner: ManifestSource) => ManifestSource
   reader: (inner: ImageReader) => ImageReader
+  /** For the status document. */
+  status: () => UpstreamView
   start: () => Promise<void>
   stop: () => Promise<void>
 }
@@ -205,6 +208,13 @@ export function upstreamOrigin (config: AgentConfig, components: {
       fetch: async (imageId, opts) => await inner.fetch(imageId, opts) ?? readThrough.manifest(imageId)
     }),
     reader: inner => readThrough.reader(inner),
+    status: () => ({
+      upstream: fixed ?? `region:${u.region as string}`,
+      writes: u.writes,
+      lastRefresh: mirror.lastRefresh == null ? null : new Date(mirror.lastRefresh).toISOString(),
+      lastError: mirror.lastError ?? null,
+      refreshesHere: mirror.refreshes
+    }),
     start: async () => {
       await libp2p.handle(ORIGIN_FETCH_PROTOCOL, serve, { maxInboundStreams: 32 })
       mirror.start()

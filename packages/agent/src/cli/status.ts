@@ -21,6 +21,7 @@ interface Status {
   peers: string[]
   cache?: { usedBytes: number, maxBytes: number, freeBytes: number, evictions: number }
   transfers?: Array<{ imageId: string, held: number, chunks: number }>
+  upstream?: { upstream: string, lastRefresh: string | null, lastError: string | null } | null
   images: Array<{ id: string, name: string | null, status: string, size: number | null, localShare: number | null, pinned?: boolean }>
 }
 
@@ -51,6 +52,7 @@ export async function statusCommand (argv: string[], io: CommandIo): Promise<num
     `peers   ${status.peers.length}`,
     ...peers.map((p, n) => `        P${n + 1} ${p.peer ?? ''}${p.error != null ? ` (did not answer: ${p.error})` : ''}`),
     ...status.cache == null ? [] : [`cache   ${formatBytes(status.cache.usedBytes)} of ${formatBytes(status.cache.maxBytes)}, ${formatBytes(status.cache.freeBytes)} free on disk, ${status.cache.evictions} evictions`],
+    ...status.upstream == null ? [] : [`upstream ${status.upstream.upstream}, list last read ${status.upstream.lastRefresh ?? 'never'}${status.upstream.lastError == null ? '' : ` (last poll here failed: ${status.upstream.lastError})`}`],
     ...(status.transfers ?? []).map(t => `fetching ${t.imageId}: ${t.held} of ${t.chunks} chunks`),
     `images  ${status.images.length}`
   ]
