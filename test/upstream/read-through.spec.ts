@@ -19,7 +19,8 @@ const created: string[] = []
 
 beforeAll(async () => {
   dir = await tmpDir('peerglance-upstream-')
-  mesh = await meshOf(2, { args: ['--config', await upstreamConfig(dir)] })
+  // One complete copy elsewhere lets an agent evict: the upstream's counts, so both agents may.
+  mesh = await meshOf(2, { args: ['--config', await upstreamConfig(dir, {}, { cache: { minReplicas: 1 } })] })
 })
 
 afterAll(async () => {
@@ -95,6 +96,25 @@ describe('an existing Glance as the origin: bytes', () => {
     for (const agent of mesh.agents) expect(await download(agent.url, id)).toEqual({ status: 200, sha512, bytes: SIZE, body: '' })
     expect(fileBytesLogged(id, again).requests).toBe(0)
     cached = { id, sha512 }
+  })
+
+  it('reads an upstream image through again once every agent evicted it, instead of failing', async () => {
+    for (const agent of mesh.agents) expect((await fetch(`${agent.url}/v2/cache/${cached.id}`, { method: 'DELETE' })).status).toBe(204)
+    for (const agent of mesh.agents) {
+      await waitFor(async () => {
+        const status = await (await fetch(`${agent.url}/peerglance/v1/status`)).json() as { images: Array<{ id: string, localShare: number | null }> }
+        return status.images.find(i => i.id === cached.id)?.localShare === 0
+      }, { timeoutMs: 20_000, what: 'the image evicted' })
+    }
+    const from = accessLogSize()
+    expect(await download(mesh.agents[0].url, cached.id)).toEqual({ status: 200, sha512: cached.sha512, bytes: SIZE, body: '' })
+    const logged = fileBytesLogged(cached.id, from)
+    expect(logged.bytes).toBeGreaterThanOrEqual(SIZE)
+    expect(logged.bytes).toBeLessThanOrEqual(SIZE * 1.1)
+    // Held in the mesh again: the other agent reads it from its peer.
+    const again = accessLogSize()
+    expect(await download(mesh.agents[1].url, cached.id)).toEqual({ status: 200, sha512: cached.sha512, bytes: SIZE, body: '' })
+    expect(fileBytesLogged(cached.id, again).requests).toBe(0)
   })
 
   it('with the upstream stopped, serves what the mesh holds and answers 503 with a message for what it does not', async () => {

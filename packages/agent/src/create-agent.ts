@@ -81,7 +81,22 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const sync = new MetadataSync({ libp2p: mesh.libp2p, replica: metadata, logger: log.child({ component: 'metadata-sync' }) }, {
     syncIntervalMs: config.mesh.syncIntervalMs
   })
-  const holdings = localHoldings({ metadata, chunks, mesh, manifests, dataDir: config.dataDir })
+  // The cloud's existing Glance, when there is one: its images mirrored into the mesh,
+  // their bytes read through on first use.
+  const upstream = upstreamOrigin(config, {
+    metadata,
+    chunks,
+    libp2p: mesh.libp2p,
+    deleteImage: async image => {
+      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
+      await metadata.putImage(deleted)
+      await data.imageDeleted(deleted)
+    },
+    logger: log.child({ component: 'upstream' }),
+    registry
+  })
+
+  const holdings = localHoldings({ metadata, chunks, mesh, manifests, dataDir: config.dataDir, copiesElsewhere: upstream?.copies })
   const peerHoldings = new HoldingsExchange(mesh.libp2p, async () => (await holdings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
 
   // What this agent keeps.
@@ -101,21 +116,6 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const orders = new PrefetchOrders(mesh.libp2p, (imageId, from) => {
     log.info({ imageId, from }, 'prefetch ordered')
     cache.order(metadata.getImage(imageId), imageId)
-  })
-
-  // The cloud's existing Glance, when there is one: its images mirrored into the mesh,
-  // their bytes read through on first use.
-  const upstream = upstreamOrigin(config, {
-    metadata,
-    chunks,
-    libp2p: mesh.libp2p,
-    deleteImage: async image => {
-      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
-      await metadata.putImage(deleted)
-      await data.imageDeleted(deleted)
-    },
-    logger: log.child({ component: 'upstream' }),
-    registry
   })
 
   // Glance's use cases and API.

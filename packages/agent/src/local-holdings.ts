@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises'
 import type { FsChunkStore } from '@peerglance/chunk-store'
 import type { Holdings } from '@peerglance/image-cache'
-import type { ManifestSource } from '@peerglance/interface'
+import type { Manifest, ManifestSource } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { Mesh } from '@peerglance/mesh'
 
@@ -13,6 +13,8 @@ export interface LocalHoldingsComponents {
   manifests: ManifestSource
   /** Where the chunk files live, for the file system's free space. */
   dataDir: string
+  /** Complete copies of the image outside the mesh: the upstream Glance's, for an image mirrored from it. */
+  copiesElsewhere?: (imageId: string, manifest: Manifest) => Promise<number>
 }
 
 /** The image cache's view of this agent: its manifests, its chunk files, its disk and the mesh. */
@@ -30,7 +32,9 @@ export function localHoldings (c: LocalHoldingsComponents): Holdings {
     },
     async replicas (imageId, enough) {
       const manifest = await c.metadata.getManifest(imageId)
-      return manifest == null ? 0 : await c.mesh.completeCopies(manifest, { enough })
+      if (manifest == null) return 0
+      const elsewhere = await c.copiesElsewhere?.(imageId, manifest) ?? 0
+      return elsewhere >= enough ? elsewhere : elsewhere + await c.mesh.completeCopies(manifest, { enough: enough - elsewhere })
     },
     async fetch (imageId, signal) {
       const manifest = await c.manifests.fetch(imageId)

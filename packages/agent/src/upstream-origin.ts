@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { AgentConfig } from '@peerglance/config'
+import { ChunkUnavailableError } from '@peerglance/interface'
 import type { AbortOptions, ChunkStore, ImageReader, ImageRecord, Logger, Manifest } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { MeshLibp2p } from '@peerglance/mesh'
@@ -49,6 +50,11 @@ export interface UpstreamParts {
   reader: (inner: ImageReader) => ImageReader
   /** For the status document. */
   status: () => UpstreamView
+  /**
+   * 1 when the upstream holds the image with the bytes `manifest` describes (it is asked): a copy
+   * the cache may count, so the last agents may evict an upstream image; 0 otherwise.
+   */
+  copies: (imageId: string, manifest: Manifest) => Promise<number>
   start: () => Promise<void>
   stop: () => Promise<void>
 }
@@ -205,9 +211,25 @@ export function upstreamOrigin (config: AgentConfig, components: {
     mirror,
     isUpstream: id => { const image = m.getImage(id); return image != null && isMirrored(image) },
     manifests: inner => ({
-      fetch: async (imageId, opts) => await inner.fetch(imageId, opts) ?? readThrough.manifest(imageId)
+      fetch: async (imageId, opts) => {
+        try {
+          return await inner.fetch(imageId, opts) ?? readThrough.manifest(imageId)
+        } catch (err) {
+          // Named, but no agent could send it: every agent evicted the image; read it through again.
+          if (!(err instanceof ChunkUnavailableError)) throw err
+          const again = readThrough.manifest(imageId, true)
+          if (again == null) throw err
+          return again
+        }
+      }
     }),
     reader: inner => readThrough.reader(inner),
+    copies: async (imageId, manifest) => {
+      const image = m.getImage(imageId)
+      if (image == null || !isMirrored(image)) return 0
+      const hash = await origin.upstreamHash(imageId)
+      return hash != null && manifest[hash.algo] === hash.value && manifest.size === image.size ? 1 : 0
+    },
     status: () => ({
       upstream: fixed ?? `region:${u.region as string}`,
       writes: u.writes,

@@ -32,10 +32,13 @@ export class ReadThrough {
   /**
    * The manifest a download of a mirrored image with no data in the mesh uses: one without
    * chunks, which `reader` serves by reading the image through. Undefined for any other image.
+   * `evicted`: the image names a manifest, but no agent could send it (every agent evicted the
+   * image): it is read through again.
    */
-  manifest (imageId: string): Manifest | undefined {
+  manifest (imageId: string, evicted = false): Manifest | undefined {
     const image = this.#metadata.getImage(imageId)
-    if (image == null || image.status !== 'active' || !isMirrored(image) || this.#metadata.manifestCidOf(imageId) != null) return undefined
+    if (image == null || image.status !== 'active' || !isMirrored(image) || (!evicted && this.#metadata.manifestCidOf(imageId) != null)) return undefined
+    if (evicted) this.#log.warn({ imageId }, 'no agent holds this upstream image any more; reading it through again')
     const manifest: Manifest = { size: image.size ?? 0, chunkSize: 0, cids: [], md5: image.checksum ?? '', sha512: image.os_hash_value ?? '', staged: false }
     this.#fromOrigin.add(manifest)
     return manifest
@@ -56,9 +59,29 @@ export class ReadThrough {
         const key = `${imageId}/${manifest.sha512}`
         // Known to be other bytes than the upstream's: the upstream's, passed through, kept nowhere.
         if (this.#forged.has(key)) return this.#origin.passThrough(image, start, end, opts?.signal)
-        if (this.#verified.has(key) || start !== 0 || end !== manifest.size - 1) return inner.read(imageId, manifest, start, end, opts)
-        return this.#verifiedRead(image, manifest, key, inner, opts)
+        const fromMesh = this.#verified.has(key) || start !== 0 || end !== manifest.size - 1
+          ? inner.read(imageId, manifest, start, end, opts)
+          : this.#verifiedRead(image, manifest, key, inner, opts)
+        return this.#orUpstream(image, fromMesh, start, end, opts)
       }
+    }
+  }
+
+  /**
+   * The mesh's bytes, or, when no agent can send any of them (every agent evicted the image's
+   * chunks), the image read through again from the upstream.
+   */
+  async * #orUpstream (image: ImageRecord, fromMesh: AsyncIterable<Uint8Array>, start: number, end: number, opts?: AbortOptions): AsyncGenerator<Uint8Array> {
+    let sent = false
+    try {
+      for await (const part of fromMesh) {
+        sent = true
+        yield part
+      }
+    } catch (err) {
+      if (sent || !(err instanceof ChunkUnavailableError) || opts?.signal?.aborted === true) throw err
+      this.#log.warn({ imageId: image.id, err: { message: err.message } }, 'no agent could send this upstream image\'s data; reading it through again')
+      yield * this.#origin.read(image, start, end, opts?.signal)
     }
   }
 
