@@ -117,6 +117,29 @@ describe('an existing Glance as the origin: bytes', () => {
     expect(fileBytesLogged(cached.id, again).requests).toBe(0)
   })
 
+  it('prefetches an upstream image on every agent with one order: the upstream sends it once, shared', async () => {
+    const size = 2 * PIECE + 4321
+    const data = randomBytes(size)
+    const sha512 = createHash('sha512').update(data).digest('hex')
+    const id = await upstreamImage('prefetched', data)
+    await listed(id)
+    const from = accessLogSize()
+    const ordered = await fetch(`${mesh.agents[0].url}/peerglance/v1/prefetch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image_id: id, agents: 'all' }) })
+    expect(ordered.status).toBe(202)
+    for (const agent of mesh.agents) {
+      await waitFor(async () => {
+        const status = await (await fetch(`${agent.url}/peerglance/v1/status`)).json() as { images: Array<{ id: string, localShare: number | null }> }
+        return status.images.find(i => i.id === id)?.localShare === 1
+      }, { timeoutMs: 60_000, what: 'the image prefetched' })
+    }
+    const logged = fileBytesLogged(id, from)
+    expect(logged.bytes).toBeGreaterThanOrEqual(size)
+    expect(logged.bytes).toBeLessThanOrEqual(size * 1.1)
+    const again = accessLogSize()
+    for (const agent of mesh.agents) expect(await download(agent.url, id)).toEqual({ status: 200, sha512, bytes: size, body: '' })
+    expect(fileBytesLogged(id, again).requests).toBe(0)
+  })
+
   it('with the upstream stopped, serves what the mesh holds and answers 503 with a message for what it does not', async () => {
     const missing = await upstreamImage('not-yet-read', randomBytes(1024 * 1024))
     await listed(missing)

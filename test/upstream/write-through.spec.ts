@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { meshOf, tmpDir } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { issueToken, keystoneEnv } from '../keystone/keystone.ts'
-import { applicationCredential, glanceAccount, glanceEnv, upstreamConfig, upstreamFetch } from './upstream.ts'
+import { accessLogSize, applicationCredential, fileBytesLogged, glanceAccount, glanceEnv, upstreamConfig, upstreamFetch } from './upstream.ts'
 
 let dir: string
 let mesh: TestMesh
@@ -53,15 +53,20 @@ describe('upstream.writes: write-through, with the upstream found by region and 
     expect((await upstreamFetch(env.accounts['alpha-member'], `/v2/images/${id}`)).status).toBe(200)
     expect((await fetch(`${agent.url}/v2/images/${id}`)).status).toBe(200)
 
-    // Upload through the agent: the upstream stores it; the agent reads it back through.
+    // Upload through the agent: the upstream stores it, and the agent keeps the bytes that passed
+    // through, so a download never goes back to the upstream for them.
     const data = randomBytes(3 * 1024 * 1024 + 3)
+    const from = accessLogSize()
     const put = await fetch(`${agent.url}/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'x-auth-token': alpha }, body: data })
     expect(put.status).toBe(204)
     const upstream = await (await upstreamFetch(env.accounts['alpha-member'], `/v2/images/${id}`)).json() as { status: string, os_hash_value: string }
     expect(upstream.status).toBe('active')
     expect(upstream.os_hash_value).toBe(createHash('sha512').update(data).digest('hex'))
+    const status = await (await fetch(`${agent.url}/peerglance/v1/status`)).json() as { images: Array<{ id: string, localShare: number | null }> }
+    expect(status.images.find(i => i.id === id)?.localShare).toBe(1)
     const back = Buffer.from(await (await fetch(`${agent.url}/v2/images/${id}/file`)).arrayBuffer())
     expect(back.equals(data)).toBe(true)
+    expect(fileBytesLogged(id, from)).toEqual({ requests: 0, bytes: 0 })
 
     // Update: upstream first, the agent at once.
     const renamed = await fetch(`${agent.url}/v2/images/${id}`, { method: 'PATCH', headers: { 'content-type': PATCH, 'x-auth-token': alpha }, body: JSON.stringify([{ op: 'replace', path: '/name', value: 'wt-renamed' }]) })

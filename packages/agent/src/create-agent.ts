@@ -96,7 +96,18 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     registry
   })
 
-  const holdings = localHoldings({ metadata, chunks, mesh, manifests, dataDir: config.dataDir, copiesElsewhere: upstream?.copies })
+  // Where image bytes and manifests come from: peers, or the upstream for its images.
+  const imageReader = upstream?.reader(mesh.reader) ?? mesh.reader
+  const imageManifests = upstream?.manifests(manifests) ?? manifests
+  const holdings = localHoldings({
+    metadata,
+    chunks,
+    mesh,
+    manifests: imageManifests,
+    reader: imageReader,
+    dataDir: config.dataDir,
+    copiesElsewhere: upstream?.copies
+  })
   const peerHoldings = new HoldingsExchange(mesh.libp2p, async () => (await holdings.held()).map(h => [h.imageId, h.size === 0 ? 1 : h.bytes / h.size]))
 
   // What this agent keeps.
@@ -124,7 +135,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     policy,
     events: { imageDeleted: async image => { await data.imageDeleted(image) } }
   }, rules)
-  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(upstream?.reader(mesh.reader) ?? mesh.reader), manifests: upstream?.manifests(manifests) ?? manifests, room: cache }, { host: () => metadata.replicaId, site: config.agent.site })
+  const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(imageReader), manifests: imageManifests, room: cache }, { host: () => metadata.replicaId, site: config.agent.site })
   // Stores are sites: imports land on them, and this agent fetches what its site is sent.
   const sites = siteDirectory(config.agent.site, () => mesh.status === 'started' ? mesh.sites().keys() : [], () => metadata.images())
   const siteCopies = new SiteCopies({

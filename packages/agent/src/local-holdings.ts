@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises'
 import type { FsChunkStore } from '@peerglance/chunk-store'
 import type { Holdings } from '@peerglance/image-cache'
-import type { Manifest, ManifestSource } from '@peerglance/interface'
+import type { ImageReader, Manifest, ManifestSource } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { Mesh } from '@peerglance/mesh'
 
@@ -11,6 +11,8 @@ export interface LocalHoldingsComponents {
   mesh: Mesh
   /** Each image's manifest, fetched from peers when this agent has never held it. */
   manifests: ManifestSource
+  /** Reads an image whole to keep it (the mesh's reader, with the upstream's read-through when there is one). */
+  reader: ImageReader
   /** Where the chunk files live, for the file system's free space. */
   dataDir: string
   /** Complete copies of the image outside the mesh: the upstream Glance's, for an image mirrored from it. */
@@ -40,7 +42,7 @@ export function localHoldings (c: LocalHoldingsComponents): Holdings {
       const manifest = await c.manifests.fetch(imageId)
       if (manifest == null || manifest.size === 0) return
       // Reading the whole image through the mesh keeps every chunk it fetches.
-      for await (const _ of c.mesh.reader.read(imageId, manifest, 0, manifest.size - 1, { signal })) { /* kept by the swarm */ }
+      for await (const _ of c.reader.read(imageId, manifest, 0, manifest.size - 1, { signal })) { /* kept by the swarm, or the read-through */ }
     },
     async drop (imageId) {
       await c.mesh.forgetImage(imageId)

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { AgentConfig } from '@peerglance/config'
 import { ChunkUnavailableError } from '@peerglance/interface'
@@ -55,6 +55,12 @@ export interface UpstreamParts {
    * the cache may count, so the last agents may evict an upstream image; 0 otherwise.
    */
   copies: (imageId: string, manifest: Manifest) => Promise<number>
+  /**
+   * Stores the bytes of an upload to an upstream image as they pass through to the upstream;
+   * `settle` records them as the image's data once the upstream accepted the upload and its
+   * checksum and os_hash_value match them (else drops them). `drop` stops feeding the store.
+   */
+  keepUpload: (imageId: string, bytes: AsyncIterable<Uint8Array>, drop: () => void) => { settle: (accepted: boolean) => Promise<void> }
   start: () => Promise<void>
   stop: () => Promise<void>
 }
@@ -224,6 +230,37 @@ export function upstreamOrigin (config: AgentConfig, components: {
       }
     }),
     reader: inner => readThrough.reader(inner),
+    keepUpload: (imageId, bytes, drop) => {
+      const stop = new AbortController()
+      const ingest = components.chunks.ingest(bytes, { maxBytes: config.glance.imageSizeCap, signal: stop.signal })
+      ingest.catch(err => {
+        drop()
+        if (!stop.signal.aborted) components.logger.warn({ imageId, err: { message: (err as Error).message } }, 'keeping the bytes of an upload to the upstream failed; they will be read through')
+      })
+      return {
+        settle: async accepted => {
+          // Refused or failed: the upstream may not have read the whole body, so the store stops too.
+          if (!accepted) stop.abort(new Error('the upstream did not take the upload'))
+          const got = await ingest.catch(() => undefined)
+          if (got == null) return
+          let kept = false
+          try {
+            const image = m.getImage(imageId)
+            const matches = image != null && image.status === 'active' && image.size === got.size && image.checksum === got.md5 && (image.os_hash_algo !== 'sha512' || image.os_hash_value === got.sha512)
+            if (accepted && matches) {
+              await m.dataAdded(image, { size: got.size, chunkSize: got.chunkSize, cids: got.cids, md5: got.md5, sha512: got.sha512, staged: false })
+              kept = true
+              components.logger.info({ imageId, bytes: got.size }, 'kept the bytes of an upload to the upstream')
+            } else if (accepted) {
+              components.logger.warn({ imageId }, 'the upstream\'s checksum of an upload does not match the bytes that passed through; they were not kept')
+            }
+          } finally {
+            components.chunks.release(got.cids)
+            if (!kept) await components.chunks.collect(new Set(got.cids), async cid => await m.isReferenced(cid))
+          }
+        }
+      }
+    },
     copies: async (imageId, manifest) => {
       const image = m.getImage(imageId)
       if (image == null || !isMirrored(image)) return 0
@@ -295,10 +332,10 @@ const FORWARDED_HEADERS = ['content-type', 'content-length', 'x-auth-token', 'x-
  * decides; in noauth mode, with none to pass on, the agent's service token), and the upstream's
  * answer is the caller's. Once the upstream accepted it, the image is mirrored at once, before the
  * answer, so the caller reads its change back from the agent. Nothing is written in the mesh
- * that the upstream did not accept. Uploaded bytes pass through to the upstream and are read
- * through on first download, like any upstream image's.
+ * that the upstream did not accept. Uploaded bytes pass through to the upstream and are kept
+ * here on the way, recorded once the upstream accepted them with the checksums they have.
  */
-export function writeThrough (api: FastifyInstance, parts: Pick<UpstreamParts, 'client' | 'mirror' | 'isUpstream'>, log: Logger): void {
+export function writeThrough (api: FastifyInstance, parts: Pick<UpstreamParts, 'client' | 'mirror' | 'isUpstream' | 'keepUpload'>, log: Logger): void {
   api.addHook('onRequest', async (request, reply) => {
     if (!WRITES.has(request.method)) return
     const match = IMAGE_PATH.exec(request.url)
@@ -312,25 +349,59 @@ export function writeThrough (api: FastifyInstance, parts: Pick<UpstreamParts, '
       if (typeof value === 'string') headers[name] = value
     }
     const hasBody = request.headers['content-length'] != null || request.headers['transfer-encoding'] != null
-    const res = await parts.client.request(request.url, {
-      method: request.method,
-      headers,
-      token: headers['x-auth-token'],
-      body: hasBody ? Readable.toWeb(request.raw) as ReadableStream<Uint8Array> : undefined,
-      stream: true,
-      untimed: hasBody,
-      signal: hangUp(reply.raw)
-    })
+    // An upload's bytes also go into this agent's store on the way (both branches at the pace of
+    // the slower), so the image need not be read back from the upstream.
+    const kept = hasBody && imageId != null && request.method === 'PUT' && UPLOAD_PATH.test(request.url) ? tee(request.raw, (bytes, drop) => parts.keepUpload(imageId, bytes, drop)) : undefined
+    let res: Response
+    try {
+      res = await parts.client.request(request.url, {
+        method: request.method,
+        headers,
+        token: headers['x-auth-token'],
+        body: hasBody ? Readable.toWeb(kept?.upstream ?? request.raw) as ReadableStream<Uint8Array> : undefined,
+        stream: true,
+        untimed: hasBody,
+        signal: hangUp(reply.raw)
+      })
+    } catch (err) {
+      await kept?.keeper.settle(false)
+      throw err
+    }
     const body = Buffer.from(await res.arrayBuffer())
     if (res.ok) {
       const id = imageId ?? (JSON.parse(body.toString()) as { id?: string }).id
       if (id != null) await parts.mirror.refreshImage(id)
       log.info({ imageId: id, method: request.method, status: res.status }, 'wrote through to the upstream')
     }
+    await kept?.keeper.settle(res.ok)
     const type = res.headers.get('content-type')
     if (type != null) reply.type(type)
     await reply.code(res.status).send(body)
   })
+}
+
+const UPLOAD_PATH = /^\/v2\/images\/[^/?]+\/file(?:\?|$)/
+
+/**
+ * The request body piped to two streams, the upstream's and the store's: the body pauses while
+ * either is full, so memory stays bounded; the store's branch can be dropped (it failed) and the
+ * upload to the upstream goes on.
+ */
+function tee<T> (body: Readable, keep: (bytes: AsyncIterable<Uint8Array>, drop: () => void) => T): { upstream: PassThrough, keeper: T } {
+  const upstream = new PassThrough()
+  const store = new PassThrough()
+  body.pipe(upstream)
+  body.pipe(store)
+  // A body cut short never ends its branches: they fail instead.
+  body.once('close', () => {
+    if (body.readableEnded) return
+    for (const branch of [upstream, store]) branch.destroy(new Error('the upload was cut short'))
+  })
+  const keeper = keep(store, () => {
+    body.unpipe(store)
+    store.resume()
+  })
+  return { upstream, keeper }
 }
 
 /** Aborted when the caller goes away before it was answered. */
