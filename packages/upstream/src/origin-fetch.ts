@@ -46,8 +46,6 @@ const MAX_DISTRUSTED = 1024
 export class OriginFetch {
   readonly #c: OriginFetchComponents
   readonly #running = new Map<string, Promise<SharedFetch>>()
-  /** Each running fetch's manifest once recorded. */
-  readonly #kept = new Map<string, Promise<Manifest>>()
   readonly #stopping = new AbortController()
   readonly #board: PieceBoard
   readonly #distrusted = new Set<string>()
@@ -76,12 +74,6 @@ export class OriginFetch {
   async upstreamHash (imageId: string): Promise<ExpectedHash | undefined> {
     const truth = await this.#c.client.image(imageId).catch(() => undefined)
     return truth?.status === 'active' ? expectedHash({ os_hash_algo: truth.os_hash_algo, os_hash_value: truth.os_hash_value, checksum: truth.checksum }) : undefined
-  }
-
-  /** Fetches the whole image (a prefetch); resolves with its manifest. */
-  async fetch (imageId: string): Promise<Manifest> {
-    await this.#start(imageId)
-    return await (this.#kept.get(imageId) ?? this.#start(imageId).then(async job => await job.verified))
   }
 
   /** A peer's request to this agent's piece board (`from` as the transport authenticated it). */
@@ -114,6 +106,12 @@ export class OriginFetch {
     const size = image.size ?? 0
     if (start !== 0 || end !== size - 1) {
       yield * this.passThrough(image, start, end, signal)
+      return
+    }
+    // A fetch that finished since the download began left the image here.
+    const here = this.#running.has(image.id) ? undefined : await this.#c.metadata.getManifest(image.id)
+    if (here != null) {
+      yield * this.#c.chunks.read(here, start, end, { signal })
       return
     }
     const job = await this.#start(image.id)
@@ -149,12 +147,8 @@ export class OriginFetch {
       const job = this.#open(imageId)
       pending = job
       this.#running.set(imageId, job)
-      const kept = job.then(async j => await this.#keep(j))
-      this.#kept.set(imageId, kept)
-      kept.catch(() => {}).finally(() => {
-        if (this.#running.get(imageId) !== job) return
-        this.#running.delete(imageId)
-        this.#kept.delete(imageId)
+      job.then(async j => { await this.#keep(j) }).catch(() => {}).finally(() => {
+        if (this.#running.get(imageId) === job) this.#running.delete(imageId)
       })
     }
     return await pending
@@ -191,7 +185,7 @@ export class OriginFetch {
   }
 
   /** Records the verified manifest (so the image replicates as any other); drops the chunks of a failed fetch. */
-  async #keep (job: SharedFetch): Promise<Manifest> {
+  async #keep (job: SharedFetch): Promise<void> {
     const { chunks, metadata, logger } = this.#c
     const started = Date.now()
     try {
@@ -200,7 +194,6 @@ export class OriginFetch {
       if (current == null || current.status !== 'active') throw new ChunkUnavailableError(`Image ${job.image} was deleted while its data was fetched.`)
       await metadata.dataAdded(current, manifest)
       logger.info({ imageId: job.image, bytes: job.size, ms: Date.now() - started }, 'fetched an image from the upstream and peers')
-      return manifest
     } catch (err) {
       logger.warn({ imageId: job.image, err: { message: (err as Error).message } }, 'fetching an image from the upstream failed; nothing was kept')
       throw err
