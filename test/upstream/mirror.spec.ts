@@ -58,9 +58,12 @@ describe('an existing Glance as the origin: metadata', () => {
     expect(upstream.status).toBe('active')
 
     for (const agent of mesh.agents) {
+      // A poll during the upload mirrors it as the upstream showed it then (saving, no size yet):
+      // the agent shows the upstream's image once a poll saw it active.
       const image = await waitFor(async () => {
         const res = await show(agent.url, created.id)
-        return res.status === 200 ? await res.json() as Record<string, unknown> : undefined
+        const shown = res.status === 200 ? await res.json() as Record<string, unknown> : undefined
+        return shown?.status === 'active' ? shown : undefined
       }, { timeoutMs: 20_000 })
       for (const key of ['name', 'owner', 'visibility', 'size', 'checksum', 'os_hash_algo', 'os_hash_value', 'disk_format', 'container_format', 'os_distro', 'created_at', 'status']) {
         expect(image[key], key).toEqual(upstream[key])
