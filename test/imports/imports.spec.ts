@@ -271,6 +271,20 @@ describe('the tasks API\'s import task (POST /v2/tasks, glance task-create)', ()
     expect(await refused({ type: 'import', input: { import_from: 'http://127.0.0.1/image.raw' } })).toEqual([400, 'URI for legacy import task does not pass filtering: http://127.0.0.1/image.raw'])
     expect((await east.request('DELETE', '/v2/tasks/00000000-0000-0000-0000-000000000000')).status).toBe(405)
     expect((await east.list()).length).toBe(before)
+    // The list's and show's refusals, as Glance 25 words them.
+    const listed = async (path: string): Promise<[number, string]> => {
+      const res = await east.call(path, { headers: { accept: 'application/json' } })
+      return [res.status, (await res.json() as { message: string }).message.replace(/<br \/><br \/>\n\n\n$/, '')]
+    }
+    expect(await listed('/v2/tasks?type=api_image_import')).toEqual([400, 'Invalid type value: api_image_import'])
+    expect(await listed('/v2/tasks?sort_key=bogus')).toEqual([400, 'Sort key supplied was not valid.'])
+    expect(await listed('/v2/tasks?limit=x')).toEqual([400, 'limit param must be an integer'])
+    expect(await listed('/v2/tasks?limit=-1')).toEqual([400, 'limit param must be positive'])
+    expect(await listed('/v2/tasks?sort_dir=up')).toEqual([400, 'Invalid sort direction: up'])
+    expect(await listed('/v2/tasks?status=bogus')).toEqual([400, 'Invalid status value: bogus'])
+    expect(await listed('/v2/tasks?marker=xyz')).toEqual([400, 'Invalid marker format'])
+    expect(await listed('/v2/tasks?marker=00000000-0000-0000-0000-000000000000')).toEqual([400, 'Task with the given id 00000000-0000-0000-0000-000000000000 was not found'])
+    expect(await listed('/v2/tasks/not-a-uuid')).toEqual([404, 'Could not find task not-a-uuid'])
   })
 
   it('fails a task whose URI cannot be fetched and deletes the image it created', async () => {

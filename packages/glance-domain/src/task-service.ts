@@ -87,14 +87,16 @@ export class TaskService {
     const status = one('status')
     if (status != null && !STATUSES.includes(status)) throw new ValidationError(`Invalid status value: ${status}`)
     const type = one('type')
-    if (type != null && type !== 'import' && type !== 'api_image_import' && type !== 'location_import') throw new ValidationError(`Invalid type value: ${type}`)
+    // Glance 25's deserializer knows only the old task type here (tasks.py _get_filters).
+    if (type != null && type !== 'import') throw new ValidationError(`Invalid type value: ${type}`)
     const sortKey = one('sort_key') ?? 'created_at'
-    if (!SORT_KEYS.includes(sortKey)) throw new ValidationError(`Invalid sort_key value: ${sortKey}`)
+    if (!SORT_KEYS.includes(sortKey)) throw new ValidationError('Sort key supplied was not valid.')
     const sortDir = one('sort_dir') ?? 'desc'
     if (sortDir !== 'asc' && sortDir !== 'desc') throw new ValidationError(`Invalid sort direction: ${sortDir}`)
     const limitText = one('limit')
-    const limit = limitText == null ? DEFAULT_LIMIT : Number(limitText)
-    if (!Number.isInteger(limit) || limit < 0) throw new ValidationError('limit param must be positive')
+    const limit = limitText == null ? DEFAULT_LIMIT : /^\s*[-+]?\d+\s*$/.test(limitText) ? Number(limitText) : Number.NaN
+    if (Number.isNaN(limit)) throw new ValidationError('limit param must be an integer')
+    if (limit < 0) throw new ValidationError('limit param must be positive')
     const marker = one('marker')
     if (marker != null && !UUID_PATTERN.test(marker)) throw new ValidationError('Invalid marker format')
 
@@ -105,7 +107,7 @@ export class TaskService {
       .sort((a, b) => sign * (key(a).localeCompare(key(b)) || a.id.localeCompare(b.id)))
     if (marker != null) {
       const at = tasks.findIndex(t => t.id === marker)
-      if (at < 0) throw new NotFoundError(`Task with identifier ${marker} not found`)
+      if (at < 0) throw new ValidationError(`Task with the given id ${marker} was not found`)
       tasks = tasks.slice(at + 1)
     }
     const page = tasks.slice(0, Math.min(limit, MAX_LIMIT))
@@ -121,7 +123,7 @@ export class TaskService {
     this.#enforce('tasks_api_access', who)
     this.#enforce('get_task', who)
     const task = this.#visible(who).find(t => t.id === id)
-    if (task == null) throw new NotFoundError(`Task with identifier ${id} not found`)
+    if (task == null) throw new NotFoundError(`Could not find task ${id}`)
     return task
   }
 
