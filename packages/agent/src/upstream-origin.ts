@@ -30,6 +30,7 @@ const ASK_TIMEOUT_MS = 10_000
 /** A piece is sent within this, or the stream is reset (the reader then fetches it from the upstream). */
 const PIECE_TIMEOUT_MS = 120_000
 const FRAME = 256 * 1024
+const DIAL_TIMEOUT_MS = 3000
 
 /** Whether the agent has an upstream: a URL or a region, and a Keystone to log in at. */
 export function upstreamConfigured (config: AgentConfig): boolean {
@@ -140,7 +141,8 @@ export function upstreamOrigin (config: AgentConfig, components: {
   const open = async (peer: string, request: object, signal: AbortSignal): Promise<{ stream: Stream, lp: ReturnType<typeof lpStream> }> => {
     const id = peerIds.get(peer)
     if (id == null) throw new Error(`peer ${peer} is not known`)
-    const stream = await libp2p.dialProtocol(id, ORIGIN_FETCH_PROTOCOL, { signal })
+    // A board or holder that has gone (the peer store remembers it) is given up on quickly.
+    const stream = await libp2p.dialProtocol(id, ORIGIN_FETCH_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
     const lp = lpStream(stream, { maxDataLength: FRAME })
     await lp.write(encoder.encode(JSON.stringify(request)), { signal })
     return { stream, lp }
