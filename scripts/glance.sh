@@ -154,7 +154,8 @@ glance_up () { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$GL_PORT/he
 
 start_glance () {
   glance_up && return 0
-  setsid glance-api --config-file "$CONF" </dev/null >>"$GL_HOME/log/glance-api.stderr" 2>&1 &
+  # Not holding the start/stop lock (fd 9) for its lifetime.
+  setsid glance-api --config-file "$CONF" </dev/null >>"$GL_HOME/log/glance-api.stderr" 2>&1 9>&- &
   echo $! >"$GL_HOME/run/glance-api.pid"
   wait_for "$WAIT_SECONDS" glance-api glance_up
 }
@@ -178,7 +179,7 @@ EOF
 }
 
 start () {
-  bash "$here/keystone.sh" start
+  bash "$here/keystone.sh" start 9>&-
   install_packages
   mkdir -p "$GL_HOME"/{run,log,secrets,images,staging,tasks,cache,lock}
   chmod 700 "$GL_HOME/secrets"
@@ -196,10 +197,20 @@ stop () {
   rm -f "$GL_HOME/run/glance-api.pid"
 }
 
+# One start or stop at a time (test runs of several checkouts share this Glance): two starts at
+# once both spawned glance-api, the second failed to bind and left its own dead pid in the pid
+# file, so the live one could no longer be stopped.
+serialized () {
+  mkdir -p "$GL_HOME/run"
+  exec 9>"$GL_HOME/run/.lock"
+  flock 9
+  "$@"
+}
+
 case ${1:-start} in
   install) install_packages ;;
-  start) start ;;
-  stop) stop ;;
+  start) serialized start ;;
+  stop) serialized stop ;;
   env) cat "$GL_HOME/env.json" ;;
   *) die "usage: $0 install|start|stop|env" ;;
 esac
