@@ -1,0 +1,102 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { rm } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawnAgent, tmpDir } from '@peerglance/testing'
+import type { SpawnedAgent } from '@peerglance/testing'
+
+const MiB = 1024 * 1024
+/** Large enough that a buffer growing with the image would show far above the bound. */
+const IMAGE = 1024 * MiB
+/** What streaming an image may add to the agent's RSS: a quarter of it, whatever the image. */
+const GROWTH_BOUND = IMAGE / 4
+
+function rssOf (pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024
+}
+
+/** Highest RSS seen every 50 ms while `work` runs. */
+async function peakRssDuring (pid: number, work: () => Promise<void>): Promise<number> {
+  let peak = rssOf(pid)
+  const timer = setInterval(() => { peak = Math.max(peak, rssOf(pid)) }, 50)
+  try {
+    await work()
+  } finally {
+    clearInterval(timer)
+  }
+  return Math.max(peak, rssOf(pid))
+}
+
+/** `size` bytes, no two chunks alike (so every chunk is written), made as they are sent. */
+async function * imageBytes (size: number, sha512: ReturnType<typeof createHash>): AsyncGenerator<Uint8Array> {
+  const block = randomBytes(MiB)
+  for (let sent = 0, n = 0; sent < size; sent += MiB, n++) {
+    const piece = Buffer.from(block.subarray(0, Math.min(MiB, size - sent)))
+    piece.writeUInt32BE(n, 0)
+    sha512.update(piece)
+    yield piece
+  }
+}
+
+describe('the agent\'s memory while it streams a large image', () => {
+  let dir: string
+  let agent: SpawnedAgent
+
+  beforeAll(async () => {
+    dir = await tmpDir()
+    agent = await spawnAgent({ dataDir: dir })
+  })
+
+  afterAll(async () => {
+    await agent?.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('runs with the launcher\'s memory settings', () => {
+    const cmdline = readFileSync(`/proc/${agent.process.pid}/cmdline`, 'utf8').split('\0')
+    expect(cmdline).toContain('--max-semi-space-size=8')
+    expect(readFileSync(`/proc/${agent.process.pid}/environ`, 'utf8').split('\0')).toContain(`MALLOC_MMAP_THRESHOLD_=${128 * 1024}`)
+  })
+
+  it('stays flat receiving and serving 1 GiB: RSS grows by less than a quarter of the image', async () => {
+    const pid = agent.process.pid as number
+    const created = await fetch(`${agent.url}/v2/images`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ disk_format: 'raw', container_format: 'bare' }) })
+    expect(created.status).toBe(201)
+    const { id } = await created.json() as { id: string }
+    const idle = rssOf(pid)
+
+    const sent = createHash('sha512')
+    const uploadPeak = await peakRssDuring(pid, async () => {
+      const req = request(`${agent.url}/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': IMAGE } })
+      const answered = new Promise<number>((resolve, reject) => {
+        req.once('response', res => { res.resume(); resolve(res.statusCode ?? 0) })
+        req.once('error', reject)
+      })
+      await pipeline(Readable.from(imageBytes(IMAGE, sent)), req)
+      expect(await answered).toBe(204)
+    })
+    const image = await (await fetch(`${agent.url}/v2/images/${id}`)).json() as { status: string, size: number, os_hash_value: string }
+    expect(image).toMatchObject({ status: 'active', size: IMAGE, os_hash_value: sent.digest('hex') })
+
+    const received = createHash('sha512')
+    let bytes = 0
+    const servePeak = await peakRssDuring(pid, async () => {
+      const res = await fetch(`${agent.url}/v2/images/${id}/file`)
+      expect(res.status).toBe(200)
+      for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) {
+        received.update(part)
+        bytes += part.byteLength
+      }
+    })
+    expect(bytes).toBe(IMAGE)
+    expect(received.digest('hex')).toBe(image.os_hash_value)
+
+    const growth = { upload: uploadPeak - idle, serve: servePeak - idle }
+    console.log(`agent RSS idle ${(idle / 1e6).toFixed(0)} MB; peak while receiving ${(uploadPeak / 1e6).toFixed(0)} MB, while serving ${(servePeak / 1e6).toFixed(0)} MB`)
+    expect(growth.upload).toBeLessThan(GROWTH_BOUND)
+    expect(growth.serve).toBeLessThan(GROWTH_BOUND)
+  })
+})
