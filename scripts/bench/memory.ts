@@ -1,5 +1,6 @@
-// (d) The agent's peak RSS while it receives and then serves a 4 GiB image. Target: < 150 MB
-// while serving. The peak is VmHWM from /proc/<pid>/status, reset (clear_refs 5) before each
+// (d) The agent's peak RSS while it receives and then serves a 4 GiB image, and that of a second
+// agent fetching it from the first (BENCH_FETCH=1, the default). Target: < 150 MB while serving
+// or fetching. The peak is VmHWM from /proc/<pid>/status, reset (clear_refs 5) before each
 // phase; VmRSS is also sampled every 100 ms. Baselines measured in the same run: an idle agent,
 // and bare Node processes (plain JS, and a .ts file loaded through Node's type stripping).
 //
@@ -8,7 +9,7 @@
 import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { randomFile } from '@peerglance/testing'
+import { multiaddrOf, randomFile, waitConnected } from '@peerglance/testing'
 import {
   LoadProbe, countChunkFiles, createImage, curl, deleteImage, envInt, envList, fitSize, fmt, getImage, log, mdTable, median,
   MiB, printHeader, processCpu, processMemory, resetPeakRss, runBench, sampleRss, startAgent, workDir
@@ -76,23 +77,29 @@ await runBench(async cleanup => {
   const canReset = await resetPeakRss(agent.pid)
   if (!canReset) log('cannot reset VmHWM (clear_refs not permitted): peaks are since agent start')
 
-  const measure = async (phase: string, rep: number, work: () => Promise<CurlResult[]>): Promise<{ phase: Phase, results: CurlResult[] }> => {
-    if (canReset) await resetPeakRss(agent.pid)
-    const startKiB = processMemory(agent.pid).rssKiB
-    const sampler = sampleRss(agent.pid, 100)
-    const cpu0 = processCpu(agent.pid)
+  // A second agent that fetches the image from the first over the mesh.
+  const fetcherDir = join(dir, 'fetcher')
+  const fetcher: BenchAgent | undefined = envInt('BENCH_FETCH', 1) === 1 ? await startAgent(cleanup, fetcherDir, ['--bootstrap', multiaddrOf(agent.agent)]) : undefined
+  if (fetcher != null) await waitConnected([agent.agent, fetcher.agent], 60_000)
+  const fetcherIdle = fetcher == null ? undefined : processMemory(fetcher.pid)
+
+  const measure = async (phase: string, rep: number, work: () => Promise<CurlResult[]>, pid = agent.pid): Promise<{ phase: Phase, results: CurlResult[] }> => {
+    if (canReset) await resetPeakRss(pid)
+    const startKiB = processMemory(pid).rssKiB
+    const sampler = sampleRss(pid, 100)
+    const cpu0 = processCpu(pid)
     const probe = new LoadProbe()
     const t0 = performance.now()
     const results = await work()
     const sec = (performance.now() - t0) / 1000
     const samples = sampler.stop()
-    const cpu = processCpu(agent.pid) - cpu0
+    const cpu = processCpu(pid) - cpu0
     const load = probe.end(cpu + results.reduce((a, r) => a + r.cpuSec, 0))
     const bytes = results.reduce((a, r) => a + Math.max(r.sizeDownload, r.sizeUpload), 0)
     const p: Phase = {
       phase,
       rep,
-      hwmKiB: processMemory(agent.pid).hwmKiB,
+      hwmKiB: processMemory(pid).hwmKiB,
       sampledMaxKiB: Math.max(...samples.rss),
       sampledMedianKiB: median(samples.rss),
       sampledAnonMaxKiB: Math.max(...samples.anon),
@@ -126,13 +133,22 @@ await runBench(async cleanup => {
       for (const r of down.results) if (r.httpCode !== 200 || r.sizeDownload !== size) throw new Error(`download: ${r.httpCode}, ${r.sizeDownload} bytes`)
       phases.push(down.phase)
     }
+    if (fetcher != null) {
+      // The image's record reaches the fetcher by gossip; its chunks must all come from the peer.
+      await waitUntil(async () => (await fetch(`${fetcher.url}/v2/images/${id}`).then(async r => { await r.arrayBuffer(); return r.status })) === 200, 'the image reaching the fetcher')
+      await waitUntil(async () => await countChunkFiles(fetcherDir) === 0, 'the fetcher dropping the last rep\'s chunks')
+      const got = await measure('fetch from the other agent, 1 × curl on the fetcher', rep, async () => [await curl(['-o', '/dev/null', `${fetcher.url}/v2/images/${id}/file`])], fetcher.pid)
+      if (got.results[0].httpCode !== 200 || got.results[0].sizeDownload !== size) throw new Error(`fetch: ${got.results[0].httpCode}, ${got.results[0].sizeDownload} bytes`)
+      phases.push(got.phase)
+    }
   }
 
   const mb = (kib: number): string => fmt(kib * 1024 / MB)
   const rows: string[][] = [
     ['node, plain JS file (floor)', mb(floorJsKiB), '', '', '', '', '', '', '', ''],
     ['node, .ts file via type stripping (floor)', mb(floorTsKiB), '', '', '', '', '', '', '', ''],
-    ['agent idle, after start (baseline)', mb(idle.hwmKiB), `RSS now ${mb(idle.rssKiB)}`, '1.00', fmt(idle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(idle.rssKiB), '', mb(idle.anonKiB), '', '']
+    ['agent idle, after start (baseline)', mb(idle.hwmKiB), `RSS now ${mb(idle.rssKiB)}`, '1.00', fmt(idle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(idle.rssKiB), '', mb(idle.anonKiB), '', ''],
+    ...fetcherIdle == null ? [] : [['fetcher idle, connected', mb(fetcherIdle.hwmKiB), `RSS now ${mb(fetcherIdle.rssKiB)}`, fmt(fetcherIdle.hwmKiB / idle.hwmKiB, 2), fmt(fetcherIdle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(fetcherIdle.rssKiB), '', mb(fetcherIdle.anonKiB), '', '']]
   ]
   const verdicts: string[] = []
   for (const name of [...new Set(phases.map(p => p.phase))]) {
@@ -152,3 +168,11 @@ await runBench(async cleanup => {
   console.log(`\n${verdicts.join('\n')}\n`)
   console.log(`MB = 10^6 bytes (RSS in MiB = MB / 1.049). VmHWM ${canReset ? 'was reset (clear_refs 5) before each phase' : 'could not be reset: each peak is since agent start'}. The idle agent has not started its hash workers yet; they start with the first upload and stay. RSS includes ~${mb(idle.fileKiB)} MB of file-backed pages (mostly the node binary, shared and reclaimable); RssAnon is the private part.\n`)
 })
+
+/** Polls `ok` every 200 ms for up to 60 s. */
+async function waitUntil (ok: () => Promise<boolean>, what: string): Promise<void> {
+  for (const until = Date.now() + 60_000; Date.now() < until; await new Promise(resolve => setTimeout(resolve, 200))) {
+    if (await ok()) return
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
