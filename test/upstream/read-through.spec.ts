@@ -1,33 +1,32 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { meshOf, tmpDir, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { keystoneEnv } from '../keystone/keystone.ts'
-import { accessLogSize, fileBytesLogged, glanceEnv, upstreamConfig, upstreamFetch } from './upstream.ts'
+import { accessLogSize, fileBytesLogged, upstreamConfig, upstreamFetch, upstreamProxy } from './upstream.ts'
 
-const GLANCE_SH = fileURLToPath(new URL('../../scripts/glance.sh', import.meta.url))
 const SIZE = 24 * 1024 * 1024 + 12345
 /** The pieces a first fetch is split into (whole 1 MiB chunks; at least 4 MiB). */
 const PIECE = 4 * 1024 * 1024
 
 let dir: string
 let mesh: TestMesh
+let proxy: Awaited<ReturnType<typeof upstreamProxy>>
 const created: string[] = []
 
 beforeAll(async () => {
   dir = await tmpDir('peerglance-upstream-')
   // One complete copy elsewhere lets an agent evict: the upstream's counts, so both agents may.
-  mesh = await meshOf(2, { args: ['--config', await upstreamConfig(dir, {}, { cache: { minReplicas: 1 } })] })
+  // The agents reach the upstream through a proxy this file can cut; the shared Glance stays up.
+  proxy = await upstreamProxy()
+  mesh = await meshOf(2, { args: ['--config', await upstreamConfig(dir, { url: proxy.url }, { cache: { minReplicas: 1 } })] })
 })
 
 afterAll(async () => {
   await mesh?.close()
   if (dir != null) await rm(dir, { recursive: true, force: true })
-  // Whatever a test did to it, the upstream is up for the next file.
-  execFileSync('bash', [GLANCE_SH, 'start'], { stdio: 'ignore', timeout: 120_000 })
+  await proxy?.cut()
   for (const id of created) await upstreamFetch(keystoneEnv().accounts['alpha-member'], `/v2/images/${id}`, { method: 'DELETE' })
 })
 
@@ -148,10 +147,10 @@ describe('an existing Glance as the origin: bytes', () => {
     // The status document says it too, on every agent (only one of them polls).
     for (const agent of mesh.agents) {
       const view = await upstreamStatus(agent.url)
-      expect(view).toMatchObject({ upstream: glanceEnv().url, writes: 'read-only' })
+      expect(view).toMatchObject({ upstream: proxy.url, writes: 'read-only' })
       expect(Date.parse(view.lastRefresh as string)).toBeGreaterThan(Date.now() - 60_000)
     }
-    execFileSync('bash', [GLANCE_SH, 'stop'], { stdio: 'ignore', timeout: 60_000 })
+    await proxy.cut()
     for (const agent of mesh.agents) {
       expect(await download(agent.url, cached.id)).toEqual({ status: 200, sha512: cached.sha512, bytes: SIZE, body: '' })
       const res = await download(agent.url, missing)

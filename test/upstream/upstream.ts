@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import type { Socket } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { keystoneEnv, issueToken } from '../keystone/keystone.ts'
@@ -109,4 +111,33 @@ export async function applicationCredential (): Promise<{ id: string, secret: st
   if (res.status !== 201) throw new Error(`application credential: ${res.status} ${await res.text()}`)
   const { id, secret } = (await res.json() as { application_credential: { id: string, secret: string } }).application_credential
   return { id, secret, remove: async () => { await fetch(`${env.keystoneUrl}/users/${userId}/application_credentials/${id}`, { method: 'DELETE', headers: { 'x-auth-token': token } }) } }
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of the upstream Glance, for agents to use as `upstream.url`:
+ * `cut` makes the upstream unreachable for them alone (listener closed, connections dropped),
+ * where stopping the shared Glance would also cut every other test run that uses it.
+ */
+export async function upstreamProxy (): Promise<{ url: string, cut: () => Promise<void> }> {
+  const target = new URL(glanceEnv().url)
+  const sockets = new Set<Socket>()
+  const server = createServer(client => {
+    const upstream = connect(Number(target.port), target.hostname)
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('error', () => { client.destroy(); upstream.destroy() })
+      s.on('close', () => { sockets.delete(s) })
+    }
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut: async () => {
+      const closed = new Promise<void>(resolve => server.close(() => { resolve() }))
+      for (const s of sockets) s.destroy()
+      await closed
+    }
+  }
 }
