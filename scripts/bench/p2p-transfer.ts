@@ -5,7 +5,8 @@
 //   exchange   ChunkExchange.get with 16 requests in flight: libp2p + framing + sha256 check, no store
 //   swarm      Mesh reader (sessions, scheduling, verification), chunks not stored
 //   swarm+fs   Mesh reader into an FsChunkStore: verify, putChunk (verify again, write, fdatasync, rename)
-// and options (see parseVariant), e.g. exchange:stock (stock Noise crypto), exchange:s1 (1 stream).
+// and options (see parseVariant), e.g. exchange:stock (stock Noise crypto), exchange:s1 (1 stream),
+// exchange:libp2p (chunks on libp2p streams: no bulk channel, as before issue 8's TLS channel).
 // Each side reports its own CPU seconds (process.cpuUsage) for the transfer window.
 //
 //   node scripts/bench/p2p-transfer.ts
@@ -41,14 +42,17 @@ interface VariantSpec {
   nodeFlags: string[]
   /** Set --external-memory-accounted-in-global-limit from inside the process (v8.setFlagsFromString). */
   runtimeFlags?: boolean
+  /** -1: no bulk channel, chunks on libp2p streams (`libp2p`); 0 (default): the TLS bulk channel. */
+  bulkPort: number
 }
 
 function parseVariant (variant: Variant): VariantSpec {
   const [base, ...opts] = variant.split(':')
   if (!['tcp', 'exchange', 'swarm', 'swarm+fs'].includes(base)) throw new Error(`unknown variant ${variant}`)
-  const spec: VariantSpec = { base: base as VariantSpec['base'], noise: 'fast', nodeFlags: [] }
+  const spec: VariantSpec = { base: base as VariantSpec['base'], noise: 'fast', nodeFlags: [], bulkPort: 0 }
   for (const opt of opts) {
     if (opt === 'stock') spec.noise = 'stock'
+    else if (opt === 'libp2p') spec.bulkPort = -1
     else if (/^s\d+$/.test(opt)) spec.streams = Number(opt.slice(1))
     else if (/^d\d+$/.test(opt)) spec.depth = Number(opt.slice(1))
     else if (/^semi\d+$/.test(opt)) spec.nodeFlags.push(`--max-semi-space-size=${opt.slice(4)}`)
@@ -76,7 +80,7 @@ async function seedRole (dir: string, mib: number, variant: Variant): Promise<vo
   await store.start()
   const manifestFile = join(dir, 'manifest.json')
   await seedChunks(store, manifestFile, mib)
-  const mesh = await createMesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, noiseCrypto: spec.noise })
+  const mesh = await createMesh({ chunks: store, getManifestBytes: async () => undefined }, { dataDir: dir, noiseCrypto: spec.noise, bulkPort: spec.bulkPort })
   await mesh.start()
   reply({ ready: true, addr: mesh.multiaddrs[0], manifestFile })
   await commands(async () => {})
@@ -113,6 +117,7 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
     dataDir: dir,
     bootstrap: [seedAddr],
     noiseCrypto: spec.noise,
+    bulkPort: spec.bulkPort,
     streamsPerPeer: spec.streams,
     pipelineDepth: spec.depth
   })

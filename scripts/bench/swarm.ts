@@ -314,6 +314,11 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       const views = await Promise.all(agents.map(async (_, i) => await status(i)))
       return views.every(v => v.images.some(im => im.id === id && im.status === 'active')) ? true : undefined
     })
+    // What the nine agents burn doing nothing (ping, gossip, metadata sync): part of every figure per GiB.
+    const idle0 = cpuOf(agents.map(a => a.child.pid))
+    await new Promise(resolve => setTimeout(resolve, 5_000))
+    const idle1 = cpuOf(agents.map(a => a.child.pid))
+    log(`peerglance agents idle: ${fmt((idle1.user + idle1.sys - idle0.user - idle0.sys) / 5, 3)} CPU-s per second, all ${N + 1} together`)
     const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
     const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
     const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
@@ -329,6 +334,14 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     })
     for (const trace of traces) await stopProcess(trace)
     result.seedPayload = await metricIn(0, 'peerglance_peer_bytes_sent_total') - sent0
+    // Who sent and received how much (chunk-protocol frames, MiB): duplicates show here first.
+    const flows = await Promise.all(agents.map(async (_, i) => `h${i} ${fmt(await metricIn(i, 'peerglance_peer_bytes_sent_total') / MiB, 0)}/${fmt(await metricIn(i, 'peerglance_peer_bytes_received_total') / MiB, 0)}`))
+    log(`peerglance MiB sent/received per host: ${flows.join(', ')}`)
+    const bulk = await Promise.all(agents.map(async (_, i) => await metricIn(i, 'peerglance_peer_bulk_channels')))
+    log(`peerglance bulk channels opened to each host (accepted + refused): ${bulk.join(', ')}`)
+    const served = await Promise.all(agents.map(async (_, i) => (await curlIn(i, [`${API}/metrics`], 10_000)).split('\n')
+      .filter(line => line.startsWith('peerglance_peer_requests_served{')).map(line => line.replace(/^.*kind="([^"]+)"\} /, '$1=')).join(' ')))
+    log(`peerglance requests served per host:\n  ${served.map((line, i) => `h${i} ${line}`).join('\n  ')}`)
     return result
   } finally {
     await Promise.all(agents.map(async a => { await stopProcess(a.child, 20_000) }))

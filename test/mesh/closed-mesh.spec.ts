@@ -15,8 +15,10 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { Libp2p } from '@libp2p/interface'
 import { describe, expect, it } from 'vitest'
-import { CHUNK_PROTOCOL, METADATA_SYNC_PROTOCOL, METADATA_TOPIC, createMeshNode, loadOrCreatePeerKey } from '@peerglance/mesh'
-import { agentStatus, meshOf, multiaddrOf, peerIdOf, tmpDir, waitConnected, waitFor } from '@peerglance/testing'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CHUNK_PROTOCOL, METADATA_SYNC_PROTOCOL, METADATA_TOPIC, Membership, bulkAuth, createMeshNode, dialBulk, loadOrCreatePeerKey, mintCredential } from '@peerglance/mesh'
+import { agentStatus, freePort, meshOf, multiaddrOf, peerIdOf, tmpDir, waitConnected, waitFor } from '@peerglance/testing'
 import type { TestMesh } from '@peerglance/testing'
 import { configFile, glance, meshPerTest } from './helpers.ts'
 
@@ -79,6 +81,37 @@ describe('a closed mesh', () => {
       await plain.stop()
       await keyed.stop()
     }
+  })
+
+  it('refuses an outsider on the bulk channel (TLS keyed to peer ids): another mesh key, the right key but a revoked peer id', async () => {
+    const root = await tmpDir('peerglance-bulk-outsider-')
+    dirs.push(root)
+    const outsiderKey = await generateKeyPair('Ed25519')
+    const outsiderId = peerIdFromPrivateKey(outsiderKey).toString()
+    const ports = [await freePort(), await freePort()]
+    const configs = await Promise.all(ports.map(async port => await configFile(`mesh:\n  key: the-mesh-key-0123456789abcdef\n  bulkPort: ${port}\n  revokedPeers: [${outsiderId}]\n`, dirs)))
+    mesh = track(await meshOf(2, { argsOf: i => ['--config', configs[i]] }))
+    const [a, b] = mesh.agents
+    const image = await glance(a.url).create({ name: 'bulk-private', visibility: 'private' })
+    const bytes = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251)
+    await glance(a.url).upload(image.id, bytes)
+    // B reads it through the bulk channel: members get in.
+    await waitFor(async () => (await glance(b.url).find(image.id))?.status === 'active', { what: 'B seeing the image' })
+    const res = await glance(b.url).call(`/v2/images/${image.id}/file`)
+    expect(res.status).toBe(200)
+    expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(bytes))).toBe(true)
+    const target = peerIdFromString(peerIdOf(a))
+    const asOutsider = (secret: string): ReturnType<typeof bulkAuth> =>
+      bulkAuth(outsiderKey, mintCredential(secret, outsiderId), new Membership({ secret }))
+    // Another mesh's key: A refuses its credential before any frame.
+    await expect(dialBulk('127.0.0.1', ports[0], target, asOutsider('another-key')!, AbortSignal.timeout(5000))).rejects.toThrow()
+    // The mesh key, but A has revoked this peer id.
+    await expect(dialBulk('127.0.0.1', ports[0], target, asOutsider('the-mesh-key-0123456789abcdef')!, AbortSignal.timeout(5000))).rejects.toThrow()
+    // A fresh peer id with the mesh key is a member, as on libp2p: the key is the mesh's secret.
+    const fresh = await generateKeyPair('Ed25519')
+    const freshId = peerIdFromPrivateKey(fresh).toString()
+    const member = await dialBulk('127.0.0.1', ports[0], target, bulkAuth(fresh, mintCredential('the-mesh-key-0123456789abcdef', freshId), new Membership({ secret: 'the-mesh-key-0123456789abcdef' }))!, AbortSignal.timeout(5000))
+    member.destroy()
   })
 
   it('keeps an agent with another key apart: it neither gets the mesh\'s images nor gives its own', async () => {

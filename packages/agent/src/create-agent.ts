@@ -73,6 +73,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     site: config.agent.site,
     bootstrap: config.mesh.bootstrap,
     mdns: config.mesh.mdns,
+    bulkPort: config.mesh.bulkPort,
     membership: { secret: config.mesh.key, operator: config.mesh.operatorKey, credentialFile: config.mesh.credentialFile, revoked: config.mesh.revokedPeers },
     unavailableTimeoutMs: config.mesh.fetchTimeoutMs,
     manifestTimeoutMs: config.mesh.fetchTimeoutMs

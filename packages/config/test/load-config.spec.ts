@@ -64,7 +64,7 @@ describe('defaultConfig', () => {
     expect(c.glance.userStorageQuota).toBe('0')
     expect(c.glance.enabledImportMethods).toEqual(['glance-direct'])
     expect(c.glance.diskFormats).toContain('qcow2')
-    expect(c.mesh).toEqual({ listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], key: '', operatorKey: '', credentialFile: '', revokedPeers: [], fetchTimeoutMs: 5000, syncIntervalMs: 2000, mdns: false })
+    expect(c.mesh).toEqual({ listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], key: '', operatorKey: '', credentialFile: '', revokedPeers: [], fetchTimeoutMs: 5000, syncIntervalMs: 2000, bulkPort: 0, mdns: false })
     expect(c.shutdown.graceMs).toBe(10000)
   })
 

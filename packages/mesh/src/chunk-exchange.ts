@@ -42,6 +42,10 @@
  *   largest single cost of the swarm (docs/benchmarks.md, issue 8).
  * - MANIFEST: body = the image id (UTF-8). OK body = the manifest bytes the server has for it; the
  *   requester checks them against the manifest CID it got from the image's metadata.
+ * - BULK: empty body. OK body = u16 BE, the TCP port of the server's bulk channel (bulk-channel.ts:
+ *   the same frames over TLS 1.3, on the address of the libp2p connection); NOT_FOUND when it has
+ *   none. A requester asks once per peer and then sends its GETs there; HAVE, ANNOUNCE and
+ *   MANIFEST stay on libp2p. When the bulk channel cannot be dialled or proven, GETs go on libp2p.
  *
  * A server writes a response with `send()` and waits for 'drain' when that returns false, so a
  * slow reader holds back the server instead of filling its memory (REPORT.md, stream API).
@@ -50,16 +54,20 @@ import { createHash } from 'node:crypto'
 import { ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
 import type { ChunkBlocks } from '@peerglance/interface'
 import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
+import type { FrameStream } from './frame-stream.ts'
 import { equalBytes } from './bytes.ts'
 import {
   CHUNK_PROTOCOL, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_PIPELINE_DEPTH, DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_STREAMS_PER_PEER
 } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
-import { encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
+import { encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
+import { BulkListener, dialBulk } from './bulk-channel.ts'
+import type { BulkAuth } from './bulk-channel.ts'
 import { collector, PeerLink } from './exchange-client.ts'
 import type { ChunkNetwork, ExchangeTraffic, ResultSink } from './exchange-client.ts'
+import { libp2pFrameStream, socketFrameStream } from './frame-stream.ts'
 import { ExchangeServer } from './exchange-server.ts'
 import type { ExchangeStats, HaveHandler } from './exchange-server.ts'
 
@@ -72,6 +80,18 @@ export const MAX_HAVE_CIDS = 100_000
 const HAVE_CONCURRENCY = 16
 /** Bodies of NOT_FOUND and ERROR responses. */
 const MAX_ERROR_BODY = 4096
+/** A peer whose bulk channel could not be reached or proven is not tried again for this long. */
+const BULK_RETRY_MS = 60_000
+/** How long a BULK request may take. */
+const BULK_ASK_TIMEOUT_MS = 5_000
+
+/** The bulk channel could not be dialled or proven: the request goes on libp2p instead. */
+class BulkUnavailableError extends Error {
+  override readonly name = 'BulkUnavailableError'
+}
+
+/** What this agent knows of a peer's bulk channel. */
+type BulkPeer = { kind: 'asking', answered: Promise<void> } | { kind: 'none', until: number } | { kind: 'at', host: string, port: number }
 
 
 export interface HaveAnswer {
@@ -94,6 +114,13 @@ export interface ChunkExchangeComponents {
   haves?: HaveHandler
   traffic?: ExchangeTraffic
   logger: ComponentLogger
+  /**
+   * The bulk channel (bulk-channel.ts): this agent's TLS identity and membership proof, and where
+   * to listen (port 0: any free port). Without it chunks go on libp2p streams only.
+   */
+  bulk?: { auth: BulkAuth, host: string, port: number }
+  /** Set by the exchange itself: the port of its bulk channel, for BULK requests. */
+  bulkPort?: () => number | undefined
 }
 
 export interface ChunkExchangeInit {
@@ -131,7 +158,11 @@ export class ChunkExchange implements Startable {
   readonly #maxOutbound: number
   readonly #timeoutMs: number
   readonly #links = new Map<string, PeerLink>()
+  readonly #bulkLinks = new Map<string, PeerLink>()
+  readonly #bulkPeers = new Map<string, BulkPeer>()
   readonly #server: ExchangeServer
+  #bulkListener: BulkListener | undefined
+  #bulkPort: number | undefined
   #running = false
   #nextId = 1
 
@@ -143,8 +174,13 @@ export class ChunkExchange implements Startable {
     this.#maxInbound = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
     this.#maxOutbound = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.#timeoutMs = init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+    // The same components object, not a copy: the swarm sets `haves` on it later (answerHavesWith).
+    components.bulkPort = () => this.#bulkPort
     this.#server = new ExchangeServer(components, this.#log, () => this.#running)
   }
+
+  /** The TCP port of this agent's bulk channel, once started (undefined: none). */
+  get bulkPort (): number | undefined { return this.#bulkPort }
 
   /** Who answers peers' HAVE requests and hears their ANNOUNCEs (the swarm, made after the exchange). */
   answerHavesWith (haves: HaveHandler): void {
@@ -158,7 +194,17 @@ export class ChunkExchange implements Startable {
 
   async start (): Promise<void> {
     if (this.#running) return
-    await this.#components.network.handle(CHUNK_PROTOCOL, this.#server.serve, {
+    const bulk = this.#components.bulk
+    if (bulk != null) {
+      const stats = this.#server.stats
+      const listener = new BulkListener(bulk.auth, this.#log, (socket, peer) => {
+        stats.bulkChannels++
+        this.#server.serve(socketFrameStream(socket), peer, true)
+      }, () => { stats.bulkRefused++ })
+      this.#bulkPort = await listener.listen(bulk.host, bulk.port)
+      this.#bulkListener = listener
+    }
+    await this.#components.network.handle(CHUNK_PROTOCOL, (stream, connection) => { this.#server.serve(libp2pFrameStream(stream), connection.remotePeer) }, {
       maxInboundStreams: this.#maxInbound,
       maxOutboundStreams: this.#maxOutbound
     })
@@ -169,15 +215,42 @@ export class ChunkExchange implements Startable {
     if (!this.#running) return
     this.#running = false
     await this.#components.network.unhandle(CHUNK_PROTOCOL).catch(noop)
-    for (const link of this.#links.values()) link.close(new NotStartedError('the mesh is stopping'))
+    for (const link of [...this.#links.values(), ...this.#bulkLinks.values()]) link.close(new NotStartedError('the mesh is stopping'))
     this.#links.clear()
+    this.#bulkLinks.clear()
+    this.#bulkPeers.clear()
     this.#server.abortAll(new NotStartedError('the mesh is stopping'))
+    await this.#bulkListener?.close()
+    this.#bulkListener = undefined
+    this.#bulkPort = undefined
   }
 
   /** The peer's chunk, verified against its CID. NotHeldError when the peer does not have it. */
   async get (peer: PeerId, cid: string, opts: GetOptions = {}): Promise<Uint8Array> {
+    // The first GET to a peer asks for its port and waits for the answer (one round trip, bounded
+    // by BULK_ASK_TIMEOUT_MS), rather than carry chunks through Noise and yamux meanwhile: those
+    // that did were 59 % of a downloader's socket writes. Asked on connect instead, the question
+    // dialled peers the peer set had just pruned.
+    const asking = this.#bulkState(peer)
+    if (asking?.kind === 'asking') await asking.answered
+    const bulk = this.#bulkLink(peer)
+    if (bulk != null) {
+      try {
+        return await this.#getOn(bulk, cid, opts)
+      } catch (err) {
+        if ((err as Error).name !== 'BulkUnavailableError') throw err
+        this.#log('bulk channel to %p unavailable, chunks go on libp2p - %e', peer, err)
+        this.#bulkPeers.set(peer.toString(), { kind: 'none', until: Date.now() + BULK_RETRY_MS })
+        this.#bulkLinks.get(peer.toString())?.close(err as Error)
+        this.#bulkLinks.delete(peer.toString())
+      }
+    }
+    return await this.#getOn(this.#link(peer), cid, opts)
+  }
+
+  async #getOn (link: PeerLink, cid: string, opts: GetOptions): Promise<Uint8Array> {
     const expected = sha256DigestOf(cid)
-    return await this.#request(peer, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
+    return await this.#requestOn(link, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
       const hash = createHash('sha256')
       const body = collector(length)
       // Hash each piece as it arrives, so verifying adds no wait at the end of a chunk.
@@ -243,25 +316,91 @@ export class ChunkExchange implements Startable {
 
   /** Drops the streams to a peer (it went away, or sent bad bytes). */
   forget (peer: string): void {
-    this.#links.get(peer)?.close(new ProtocolError('peer dropped'))
-    this.#links.delete(peer)
+    for (const links of [this.#links, this.#bulkLinks]) {
+      links.get(peer)?.close(new ProtocolError('peer dropped'))
+      links.delete(peer)
+    }
+    this.#bulkPeers.delete(peer)
   }
 
   async #request (peer: PeerId, type: number, body: Uint8Array, opts: RequestOptions, code: number, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
+    return await this.#requestOn(this.#link(peer), type, body, opts, code, okSink)
+  }
+
+  async #requestOn (link: PeerLink, type: number, body: Uint8Array, opts: RequestOptions, code: number, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
     const id = this.#nextId
     this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1
-    return await this.#link(peer).request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink, code)
+    return await link.request(id, type, body, opts.timeoutMs ?? this.#timeoutMs, opts.signal, okSink, code)
   }
 
   #link (peer: PeerId): PeerLink {
     const key = peer.toString()
     let link = this.#links.get(key)
     if (link == null) {
-      link = new PeerLink(peer, this.#components, this.#log, this.#streamsPerPeer, this.#depth, this.#maxOutbound)
+      const network = this.#components.network
+      const dial = async (signal: AbortSignal | undefined): Promise<FrameStream> =>
+        libp2pFrameStream(await network.dialProtocol(peer, CHUNK_PROTOCOL, { signal, maxOutboundStreams: this.#maxOutbound }))
+      link = new PeerLink(peer, this.#components, this.#log, dial, this.#streamsPerPeer, this.#depth)
       this.#links.set(key, link)
     }
     return link
+  }
+
+  /**
+   * The link over the peer's bulk channel, or undefined while its port is not known (the first
+   * call asks for it), when it has none, or when this agent has no bulk channel itself.
+   */
+  #bulkLink (peer: PeerId): PeerLink | undefined {
+    const auth = this.#components.bulk?.auth
+    if (auth == null) return undefined
+    const key = peer.toString()
+    const known = this.#bulkPeers.get(key)
+    if (known?.kind !== 'at') return undefined
+    let link = this.#bulkLinks.get(key)
+    if (link == null || link.closed) {
+      const dial = async (signal: AbortSignal | undefined): Promise<FrameStream> => {
+        try {
+          return socketFrameStream(await dialBulk(known.host, known.port, peer, auth, signal))
+        } catch (err) {
+          if (signal?.aborted === true) throw err
+          throw new BulkUnavailableError(`bulk channel ${known.host}:${known.port} of ${key}: ${(err as Error).message}`, { cause: err })
+        }
+      }
+      link = new PeerLink(peer, this.#components, this.#log, dial, this.#streamsPerPeer, this.#depth)
+      this.#bulkLinks.set(key, link)
+    }
+    return link
+  }
+
+  /** What we know of the peer's bulk channel, asking for its port first when we know nothing (or gave up on it a while ago). */
+  #bulkState (peer: PeerId): BulkPeer | undefined {
+    if (this.#components.bulk == null) return undefined
+    const known = this.#bulkPeers.get(peer.toString())
+    if (known != null && (known.kind !== 'none' || known.until > Date.now())) return known
+    this.#askBulk(peer)
+    return this.#bulkPeers.get(peer.toString())
+  }
+
+  /** Learns the peer's bulk port (in the background); the host is the one of our libp2p connection to it. */
+  #askBulk (peer: PeerId): void {
+    const key = peer.toString()
+    const { promise: answered, resolve } = Promise.withResolvers<void>()
+    const state: BulkPeer = { kind: 'asking', answered }
+    this.#bulkPeers.set(key, state)
+    const none = (): void => { if (this.#bulkPeers.get(key) === state) this.#bulkPeers.set(key, { kind: 'none', until: Date.now() + BULK_RETRY_MS }) }
+    this.#request(peer, FRAME_BULK, new Uint8Array(0), { timeoutMs: BULK_ASK_TIMEOUT_MS }, 0, collector).then(answer => {
+      const host = this.#components.network.remoteHost?.(peer)
+      if (answer.byteLength !== 2 || host == null) {
+        none()
+        return
+      }
+      const port = new DataView(answer.buffer, answer.byteOffset, 2).getUint16(0)
+      if (this.#bulkPeers.get(key) === state) this.#bulkPeers.set(key, { kind: 'at', host, port })
+    }, err => {
+      this.#log('peer %p has no bulk channel - %e', peer, err)
+      none()
+    }).finally(resolve)
   }
 
 }

@@ -5,16 +5,19 @@
  */
 import { AbortedError } from '@peerglance/interface'
 import type { Logger, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
-import { CHUNK_PROTOCOL, MAX_FRAME_BODY } from './constants.ts'
+import { MAX_FRAME_BODY } from './constants.ts'
 import { NotHeldError, ProtocolError, RequestTimeoutError } from './errors.ts'
 import { CODE_NOT_FOUND, CODE_OK, collect, discard, frame, FrameReader, HEADER_SIZE, MAX_ERROR_BODY } from './framing.ts'
 import type { BodySink, FrameHeader } from './framing.ts'
+import type { FrameStream } from './frame-stream.ts'
 
 /** The slice of libp2p the exchange uses. */
 export interface ChunkNetwork {
   handle: (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions) => Promise<void>
   unhandle: (protocol: string) => Promise<void>
   dialProtocol: (peer: PeerId, protocols: string | string[], options?: { signal?: AbortSignal, maxOutboundStreams?: number }) => Promise<Stream>
+  /** The IP address our connection to the peer reaches it at (where its bulk channel listens). */
+  remoteHost?: (peer: PeerId) => string | undefined
 }
 
 export interface ExchangeTraffic {
@@ -26,9 +29,11 @@ export interface ExchangeTraffic {
 }
 
 export interface ClientComponents {
-  network: ChunkNetwork
   traffic?: ExchangeTraffic
 }
+
+/** Opens one more stream to the peer: a libp2p chunk stream, or a bulk channel. */
+export type Dial = (signal: AbortSignal | undefined) => Promise<FrameStream>
 
 /** Collects an OK body; `finish` returns it, or throws when it is not acceptable (a bad hash). */
 export interface ResultSink {
@@ -62,7 +67,7 @@ interface Pending {
 
 /** One long-lived outbound stream and the requests waiting on it, oldest first. */
 class Channel {
-  readonly stream: Stream
+  readonly stream: FrameStream
   readonly pending: Pending[] = []
   /**
    * The request whose response body is arriving now. The reader takes a request off `pending`
@@ -72,7 +77,7 @@ class Channel {
   receiving: Pending | undefined
   closed = false
 
-  constructor (stream: Stream) {
+  constructor (stream: FrameStream) {
     this.stream = stream
   }
 }
@@ -84,26 +89,29 @@ export class PeerLink {
   readonly #key: string
   readonly #components: ClientComponents
   readonly #log: Logger
+  readonly #dial: Dial
   readonly #max: number
   readonly #depth: number
-  readonly #maxOutbound: number
   readonly #channels: Channel[] = []
   #opening = 0
   readonly #waiters: Array<() => void> = []
   #closed: Error | undefined
 
-  constructor (peer: PeerId, components: ClientComponents, log: Logger, max: number, depth: number, maxOutbound: number) {
+  constructor (peer: PeerId, components: ClientComponents, log: Logger, dial: Dial, max: number, depth: number) {
     this.#peer = peer
     this.#key = peer.toString()
     this.#components = components
     this.#log = log
+    this.#dial = dial
     this.#max = max
     this.#depth = depth
-    this.#maxOutbound = maxOutbound
   }
 
+  /** True once close() was called: a new link must be made. */
+  get closed (): boolean { return this.#closed != null }
+
   debugState (): Record<string, unknown> {
-    return { opening: this.#opening, waiters: this.#waiters.length, channels: this.#channels.map(c => ({ pending: c.pending.length, status: c.stream.status, write: c.stream.writeStatus, needsDrain: c.stream.writableNeedsDrain })) }
+    return { opening: this.#opening, waiters: this.#waiters.length, channels: this.#channels.map(c => ({ pending: c.pending.length, ...c.stream.debugState() })) }
   }
 
   close (err: Error): void {
@@ -159,7 +167,7 @@ export class PeerLink {
     try {
       const data = frame(type, code, id, body)
       const length = data.byteLength
-      if (!channel.stream.send(data)) await channel.stream.onDrain({ signal })
+      if (!channel.stream.send(data)) await channel.stream.onDrain(signal)
       this.#components.traffic?.sent(this.#key, length)
       return await promise
     } finally {
@@ -177,7 +185,7 @@ export class PeerLink {
     for (const c of this.#channels) if (!c.closed && (channel == null || c.pending.length < channel.pending.length)) channel = c
     channel ??= await this.#open(signal)
     const data = frame(type, 0, 0, body)
-    if (!channel.stream.send(data)) await channel.stream.onDrain({ signal })
+    if (!channel.stream.send(data)) await channel.stream.onDrain(signal)
     this.#components.traffic?.sent(this.#key, data.byteLength)
   }
 
@@ -209,9 +217,9 @@ export class PeerLink {
 
   async #open (signal: AbortSignal | undefined): Promise<Channel> {
     this.#opening++
-    let stream: Stream
+    let stream: FrameStream
     try {
-      stream = await this.#components.network.dialProtocol(this.#peer, CHUNK_PROTOCOL, { signal, maxOutboundStreams: this.#maxOutbound })
+      stream = await this.#dial(signal)
     } catch (err) {
       this.#opening--
       this.#wake()
@@ -246,25 +254,33 @@ export class PeerLink {
         }
       }
     })
-    stream.addEventListener('message', evt => {
-      try {
-        reader.push(evt.data)
-      } catch (err) {
-        stream.abort(err as Error)
-      }
-    })
-    stream.addEventListener('close', evt => {
-      channel.closed = true
-      const index = this.#channels.indexOf(channel)
-      if (index >= 0) this.#channels.splice(index, 1)
-      const err = evt.error ?? new ProtocolError(`stream to ${key} closed`)
-      // Not an AbortedError nor NotHeldError, so the swarm counts it against this peer and asks another holder at once.
-      channel.receiving?.reject(new ProtocolError(`stream to ${key} closed while a response was arriving`, { cause: err }))
-      channel.receiving = undefined
-      for (const pending of channel.pending.splice(0)) pending.reject(err)
-      this.#wake()
+    stream.listen({
+      data: data => {
+        try {
+          reader.push(data)
+        } catch (err) {
+          stream.abort(err as Error)
+        }
+      },
+      // A server closes its side only when it is going away: fail what waits now, not at its timeout.
+      remoteDone: () => { stream.abort(new ProtocolError(`peer ${key} closed the stream`)) },
+      closed: error => { this.#channelClosed(channel, error) }
     })
     this.#log.trace('opened chunk stream to %s', key)
     return channel
   }
+
+  #channelClosed (channel: Channel, error: Error | undefined): void {
+    const key = this.#key
+    channel.closed = true
+    const index = this.#channels.indexOf(channel)
+    if (index >= 0) this.#channels.splice(index, 1)
+    const err = error ?? new ProtocolError(`stream to ${key} closed`)
+    // Not an AbortedError nor NotHeldError, so the swarm counts it against this peer and asks another holder at once.
+    channel.receiving?.reject(new ProtocolError(`stream to ${key} closed while a response was arriving`, { cause: err }))
+    channel.receiving = undefined
+    for (const pending of channel.pending.splice(0)) pending.reject(err)
+    this.#wake()
+  }
+
 }

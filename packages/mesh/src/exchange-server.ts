@@ -5,21 +5,24 @@ import { CID_BYTES, cidFromBytes, isChunkCid } from '@peerglance/interface'
  * previous send); ANNOUNCEs go straight to the swarm. Chunks come from the local store.
  */
 import type { ChunkBlocks } from '@peerglance/interface'
-import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { Logger, PeerId } from '@libp2p/interface'
 import { MAX_QUEUED_REQUESTS } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
   MAX_ERROR_BODY, readNoteHead, setBit, stateByte
 } from './framing.ts'
 import type { FrameHeader, HaveSelf, HaveState } from './framing.ts'
 import type { ExchangeTraffic } from './exchange-client.ts'
+import type { FrameStream } from './frame-stream.ts'
 import { SeedLedger } from './seed-ledger.ts'
 
 /** Request bodies: a HAVE for 100k chunks (100 GiB at 1 MiB) is 3.6 MB. */
 const MAX_REQUEST_BODY = 4 * 1024 * 1024
 /** Files checked at once while answering a HAVE. */
 const HAVE_CONCURRENCY = 16
+/** HAVE answers from the store kept (per image key and part) while the store's generation stays. */
+const MAX_KEPT_HAVES = 64
 
 /** What a peer said of its holdings of one image: in a HAVE request, or in an ANNOUNCE. */
 export interface HaveNote {
@@ -50,12 +53,19 @@ export interface HaveHandler {
 /** What the server side did, for tests and logs. */
 export interface ExchangeStats {
   getsServed: number
+  /** Of those, GETs that came on a bulk channel (bulk-channel.ts), not on libp2p. */
+  bulkGetsServed: number
   chunksNotFound: number
   /** First fetches refused because another downloader got the chunk from us lately (seed-ledger.ts). */
   refusedOnce: number
   bytesServed: number
   havesServed: number
+  /** HAVE answers that checked chunk files (no session knew the answer, nor a kept one). */
+  havesFromFiles: number
   manifestsServed: number
+  /** Bulk channels (bulk-channel.ts) members opened to us, and connections refused there before any frame. */
+  bulkChannels: number
+  bulkRefused: number
 }
 
 
@@ -67,6 +77,8 @@ export interface ServerComponents {
   /** Who holds what: answers HAVE requests and hears ANNOUNCEs (the swarm). */
   haves?: HaveHandler
   traffic?: ExchangeTraffic
+  /** The port of this agent's bulk channel (bulk-channel.ts), for BULK requests; undefined when it has none. */
+  bulkPort?: () => number | undefined
 }
 
 interface Reply {
@@ -74,18 +86,27 @@ interface Reply {
   code: number
   id: number
   body?: Uint8Array
+  /** A chunk sent as a first fetch from this seed (seed-ledger.ts). */
+  firstFetch?: string
 }
 
 
 function noop (): void {}
 
 export class ExchangeServer {
-  readonly stats: ExchangeStats = { getsServed: 0, chunksNotFound: 0, refusedOnce: 0, bytesServed: 0, havesServed: 0, manifestsServed: 0 }
+  readonly stats: ExchangeStats = { getsServed: 0, bulkGetsServed: 0, chunksNotFound: 0, refusedOnce: 0, bytesServed: 0, havesServed: 0, havesFromFiles: 0, manifestsServed: 0, bulkChannels: 0, bulkRefused: 0 }
   readonly #ledger = new SeedLedger()
   readonly #components: ServerComponents
   readonly #log: Logger
   readonly #isRunning: () => boolean
-  readonly #inbound = new Set<Stream>()
+  readonly #inbound = new Set<FrameStream>()
+  /**
+   * HAVE answers made by checking chunk files, kept while the store is unchanged. A seed has no
+   * session to answer from, and downloaders that wait for a chunk nobody holds ask every peer each
+   * second: answering each from the files was 15-20 % of the agents' CPU in the shaped swarm once
+   * the bulk channel made those answers quick (docs/benchmarks.md, issue 8).
+   */
+  readonly #keptHaves = new Map<string, { generation: number, bits: Uint8Array }>()
 
   constructor (components: ServerComponents, log: Logger, isRunning: () => boolean) {
     this.#components = components
@@ -105,12 +126,12 @@ export class ExchangeServer {
     this.#inbound.clear()
   }
 
-  serve (stream: Stream, connection: Connection): void {
+  /** Answers the requests of one stream from `remote` (a libp2p stream, or a bulk channel). */
+  serve (stream: FrameStream, remote: PeerId, bulk = false): void {
     if (!this.#isRunning()) {
       stream.abort(new NotStartedError('the mesh is not running'))
       return
     }
-    const remote = connection.remotePeer
     const peer = remote.toString()
     const log = this.#log
     this.#inbound.add(stream)
@@ -118,7 +139,7 @@ export class ExchangeServer {
     let chain: Promise<void> = Promise.resolve()
     let remoteDone = false
     const maybeClose = (): void => {
-      if (remoteDone && queued === 0 && stream.writeStatus === 'writable') stream.close().catch(noop)
+      if (remoteDone && queued === 0 && stream.writable) stream.close().catch(noop)
     }
     const reader = new FrameReader(MAX_REQUEST_BODY, header => collect(header.length, body => {
       // One way: handled at once, and nothing is queued or sent back.
@@ -128,7 +149,7 @@ export class ExchangeServer {
       }
       if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
       // Start preparing at once (the disk read overlaps the previous send), send in order.
-      const response = this.#answer(remote, header, body)
+      const response = this.#answer(remote, header, body, bulk)
       response.catch(noop)
       chain = chain.then(async () => {
         const out = await response
@@ -141,21 +162,23 @@ export class ExchangeServer {
         maybeClose()
       })
     }))
-    stream.addEventListener('message', evt => {
-      try {
-        reader.push(evt.data)
-      } catch (err) {
-        stream.abort(err as Error)
-      }
+    stream.listen({
+      data: data => {
+        try {
+          reader.push(data)
+        } catch (err) {
+          stream.abort(err as Error)
+        }
+      },
+      remoteDone: () => {
+        remoteDone = true
+        maybeClose()
+      },
+      closed: () => { this.#inbound.delete(stream) }
     })
-    stream.addEventListener('remoteCloseWrite', () => {
-      remoteDone = true
-      maybeClose()
-    })
-    stream.addEventListener('close', () => { this.#inbound.delete(stream) })
   }
 
-  async #answer (remote: PeerId, header: FrameHeader, body: Uint8Array): Promise<Reply> {
+  async #answer (remote: PeerId, header: FrameHeader, body: Uint8Array, bulk: boolean): Promise<Reply> {
     const reply = (code: number, out?: Uint8Array): Reply => ({ body: out, type: header.type, code, id: header.id })
     try {
       switch (header.type) {
@@ -179,13 +202,21 @@ export class ExchangeServer {
             throw err
           }
           this.stats.getsServed++
+          if (bulk) this.stats.bulkGetsServed++
           this.stats.bytesServed += bytes.byteLength
           this.#components.traffic?.served?.(cid, bytes.byteLength)
-          return reply(CODE_OK, bytes)
+          return { ...reply(CODE_OK, bytes), firstFetch: header.code === GET_ONCE ? cid : undefined }
         }
         case FRAME_HAVE: {
           this.stats.havesServed++
           return reply(CODE_OK, await this.#answerHave(remote, body))
+        }
+        case FRAME_BULK: {
+          const port = this.#components.bulkPort?.()
+          if (port == null) return reply(CODE_NOT_FOUND)
+          const out = new Uint8Array(2)
+          new DataView(out.buffer).setUint16(0, port)
+          return reply(CODE_OK, out)
         }
         case FRAME_MANIFEST: {
           const imageId = new TextDecoder().decode(body)
@@ -223,6 +254,14 @@ export class ExchangeServer {
       if (n % 8 !== 0) bits[bitBytes - 1] &= 0xff << (8 - n % 8)
       return out
     }
+    const generation = this.#components.blocks.generation
+    const keptKey = `${key}/${from}/${n}`
+    const kept = this.#keptHaves.get(keptKey)
+    if (kept != null && generation != null && kept.generation === generation) {
+      bits.set(kept.bits)
+      return out
+    }
+    this.stats.havesFromFiles++
     let next = 0
     const worker = async (): Promise<void> => {
       while (next < n) {
@@ -233,6 +272,12 @@ export class ExchangeServer {
       }
     }
     await Promise.all(Array.from({ length: Math.min(HAVE_CONCURRENCY, n) }, worker))
+    // Kept only if nothing was added or deleted while the files were checked.
+    if (generation != null && this.#components.blocks.generation === generation) {
+      this.#keptHaves.delete(keptKey)
+      this.#keptHaves.set(keptKey, { generation, bits: bits.slice() })
+      if (this.#keptHaves.size > MAX_KEPT_HAVES) this.#keptHaves.delete(this.#keptHaves.keys().next().value as string)
+    }
     return out
   }
 
@@ -245,11 +290,12 @@ export class ExchangeServer {
     this.#components.haves?.announced(remote, key, { state, nearSeed, total, indices })
   }
 
-  async #send (stream: Stream, peer: string, out: Reply): Promise<void> {
-    if (stream.writeStatus !== 'writable') return
+  async #send (stream: FrameStream, peer: string, out: Reply): Promise<void> {
+    if (!stream.writable) return
     const data = frame(out.type, out.code, out.id, out.body)
     const length = data.byteLength
     if (!stream.send(data)) await stream.onDrain()
+    if (out.firstFetch != null) this.#ledger.sent(out.firstFetch, peer, Date.now())
     this.#components.traffic?.sent(peer, length)
   }
 }

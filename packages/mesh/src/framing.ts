@@ -8,6 +8,8 @@ export const FRAME_HAVE = 2
 export const FRAME_MANIFEST = 3
 /** One way: no response follows (chunk-exchange.ts). */
 export const FRAME_ANNOUNCE = 4
+/** Asks for the port of the peer's bulk channel (bulk-channel.ts). */
+export const FRAME_BULK = 5
 
 /** The state byte of HAVE answers and ANNOUNCEs: what the sender does with an image. */
 export const HAVE_NONE = 0

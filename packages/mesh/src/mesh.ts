@@ -1,6 +1,7 @@
 import { ChunkUnavailableError, sha256DigestOf, ShuttingDownError } from '@peerglance/interface'
 import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Startable } from '@peerglance/interface'
 import { defaultLogger } from '@libp2p/logger'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 import type { Registry } from 'prom-client'
 import { ChunkExchange, imageKey } from './chunk-exchange.ts'
@@ -11,8 +12,11 @@ import type { HaveState } from './framing.ts'
 import { pinoComponentLogger } from './logger.ts'
 import type { PinoLike } from './logger.ts'
 import { MeshMetrics } from './metrics.ts'
-import { createMeshNode } from './node.ts'
+import { bulkAuth } from './bulk-channel.ts'
+import type { ChunkNetwork } from './exchange-client.ts'
+import { createMeshNode, meshIdentity } from './node.ts'
 import type { MeshLibp2p, MeshNodeInit } from './node.ts'
+import { DEFAULT_LISTEN } from './constants.ts'
 import { Swarm } from './swarm.ts'
 import { shuffle } from './shuffle.ts'
 import type { SwarmInit } from './swarm.ts'
@@ -41,6 +45,11 @@ export interface MeshComponents {
 export interface MeshInit extends MeshNodeInit, SwarmInit, ChunkExchangeInit {
   /** How long `fetchManifest` keeps asking peers by default. */
   manifestTimeoutMs?: number
+  /**
+   * TCP port of the bulk channel (bulk-channel.ts) on the host of the first TCP listen address:
+   * 0 (default) any free port, negative none (chunks then go on libp2p only).
+   */
+  bulkPort?: number
 }
 
 export interface FetchManifestOptions extends AbortOptions {
@@ -60,10 +69,29 @@ const DEFAULT_MANIFEST_TIMEOUT_MS = 5_000
 export async function createMesh (components: MeshComponents, init: MeshInit = {}): Promise<Mesh> {
   const logger = components.logger != null ? pinoComponentLogger(components.logger) : defaultLogger()
   const { getManifestBytes, imageOfChunk } = components
-  const libp2p = await createMeshNode({ ...init, holds: async id => await getManifestBytes(id) != null })
-  const metrics = new MeshMetrics({ registry: components.registry, connectedPeers: () => libp2p.getPeers().length })
+  const identity = await meshIdentity(init)
+  const libp2p = await createMeshNode({ ...init, holds: async id => await getManifestBytes(id) != null }, identity)
+  const metrics = new MeshMetrics({
+    registry: components.registry,
+    connectedPeers: () => libp2p.getPeers().length,
+    bulkChannels: () => ({ accepted: exchange.stats.bulkChannels, refused: exchange.stats.bulkRefused }),
+    requestsServed: () => {
+      const s = exchange.stats
+      return { get: s.getsServed, 'get-bulk': s.bulkGetsServed, 'get-not-found': s.chunksNotFound, 'get-refused-once': s.refusedOnce, have: s.havesServed, 'have-from-files': s.havesFromFiles, manifest: s.manifestsServed }
+    }
+  })
+  const network: ChunkNetwork = {
+    handle: async (protocol, handler, options) => { await libp2p.handle(protocol, handler, options) },
+    unhandle: async protocol => { await libp2p.unhandle(protocol) },
+    dialProtocol: async (peer, protocols, options) => await libp2p.dialProtocol(peer, protocols, options),
+    remoteHost: peer => ipOf(libp2p.getConnections(peer)[0]?.remoteAddr.getComponents() ?? [])
+  }
+  const auth = (init.bulkPort ?? 0) >= 0 ? bulkAuth(identity.privateKey, identity.own, identity.membership) : undefined
+  const firstListen = (init.listen ?? DEFAULT_LISTEN)[0]
+  const bulkHost = firstListen == null ? undefined : ipOf(multiaddr(firstListen).getComponents())
   const exchange = new ChunkExchange({
-    network: libp2p,
+    network,
+    ...(auth != null && bulkHost != null ? { bulk: { auth, host: bulkHost, port: init.bulkPort ?? 0 } } : {}),
     blocks: components.chunks,
     getManifestBytes,
     traffic: {
@@ -87,6 +115,11 @@ export async function createMesh (components: MeshComponents, init: MeshInit = {
   // The swarm answers peers' HAVE requests and hears their ANNOUNCEs: who holds what.
   exchange.answerHavesWith(swarm)
   return new Mesh({ libp2p, exchange, swarm, metrics, logger, pino: components.logger }, init)
+}
+
+/** The IP address in a multiaddr's components, if it has one. */
+function ipOf (components: Array<{ name: string, value?: string }>): string | undefined {
+  return components.find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
 
 export interface MeshParts {

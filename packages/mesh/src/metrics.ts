@@ -13,6 +13,10 @@ export interface MeshMetricsInit {
   registry?: Registry
   /** Reads the number of connected peers when the gauge is scraped. */
   connectedPeers?: () => number
+  /** Reads how many bulk channels (TLS) peers have opened to this agent, and how many were refused. */
+  bulkChannels?: () => { accepted: number, refused: number }
+  /** Reads the requests peers made of this agent, by kind (the exchange's stats). */
+  requestsServed?: () => Record<string, number>
   /** Images with per-image series at most (DEFAULT_MAX_IMAGE_SERIES). */
   maxImageSeries?: number
 }
@@ -34,6 +38,8 @@ export class MeshMetrics implements ImageTransfers {
   readonly cacheMisses: Counter
   readonly chunkFetchSeconds: Histogram
   readonly connectedPeers: Gauge
+  readonly bulkChannels: Gauge<'outcome'>
+  readonly requestsServed: Gauge<'kind'>
   readonly totals = { bytesSent: 0, bytesReceived: 0, clientBytesServed: 0, cacheHits: 0, cacheMisses: 0, chunksFetched: 0, badChunks: 0 }
   /** Images that have series now, least recently active first. */
   readonly #imageSeries = new Set<string>()
@@ -64,6 +70,28 @@ export class MeshMetrics implements ImageTransfers {
       help: 'Peers with an open libp2p connection',
       registers,
       collect () { this.set(read()) }
+    })
+    const bulk = init.bulkChannels ?? (() => ({ accepted: 0, refused: 0 }))
+    this.bulkChannels = new Gauge({
+      name: 'peerglance_peer_bulk_channels',
+      help: 'Bulk channels (chunks over TLS) peers opened to this agent since it started, by outcome: accepted, or refused before any frame (no certificate, not a member)',
+      labelNames: ['outcome'] as const,
+      registers,
+      collect () {
+        const now = bulk()
+        this.set({ outcome: 'accepted' }, now.accepted)
+        this.set({ outcome: 'refused' }, now.refused)
+      }
+    })
+    const served = init.requestsServed ?? (() => ({}))
+    this.requestsServed = new Gauge({
+      name: 'peerglance_peer_requests_served',
+      help: 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect () {
+        for (const [kind, count] of Object.entries(served())) this.set({ kind }, count as number)
+      }
     })
   }
 

@@ -85,17 +85,9 @@ export type MeshLibp2p = Libp2p<MeshServices>
  * recommendations 2 and 3), identify, ping and gossipsub with signed messages only. The peer id
  * comes from `<dataDir>/peer.key`, made on first use.
  */
-export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
-  let privateKey = init.privateKey
-  if (privateKey == null) {
-    if (init.dataDir == null) throw new Error('createMeshNode needs dataDir or privateKey')
-    privateKey = await loadOrCreatePeerKey(init.dataDir)
-  }
+export async function createMeshNode (init: MeshNodeInit, identity?: MeshIdentity): Promise<MeshLibp2p> {
+  const { privateKey, membership, own } = identity ?? await meshIdentity(init)
   const listen = init.listen ?? DEFAULT_LISTEN
-  const membershipInit = init.membership ?? {}
-  const membership = new Membership(membershipInit)
-  const own = ownCredential(membershipInit, peerIdFromPrivateKey(privateKey).toString(), listen,
-    membershipInit.credentialFile == null || membershipInit.credentialFile === '' ? undefined : await readFile(membershipInit.credentialFile, 'utf8'))
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns === true) peerDiscovery.push(mdns())
   return await createLibp2p<MeshServices>({
@@ -163,6 +155,25 @@ export async function createMeshNode (init: MeshNodeInit): Promise<MeshLibp2p> {
       }) as (components: any) => PeerExchange
     }
   })
+}
+
+/** Who this agent is (its libp2p key) and how it proves it belongs to the mesh: libp2p and the bulk channel use both. */
+export interface MeshIdentity {
+  privateKey: PrivateKey
+  membership: Membership
+  own: Credential
+}
+
+export async function meshIdentity (init: MeshNodeInit): Promise<MeshIdentity> {
+  let privateKey = init.privateKey
+  if (privateKey == null) {
+    if (init.dataDir == null) throw new Error('createMeshNode needs dataDir or privateKey')
+    privateKey = await loadOrCreatePeerKey(init.dataDir)
+  }
+  const membershipInit = init.membership ?? {}
+  const own = ownCredential(membershipInit, peerIdFromPrivateKey(privateKey).toString(), init.listen ?? DEFAULT_LISTEN,
+    membershipInit.credentialFile == null || membershipInit.credentialFile === '' ? undefined : await readFile(membershipInit.credentialFile, 'utf8'))
+  return { privateKey, membership: new Membership(membershipInit), own }
 }
 
 /**

@@ -43,6 +43,20 @@ export class SeedLedger {
     return true
   }
 
+  /**
+   * The chunk claimed by `peer` has just been handed to its connection: the others' wait counts
+   * from now. A claim is made when the request is answered, and a busy seed's answers queue behind
+   * each other in its sockets for seconds; counted from the claim, other downloaders were served
+   * chunks still on their way to the first one (seed egress 2 × S in the shaped swarm on an
+   * overloaded machine).
+   */
+  sent (cid: string, peer: string, now: number): void {
+    const last = this.#sent.get(cid)
+    if (last == null || last.peer !== peer) return
+    this.#sent.delete(cid)
+    this.#sent.set(cid, { at: now, peer })
+  }
+
   /** The send failed: the next first fetch of it is served. */
   release (cid: string): void {
     this.#sent.delete(cid)

@@ -12,6 +12,18 @@ describe('seed ledger', () => {
     expect(ledger.claim('c1', 'b', 1_020)).toBe(true)
   })
 
+  it('the others wait from when the chunk left for its first downloader, not from when it was asked for', () => {
+    const ledger = new SeedLedger(1_000)
+    expect(ledger.claim('c', 'a', 0)).toBe(true)
+    // Queued behind other answers for 900 ms before it was handed to a's connection.
+    ledger.sent('c', 'a', 900)
+    expect(ledger.claim('c', 'b', 1_500)).toBe(false)
+    expect(ledger.claim('c', 'b', 1_900)).toBe(true)
+    // Another peer's send does not move b's claim.
+    ledger.sent('c', 'a', 2_500)
+    expect(ledger.claim('c', 'a', 2_600)).toBe(false)
+  })
+
   it('chunks sent to a peer that went away are served again', () => {
     const ledger = new SeedLedger()
     expect(ledger.claim('c', 'a', 0)).toBe(true)

@@ -40,6 +40,12 @@ export const MeshConfig = Type.Object({
     minimum: 100,
     description: 'How often the agent reconciles its metadata with the next of its connected peers in turn, besides on every new connection and whenever gossip missed a peer. When nothing differs this costs one small round trip.'
   }),
+  bulkPort: Type.Integer({
+    default: 0,
+    minimum: -1,
+    maximum: 65535,
+    description: 'TCP port of the bulk channel, on the host of the first mesh.listen address: chunks travel between agents over TLS 1.3 there, proven by the same peer ids and membership credentials as libp2p, while metadata and control stay on libp2p. 0 picks any free port (peers learn it over libp2p); set a fixed port where a firewall must allow it; -1 turns the channel off (chunks then go over libp2p).'
+  }),
   mdns: Type.Boolean({
     default: false,
     description: 'Find peers on the local network segment with multicast DNS. Off by default because hypervisor networks often block multicast or span several segments.'

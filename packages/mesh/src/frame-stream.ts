@@ -1,0 +1,95 @@
+/**
+ * What the chunk exchange needs of a byte stream, so that the same client and server run over a
+ * libp2p stream (Noise + yamux) and over the bulk channel's TLS sockets (bulk-channel.ts).
+ */
+import type { Socket } from 'node:net'
+import type { Stream } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export interface FrameStreamHandlers {
+  data: (data: Uint8Array | Uint8ArrayList) => void
+  /** The remote end will send nothing more (it may still read). */
+  remoteDone: () => void
+  /** The stream is gone, with the error that ended it if any. */
+  closed: (err?: Error) => void
+}
+
+export interface FrameStream {
+  /** Queues bytes; false when the writer should wait for `onDrain`. */
+  send: (data: Uint8ArrayList) => boolean
+  onDrain: (signal?: AbortSignal) => Promise<void>
+  /** True while bytes can still be sent. */
+  readonly writable: boolean
+  /** Ends our side once what was queued is sent. */
+  close: () => Promise<void>
+  abort: (err: Error) => void
+  /** Called once, right after the stream is made. */
+  listen: (handlers: FrameStreamHandlers) => void
+  debugState: () => Record<string, unknown>
+}
+
+export function libp2pFrameStream (stream: Stream): FrameStream {
+  return {
+    send: data => stream.send(data),
+    onDrain: async signal => { await stream.onDrain({ signal }) },
+    get writable () { return stream.writeStatus === 'writable' },
+    close: async () => { await stream.close() },
+    abort: err => { stream.abort(err) },
+    listen: handlers => {
+      stream.addEventListener('message', evt => { handlers.data(evt.data) })
+      stream.addEventListener('remoteCloseWrite', () => { handlers.remoteDone() })
+      stream.addEventListener('close', evt => { handlers.closed(evt.error) })
+    },
+    debugState: () => ({ status: stream.status, write: stream.writeStatus, needsDrain: stream.writableNeedsDrain })
+  }
+}
+
+/**
+ * A socket (here a TLS one, after its handshake and the membership check) as a FrameStream. A
+ * frame's header and body go out under one cork, so a 1 MiB chunk is one write into OpenSSL,
+ * which cuts it into 16 KiB records without a JavaScript event per record.
+ */
+export function socketFrameStream (socket: Socket): FrameStream {
+  let failure: Error | undefined
+  socket.on('error', err => { failure ??= err })
+  return {
+    send: data => {
+      socket.cork()
+      let ok = true
+      for (const buf of data) ok = socket.write(buf)
+      socket.uncork()
+      return ok
+    },
+    onDrain: async signal => {
+      if (!socket.writableNeedDrain) return
+      await new Promise<void>((resolve, reject) => {
+        const done = (): void => {
+          socket.off('drain', done)
+          socket.off('close', done)
+          signal?.removeEventListener('abort', aborted)
+          resolve()
+        }
+        const aborted = (): void => {
+          done()
+          reject(signal?.reason as Error)
+        }
+        socket.on('drain', done)
+        socket.on('close', done)
+        signal?.addEventListener('abort', aborted, { once: true })
+      })
+    },
+    get writable () { return socket.writable && !socket.destroyed },
+    close: async () => { socket.end() },
+    abort: err => {
+      failure ??= err
+      socket.destroy()
+    },
+    listen: handlers => {
+      socket.on('data', handlers.data)
+      socket.on('end', handlers.remoteDone)
+      socket.on('close', () => { handlers.closed(failure) })
+      socket.resume()
+    },
+    debugState: () => ({ destroyed: socket.destroyed, writable: socket.writable, needsDrain: socket.writableNeedDrain })
+  }
+}
