@@ -1,7 +1,7 @@
+import { catalogEndpoint } from '@peerglance/auth-keystone'
+import type { CatalogEntry } from '@peerglance/auth-keystone'
 import { NotFoundError, ValidationError } from '@peerglance/interface'
 import type { AbortOptions, ExternalData, RemoteGlance, RemoteImageRef } from '@peerglance/interface'
-
-interface CatalogEntry { type?: string, endpoints?: Array<{ region?: string, region_id?: string, interface?: string, url?: string }> }
 
 const TIMEOUT_MS = 30_000
 
@@ -58,16 +58,9 @@ export class KeystoneRemoteGlance implements RemoteGlance {
       throw new ValidationError(`the identity service answered ${res.status} for the caller's catalog`)
     }
     const { catalog } = await res.json() as { catalog?: CatalogEntry[] }
-    const region = ref.region.toLowerCase()
-    for (const service of catalog ?? []) {
-      if (service.type !== this.#serviceType) continue
-      for (const e of service.endpoints ?? []) {
-        if ((e.region ?? e.region_id ?? '').toLowerCase() === region && e.interface === ref.interface && typeof e.url === 'string') {
-          // Glance appends /v2/...; an endpoint registered with its version is used as its root.
-          return e.url.replace(/\/+$/, '').replace(/\/v2(\.\d+)?$/, '')
-        }
-      }
-    }
+    const url = catalogEndpoint(catalog ?? [], { type: this.#serviceType, region: ref.region, interfaces: [ref.interface] })
+    // Glance appends /v2/...; an endpoint registered with its version is used as its root.
+    if (url != null) return url.replace(/\/v2(\.\d+)?$/, '')
     throw new NotFoundError(`No ${this.#serviceType} endpoint for region ${ref.region} and interface ${ref.interface} in the catalog`)
   }
 }

@@ -2,11 +2,12 @@ import type { ServerResponse } from 'node:http'
 import { PassThrough, Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { AgentConfig } from '@peerglance/config'
-import { ChunkUnavailableError } from '@peerglance/interface'
+import { KeystoneSession } from '@peerglance/auth-keystone'
+import { AuthUnavailableError, ChunkUnavailableError } from '@peerglance/interface'
 import type { AbortOptions, ChunkStore, ImageReader, ImageRecord, Logger, Manifest } from '@peerglance/interface'
 import type { LevelMetadataStore } from '@peerglance/metadata-store'
 import type { MeshLibp2p } from '@peerglance/mesh'
-import { GlanceClient, KeystoneSession, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror, isMirrored, parseBoardRequest } from '@peerglance/upstream'
+import { GlanceClient, OriginFetch, ReadThrough, UPSTREAM_PROPERTY, UpstreamMirror, isMirrored, parseBoardRequest } from '@peerglance/upstream'
 import type { BoardAnswer, MirrorPeers, PiecePeers, PieceRequest } from '@peerglance/upstream'
 import { GLANCE_RULES } from '@peerglance/glance-domain'
 import type { PolicyInit, RuleDefault } from '@peerglance/glance-domain'
@@ -81,10 +82,10 @@ export function upstreamOrigin (config: AgentConfig, components: {
   if (!upstreamConfigured(config)) return undefined
   const u = config.upstream
   const keystoneUrl = (u.keystone.url ?? config.auth.keystone.url) as string
-  const session = new KeystoneSession({ ...u.keystone, url: keystoneUrl }, { timeoutMs: u.timeoutMs })
+  const session = new KeystoneSession({ ...u.keystone, url: keystoneUrl }, { timeoutMs: u.timeoutMs, label: 'the upstream\'s Keystone', logger: components.logger })
   const fixed = u.url?.replace(/\/+$/, '')
   const client = new GlanceClient(session, {
-    endpoint: async () => fixed ?? await session.imageEndpoint(u.region as string),
+    endpoint: async () => fixed ?? await imageEndpoint(session, u.region as string),
     timeoutMs: u.timeoutMs
   })
   const libp2p = components.libp2p
@@ -411,4 +412,11 @@ function hangUp (res: ServerResponse): AbortSignal {
   const controller = new AbortController()
   res.once('close', () => { if (!res.writableFinished) controller.abort(new Error('the client closed the connection')) })
   return controller.signal
+}
+
+/** The upstream Glance of `region` in the agent's catalog at the upstream's Keystone. */
+async function imageEndpoint (session: KeystoneSession, region: string): Promise<string> {
+  const url = await session.endpoint('image', region)
+  if (url == null) throw new AuthUnavailableError(`no image endpoint in region ${region} of the upstream's catalog`)
+  return url
 }

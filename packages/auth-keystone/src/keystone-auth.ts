@@ -1,15 +1,11 @@
 import { AuthUnavailableError, NotAuthenticatedError, silentLogger } from '@peerglance/interface'
 import type { Authenticator, Identity, Logger, RequestHeaders } from '@peerglance/interface'
+import { KeystoneSession } from './keystone-session.ts'
+import type { KeystoneCredentials } from './keystone-session.ts'
 import { TokenCache } from './token-cache.ts'
 
-export interface KeystoneAuthInit {
-  /** Keystone v3, e.g. http://127.0.0.1:5000/v3. */
-  url: string
-  username: string
-  password: string
-  projectName: string
-  userDomainName: string
-  projectDomainName: string
+/** The agent's own account (a user in a project; keystonemiddleware takes no application credential here). */
+export interface KeystoneAuthInit extends Omit<KeystoneCredentials, 'applicationCredentialId' | 'applicationCredentialSecret'> {
   /** Validate through this region's identity endpoint from the agent's catalog; null: `url`. */
   region: string | null
   cacheSeconds: number
@@ -30,8 +26,6 @@ const TIMEOUT_MS = 10_000
 // Fernet tokens are ~200 bytes, JWS ~800; anything far bigger is not worth sending to Keystone.
 const MAX_TOKEN_LENGTH = 8192
 const TOKEN_SYNTAX = /^[\x21-\x7e]+$/
-// The agent renews its own token this long before it expires (keystoneauth uses 30 s).
-const RENEW_MARGIN_MS = 60_000
 const UNAUTHENTICATED = 'The request you have made requires authentication.'
 
 interface Validated {
@@ -39,14 +33,6 @@ interface Validated {
   expiresAt: number
   /** The token came from an application credential restricted by access rules. */
   restricted: boolean
-}
-
-interface AgentToken {
-  token: string
-  expiresAt: number
-  renewAt: number
-  /** Where tokens are validated: `url` or the region's identity endpoint. */
-  validateBase: string
 }
 
 /**
@@ -63,8 +49,9 @@ export class KeystoneAuthenticator implements Authenticator {
   readonly #log: Logger
   readonly #now: () => number
   readonly #cache: TokenCache<Validated>
-  #agent: AgentToken | undefined
-  #renewing: Promise<AgentToken> | undefined
+  /** The agent's own token, which Keystone asks for beside each token it validates. */
+  readonly #session: KeystoneSession
+  #validateBase: string | undefined
 
   constructor (components: KeystoneAuthComponents, init: KeystoneAuthInit) {
     this.#init = { ...init, url: init.url.replace(/\/+$/, '') }
@@ -72,6 +59,13 @@ export class KeystoneAuthenticator implements Authenticator {
     this.#now = components.now ?? Date.now
     this.#cache = new TokenCache(init.cacheSeconds * 1000, init.maxCachedTokens ?? MAX_CACHED_TOKENS)
     this.challenge = `Keystone uri="${this.#init.url}"`
+    this.#session = new KeystoneSession(this.#init, {
+      timeoutMs: init.timeoutMs ?? TIMEOUT_MS,
+      catalog: init.region != null,
+      label: 'The identity service',
+      logger: this.#log,
+      now: this.#now
+    })
   }
 
   async authenticate (headers: RequestHeaders, opts: { signal?: AbortSignal } = {}): Promise<Identity> {
@@ -107,17 +101,16 @@ export class KeystoneAuthenticator implements Authenticator {
   }
 
   async #validate (token: string, allowExpired: boolean, signal: AbortSignal | undefined): Promise<Validated | undefined> {
-    let agent = await this.#agentToken(false)
+    const base = await this.#validateBaseUrl()
     const query = allowExpired ? '?nocatalog&allow_expired=1' : '?nocatalog'
-    const ask = async (): Promise<Response> => await this.#fetch(`${agent.validateBase}/auth/tokens${query}`, {
-      headers: { 'x-auth-token': agent.token, 'x-subject-token': token, accept: 'application/json' }
+    const ask = async (agentToken: string): Promise<Response> => await this.#fetch(`${base}/auth/tokens${query}`, {
+      headers: { 'x-auth-token': agentToken, 'x-subject-token': token, accept: 'application/json' }
     }, signal)
-    let res = await ask()
+    let res = await ask(await this.#session.token())
     if (res.status === 401) {
       // The agent's own token was revoked or Keystone lost its keys: get a new one, once.
       await res.body?.cancel()
-      agent = await this.#agentToken(true)
-      res = await ask()
+      res = await ask(await this.#session.token(true))
     }
     if (res.status === 404) {
       await res.body?.cancel()
@@ -132,46 +125,16 @@ export class KeystoneAuthenticator implements Authenticator {
     return parseToken(await this.#json(res))
   }
 
-  async #agentToken (force: boolean): Promise<AgentToken> {
-    const current = this.#agent
-    if (!force && current != null && this.#now() < current.renewAt) return current
-    this.#renewing ??= this.#issueAgentToken().finally(() => { this.#renewing = undefined })
-    return await this.#renewing
-  }
-
-  async #issueAgentToken (): Promise<AgentToken> {
-    const i = this.#init
-    const body = {
-      auth: {
-        identity: { methods: ['password'], password: { user: { name: i.username, domain: { name: i.userDomainName }, password: i.password } } },
-        scope: { project: { name: i.projectName, domain: { name: i.projectDomainName } } }
-      }
+  /** `url`, or the region's identity endpoint in the agent's catalog (keystonemiddleware's region_name). */
+  async #validateBaseUrl (): Promise<string> {
+    const region = this.#init.region
+    if (region == null) return this.#init.url
+    if (this.#validateBase == null) {
+      const found = await this.#session.endpoint('identity', region)
+      this.#validateBase = found == null ? this.#init.url : /\/v3$/.test(found) ? found : `${found}/v3`
+      this.#log.info({ validateBase: this.#validateBase }, 'validating tokens at the region\'s identity endpoint')
     }
-    const res = await this.#fetch(`${i.url}/auth/tokens${i.region == null ? '?nocatalog' : ''}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body)
-    })
-    const token = res.headers.get('x-subject-token')
-    if (res.status !== 201 || token == null) {
-      await res.body?.cancel()
-      this.#log.error({ status: res.status, user: i.username, project: i.projectName }, 'keystone refused the agent\'s own credentials')
-      throw new AuthUnavailableError('The identity service refused the image service\'s credentials.')
-    }
-    const data = await this.#json(res) as { token?: { expires_at?: string, issued_at?: string, catalog?: CatalogEntry[] } }
-    const expiresAt = Date.parse(data.token?.expires_at ?? '')
-    if (Number.isNaN(expiresAt)) throw new AuthUnavailableError('The identity service sent a token without an expiry.')
-    const now = this.#now()
-    const agent: AgentToken = {
-      token,
-      expiresAt,
-      // Short-lived tokens (tests, tight deployments) renew half way through their life.
-      renewAt: expiresAt - Math.min(RENEW_MARGIN_MS, (expiresAt - now) / 2),
-      validateBase: i.region == null ? i.url : identityEndpoint(data.token?.catalog ?? [], i.region) ?? i.url
-    }
-    this.#agent = agent
-    this.#log.info({ user: i.username, expiresAt: new Date(expiresAt).toISOString(), validateBase: agent.validateBase }, 'got the agent\'s keystone token')
-    return agent
+    return this.#validateBase
   }
 
   async #fetch (url: string, init: RequestInit, signal?: AbortSignal): Promise<Response> {
@@ -193,21 +156,6 @@ export class KeystoneAuthenticator implements Authenticator {
       throw new AuthUnavailableError('The identity service sent an unreadable answer.')
     }
   }
-}
-
-interface CatalogEntry {
-  type?: string
-  endpoints?: Array<{ interface?: string, region?: string, region_id?: string, url?: string }>
-}
-
-/** The region's internal (else public) identity endpoint, as keystonemiddleware picks it. */
-function identityEndpoint (catalog: CatalogEntry[], region: string): string | undefined {
-  const endpoints = catalog.filter(s => s.type === 'identity').flatMap(s => s.endpoints ?? [])
-    .filter(e => (e.region_id ?? e.region) === region && typeof e.url === 'string')
-  const url = (endpoints.find(e => e.interface === 'internal') ?? endpoints.find(e => e.interface === 'public'))?.url
-  if (url == null) return undefined
-  const base = url.replace(/\/+$/, '')
-  return /\/v3$/.test(base) ? base : `${base}/v3`
 }
 
 function tokenIn (headers: RequestHeaders, name: string): string | undefined {

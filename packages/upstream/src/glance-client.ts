@@ -1,5 +1,4 @@
 import { ChunkUnavailableError } from '@peerglance/interface'
-import type { KeystoneSession } from './keystone-session.ts'
 
 /** An image as the upstream Glance's v2 API shows it (base attributes and extra properties, flat). */
 export type UpstreamImage = Record<string, unknown> & { id: string, status: string, updated_at: string }
@@ -10,16 +9,23 @@ export class UpstreamError extends ChunkUnavailableError {}
 
 const PAGE = 1000
 
+/** The agent's own token at the upstream's Keystone (auth-keystone's KeystoneSession). */
+export interface TokenSource {
+  token: () => Promise<string>
+  /** The upstream refused `token`: the next call gets a new one. */
+  invalidate: (token: string) => void
+}
+
 /**
  * Glance v2 as a client of the upstream, with the agent's own token (or a caller's, for writes).
  * Every request is bounded in time; a 401 renews the agent's token once.
  */
 export class GlanceClient {
-  readonly #session: KeystoneSession
+  readonly #session: TokenSource
   readonly #endpoint: () => Promise<string>
   readonly #timeoutMs: number
 
-  constructor (session: KeystoneSession, init: { endpoint: () => Promise<string>, timeoutMs: number }) {
+  constructor (session: TokenSource, init: { endpoint: () => Promise<string>, timeoutMs: number }) {
     this.#session = session
     this.#endpoint = init.endpoint
     this.#timeoutMs = init.timeoutMs

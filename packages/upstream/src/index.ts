@@ -1,7 +1,5 @@
-export { KeystoneSession } from './keystone-session.ts'
-export type { UpstreamCredentials } from './keystone-session.ts'
 export { GlanceClient, UpstreamError } from './glance-client.ts'
-export type { UpstreamImage, UpstreamMember } from './glance-client.ts'
+export type { TokenSource, UpstreamImage, UpstreamMember } from './glance-client.ts'
 export { UpstreamMirror, UPSTREAM_PROPERTY, isMirrored, toRecord } from './mirror.ts'
 export type { MirrorInit, MirrorPeers, MirrorStore, RefreshResult } from './mirror.ts'
 export { rank } from './rendezvous.ts'
