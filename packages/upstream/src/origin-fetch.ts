@@ -55,7 +55,7 @@ export class OriginFetch {
     this.#board = new PieceBoard(imageId => {
       const image = components.metadata.getImage(imageId)
       return image != null && image.status === 'active' && isMirrored(image) ? image.size ?? undefined : undefined
-    })
+    }, components.chunks.chunkSize)
   }
 
   stop (): void {

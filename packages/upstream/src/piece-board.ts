@@ -23,7 +23,7 @@ export type BoardAnswer = { fetch: number } | { holder: string } | { wait: true 
 
 /** Images one board tracks at once (least recently asked about dropped first), and pieces per image. */
 const MAX_IMAGES = 256
-export const MAX_PIECES = 4096
+const MAX_PIECES = 4096
 /** The smallest piece: one HTTP Range request to the upstream each. */
 const MIN_PIECE = 4 * 1024 * 1024
 /** How long a `want` for a piece being fetched waits for it before answering `wait`. */
@@ -65,15 +65,21 @@ export interface PieceBoardInit {
 }
 
 export class PieceBoard {
-  /** The size of an upstream image this agent mirrors, undefined for any other id. */
   readonly #sizeOf: (imageId: string) => number | undefined
+  readonly #chunkSize: number
   readonly #boards = new Map<string, Board>()
   readonly #leaseMs: number
   readonly #minRate: number
   readonly #now: () => number
 
-  constructor (sizeOf: (imageId: string) => number | undefined, init: PieceBoardInit = {}) {
+  /**
+   * `sizeOf`: the size of an upstream image this agent mirrors, undefined for any other id;
+   * `chunkSize`: this agent's, from which it cuts pieces as every agent with the same chunk size
+   * does, so that a peer cannot set up an image's board with pieces the others do not use.
+   */
+  constructor (sizeOf: (imageId: string) => number | undefined, chunkSize: number, init: PieceBoardInit = {}) {
     this.#sizeOf = sizeOf
+    this.#chunkSize = chunkSize
     this.#leaseMs = init.leaseMs ?? 30_000
     this.#minRate = init.minRate ?? 1_000_000
     this.#now = init.now ?? Date.now
@@ -127,8 +133,8 @@ export class PieceBoard {
     if (board == null) {
       const size = this.#sizeOf(imageId)
       if (size == null) return `image ${imageId} is not an upstream image here`
+      if (pieceSize !== pieceSizeFor(size, this.#chunkSize)) return `image ${imageId} is split in pieces of ${pieceSizeFor(size, this.#chunkSize)} bytes here`
       const count = Math.max(1, Math.ceil(size / pieceSize))
-      if (count > MAX_PIECES || pieceSize < 4096) return `a piece size of ${pieceSize} does not suit image ${imageId}`
       board = { pieceSize, leaseMs: Math.max(this.#leaseMs, (pieceSize / this.#minRate) * 1000), pieces: Array.from({ length: count }, () => ({ leasedUntil: 0, waiters: [] })), touched: now }
       if (this.#boards.size >= MAX_IMAGES) this.#boards.delete(this.#boards.keys().next().value as string)
     }

@@ -256,7 +256,7 @@ describe('OriginFetch', () => {
 
 describe('PieceBoard', () => {
   const SIZE = 5 * PIECE
-  const board = (now = (): number => 0): PieceBoard => new PieceBoard(id => id === 'img' ? SIZE : undefined, { now })
+  const board = (now = (): number => 0): PieceBoard => new PieceBoard(id => id === 'img' ? SIZE : undefined, CHUNK, { now })
 
   it('leases each piece to one agent, lowest first, and names the lessee holder only when the lessee says it is done', async () => {
     const b = board()
@@ -283,6 +283,8 @@ describe('PieceBoard', () => {
   it('refuses images that are not upstream images here, other piece sizes, and pieces that do not exist', async () => {
     const b = board()
     expect(await b.ask('a', { op: 'lease', image: 'other', pieceSize: PIECE })).toMatchObject({ refused: expect.any(String) })
+    // A peer cannot set up the board with pieces the others do not cut.
+    expect(await b.ask('x', { op: 'lease', image: 'img', pieceSize: PIECE / 2 })).toMatchObject({ refused: expect.any(String) })
     expect(await b.ask('a', { op: 'lease', image: 'img', pieceSize: PIECE })).toEqual({ fetch: 0 })
     expect(await b.ask('a', { op: 'lease', image: 'img', pieceSize: PIECE * 2 })).toMatchObject({ refused: expect.any(String) })
     expect(await b.ask('a', { op: 'want', image: 'img', piece: 5, pieceSize: PIECE })).toMatchObject({ refused: expect.any(String) })
