@@ -8,6 +8,10 @@ import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
 import type { ImageHasherPool } from './image-hasher-pool.ts'
 import type { Pins } from './pins.ts'
+import { collectYoung } from './young-gc.ts'
+
+/** Bytes received between two scavenges (young-gc.ts). */
+const COLLECT_EVERY = 32 * 1024 * 1024
 
 export interface IngestContext {
   files: ChunkFiles
@@ -138,6 +142,7 @@ export class Ingest {
 
   #count (piece: Uint8Array): void {
     const { maxBytes, expectedSize } = this.#opts
+    if (Math.floor((this.#size + piece.length) / COLLECT_EVERY) > Math.floor(this.#size / COLLECT_EVERY)) collectYoung()
     this.#size += piece.length
     if (this.#size > maxBytes) throw tooLarge(maxBytes)
     if (expectedSize != null && this.#size > expectedSize) throw sizeMismatch(this.#size, expectedSize)

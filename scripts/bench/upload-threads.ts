@@ -1,0 +1,92 @@
+// Where an upload's CPU goes: the real agent receives a page-cached file (`curl -T`) BENCH_REPS
+// times after one untimed warm-up; each upload prints the agent's CPU-seconds per GiB, user and
+// kernel, by thread (from /proc/<pid>/task/*/stat), and with BENCH_STRACE=1 the first timed one
+// runs under `strace -c -f` (syscall counts and time, printed after it). The image is deleted after
+// each upload so that the next writes every chunk again. Not a ratio benchmark (upload.ts is): a
+// profile to compare steps by, run on the same machine.
+//
+//   node scripts/bench/upload-threads.ts
+//   BENCH_SIZE_MIB=1024 BENCH_REPS=3 BENCH_STRACE=1 node scripts/bench/upload-threads.ts
+import { spawn } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomFile } from '@peerglance/testing'
+import { createImage, curl, deleteImage, envInt, fitSize, GiB, log, MiB, printHeader, runBench, startAgent, workDir } from './lib.ts'
+
+const HZ = 100
+
+interface Cpu { name: string, user: number, sys: number }
+
+/** User and kernel CPU-seconds of each thread, by thread id. */
+function threadTimes (pid: number): Map<string, Cpu> {
+  const out = new Map<string, Cpu>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(tid, { name, user: Number(f[11]) / HZ, sys: Number(f[12]) / HZ })
+    } catch {}
+  }
+  return out
+}
+
+/** Per thread name (the event loop's thread is named after the binary: MainThread), user and sys spent between the two readings. */
+function byName (before: Map<string, Cpu>, after: Map<string, Cpu>): Map<string, { user: number, sys: number }> {
+  const out = new Map<string, { user: number, sys: number }>()
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { user: 0, sys: 0 }
+    const name = a.name === 'node' ? 'MainThread' : a.name
+    const sum = out.get(name) ?? { user: 0, sys: 0 }
+    sum.user += a.user - b.user
+    sum.sys += a.sys - b.sys
+    out.set(name, sum)
+  }
+  return out
+}
+
+await runBench(async cleanup => {
+  const reps = envInt('BENCH_REPS', 3)
+  const sizeMiB = await fitSize(envInt('BENCH_SIZE_MIB', 1024), 2)
+  const strace = envInt('BENCH_STRACE', 0) === 1
+  printHeader(`Upload CPU by thread, ${sizeMiB} MiB page-cached file`, { BENCH_SIZE_MIB: sizeMiB, BENCH_REPS: reps, BENCH_STRACE: strace ? 1 : 0 })
+  const dir = await workDir(cleanup, 'upload-threads')
+  const file = join(dir, 'image.raw')
+  await randomFile(file, sizeMiB * MiB)
+  const agent = await startAgent(cleanup, join(dir, 'agent'))
+  const gib = sizeMiB * MiB / GiB
+
+  for (let rep = -1; rep < reps; rep++) {
+    const { id } = await createImage(agent.url, { name: `bench-upload-threads-${rep}` })
+    let tracer: ReturnType<typeof spawn> | undefined
+    let traced = ''
+    if (strace && rep === 0) {
+      tracer = spawn('strace', ['-c', '-f', '-p', String(agent.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
+      tracer.stderr?.on('data', (d: Buffer) => { traced += d.toString() })
+      cleanup.add(() => { if (tracer?.exitCode == null) tracer?.kill('SIGKILL') })
+      await new Promise(resolve => setTimeout(resolve, 500))
+    }
+    const before = threadTimes(agent.pid)
+    const r = await curl(['-T', file, '-H', 'content-type: application/octet-stream', '-o', '/dev/null', `${agent.url}/v2/images/${id}/file`])
+    const threads = byName(before, threadTimes(agent.pid))
+    if (tracer != null) {
+      const closed = new Promise(resolve => tracer?.once('close', resolve))
+      tracer.kill('SIGINT')
+      await closed
+    }
+    if (r.httpCode !== 204) throw new Error(`upload answered ${r.httpCode}`)
+    let user = 0
+    let sys = 0
+    const parts: string[] = []
+    for (const [name, t] of threads) {
+      user += t.user
+      sys += t.sys
+      if (t.user + t.sys > 0) parts.push(`${name} user ${(t.user / gib).toFixed(2)} sys ${(t.sys / gib).toFixed(2)}`)
+    }
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
+    console.log(`- ${rep < 0 ? 'warm-up' : `rep ${rep}`}: ${(sizeMiB / r.sec).toFixed(0)} MiB/s; agent CPU-s/GiB ${((user + sys) / gib).toFixed(2)} (user ${(user / gib).toFixed(2)}, sys ${(sys / gib).toFixed(2)}): ${parts.join(', ')}; load ${load}`)
+    if (traced !== '') console.log(`\n\`\`\`\n${traced.split('\n').filter(l => !l.startsWith('strace:')).join('\n')}\n\`\`\`\n`)
+    await deleteImage(agent.url, id)
+    log(`rep ${rep} done`)
+  }
+})
