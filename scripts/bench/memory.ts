@@ -1,8 +1,10 @@
 // (d) The agent's peak RSS while it receives and then serves a 4 GiB image, and that of a second
 // agent fetching it from the first (BENCH_FETCH=1, the default). Target: < 150 MB while serving
-// or fetching. The peak is VmHWM from /proc/<pid>/status, reset (clear_refs 5) before each
-// phase; VmRSS is also sampled every 100 ms. Baselines measured in the same run: an idle agent,
-// and bare Node processes (plain JS, and a .ts file loaded through Node's type stripping).
+// or fetching. Last, the agent is restarted and serves the image once more (BENCH_RESTART=1, the
+// default): serving apart from what the uploads left in the process. The peak is VmHWM from
+// /proc/<pid>/status, reset (clear_refs 5) before each phase; VmRSS is also sampled every 100 ms.
+// Baselines measured in the same run: an idle agent, and bare Node processes (plain JS, and a .ts
+// file loaded through Node's type stripping).
 //
 //   node scripts/bench/memory.ts
 //   BENCH_SIZE_MIB=4096 BENCH_REPS=3 BENCH_CLIENTS=1,8 node scripts/bench/memory.ts
@@ -141,6 +143,16 @@ await runBench(async cleanup => {
       if (got.results[0].httpCode !== 200 || got.results[0].sizeDownload !== size) throw new Error(`fetch: ${got.results[0].httpCode}, ${got.results[0].sizeDownload} bytes`)
       phases.push(got.phase)
     }
+  }
+
+  // Serving apart from what uploading left in the process: the agent restarted on the same data.
+  if (envInt('BENCH_RESTART', 1) === 1 && id !== '') {
+    await agent.stop()
+    const restarted = await startAgent(cleanup, dataDir)
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    const served = await measure('download after a restart, 1 × curl', reps - 1, async () => [await curl(['-o', '/dev/null', `${restarted.url}/v2/images/${id}/file`])], restarted.pid)
+    if (served.results[0].httpCode !== 200 || served.results[0].sizeDownload !== size) throw new Error(`download after a restart: ${served.results[0].httpCode}, ${served.results[0].sizeDownload} bytes`)
+    phases.push(served.phase)
   }
 
   const mb = (kib: number): string => fmt(kib * 1024 / MB)
