@@ -35,10 +35,17 @@ const ED25519_OID = '1.3.101.112'
 const COMMON_NAME_OID = '2.5.4.3'
 /** A credential is a short JSON object (membership.ts allows 2 KiB on libp2p too). */
 const MAX_CREDENTIAL_BYTES = 2048
-/** TLS handshake plus credentials; a peer that takes longer is dropped. */
+/**
+ * TLS handshake plus credentials, counted from the TCP connect; a peer that takes longer is
+ * dropped. A deadline, not an idle timeout: a byte every few seconds must not hold a slot.
+ */
 const HANDSHAKE_TIMEOUT_MS = 10_000
 /** Inbound bulk connections at once: a few per downloading peer. */
 const MAX_CONNECTIONS = 1024
+/** Connections in their handshake from one address: one host cannot hold every slot. */
+const MAX_PENDING_PER_ADDRESS = 64
+/** Proven connections of one member: a downloader opens `streamsPerPeer` (4). */
+const MAX_CHANNELS_PER_PEER = 16
 
 /** What proves this agent on the bulk channel: its TLS key and certificate, and its membership credential. */
 export interface BulkAuth {
@@ -119,7 +126,7 @@ export async function dialBulk (host: string, port: number, expected: PeerId, au
   })
   const giveUp = (): void => { socket.destroy(new MembershipError('bulk dial aborted')) }
   signal?.addEventListener('abort', giveUp, { once: true })
-  socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy(new MembershipError('bulk handshake timed out')) })
+  const deadline = setTimeout(() => { socket.destroy(new MembershipError('bulk handshake timed out')) }, HANDSHAKE_TIMEOUT_MS)
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', resolve)
@@ -131,12 +138,12 @@ export async function dialBulk (host: string, port: number, expected: PeerId, au
     writeCredential(socket, auth.own)
     const why = await auth.membership.refusal(await readCredential(socket), peer)
     if (why != null) throw new MembershipError(`peer ${peer.toString()} is not a mesh member: ${why}`)
-    socket.setTimeout(0)
     return socket
   } catch (err) {
     socket.destroy()
     throw err
   } finally {
+    clearTimeout(deadline)
     signal?.removeEventListener('abort', giveUp)
   }
 }
@@ -150,6 +157,10 @@ export class BulkListener {
   readonly #log: Logger
   /** Every TCP connection, proven or still in its handshake: close() ends them all. */
   readonly #sockets = new Set<Socket>()
+  /** Each connection not proven yet (by remote address and port): its address and deadline. */
+  readonly #pending = new Map<string, { address: string, deadline: NodeJS.Timeout }>()
+  readonly #pendingPerAddress = new Map<string, number>()
+  readonly #channelsPerPeer = new Map<string, number>()
 
   constructor (auth: BulkAuth, log: Logger, onChannel: (socket: TLSSocket, peer: PeerId) => void, onRefused: () => void = () => {}) {
     this.#log = log
@@ -160,8 +171,20 @@ export class BulkListener {
       })
     })
     this.#server.on('connection', (raw: Socket) => {
+      const address = raw.remoteAddress ?? ''
+      const pending = this.#pendingPerAddress.get(address) ?? 0
+      if (pending >= MAX_PENDING_PER_ADDRESS) {
+        raw.destroy()
+        return
+      }
+      const key = endpoint(raw)
+      this.#pendingPerAddress.set(address, pending + 1)
+      this.#pending.set(key, { address, deadline: setTimeout(() => { raw.destroy() }, HANDSHAKE_TIMEOUT_MS) })
       this.#sockets.add(raw)
-      raw.once('close', () => { this.#sockets.delete(raw) })
+      raw.once('close', () => {
+        this.#proven(key)
+        this.#sockets.delete(raw)
+      })
     })
     this.#server.maxConnections = MAX_CONNECTIONS
     // Failed handshakes (an outsider, a port scanner) are routine: count, log, never crash.
@@ -192,16 +215,34 @@ export class BulkListener {
     await closed
   }
 
+  /** The connection is proven, or gone: its handshake no longer counts against its address. */
+  #proven (key: string): void {
+    const pending = this.#pending.get(key)
+    if (pending == null) return
+    this.#pending.delete(key)
+    clearTimeout(pending.deadline)
+    const left = (this.#pendingPerAddress.get(pending.address) ?? 1) - 1
+    if (left > 0) this.#pendingPerAddress.set(pending.address, left)
+    else this.#pendingPerAddress.delete(pending.address)
+  }
+
   async #admit (socket: TLSSocket, auth: BulkAuth): Promise<PeerId | undefined> {
     socket.on('error', () => {})
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
     try {
       const peer = peerOfSocket(socket)
       if (auth.membership.isRevoked(peer)) throw new MembershipError(`peer ${peer.toString()} is revoked`)
       const why = await auth.membership.refusal(await readCredential(socket), peer)
       if (why != null) throw new MembershipError(`peer ${peer.toString()} is not a mesh member: ${why}`)
+      const channels = this.#channelsPerPeer.get(peer.toString()) ?? 0
+      if (channels >= MAX_CHANNELS_PER_PEER) throw new MembershipError(`peer ${peer.toString()} holds ${channels} bulk connections already`)
+      this.#channelsPerPeer.set(peer.toString(), channels + 1)
+      socket.once('close', () => {
+        const left = (this.#channelsPerPeer.get(peer.toString()) ?? 1) - 1
+        if (left > 0) this.#channelsPerPeer.set(peer.toString(), left)
+        else this.#channelsPerPeer.delete(peer.toString())
+      })
       writeCredential(socket, auth.own)
-      socket.setTimeout(0)
+      this.#proven(endpoint(socket))
       return peer
     } catch (err) {
       this.#log('bulk connection from %s refused - %e', socket.remoteAddress, err)
@@ -210,6 +251,8 @@ export class BulkListener {
     }
   }
 }
+
+const endpoint = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`
 
 function writeCredential (socket: TLSSocket, own: Credential): void {
   const body = Buffer.from(JSON.stringify(own))

@@ -19,6 +19,12 @@ import { SeedLedger } from './seed-ledger.ts'
 
 /** Request bodies: a HAVE for 100k chunks (100 GiB at 1 MiB) is 3.6 MB. */
 const MAX_REQUEST_BODY = 4 * 1024 * 1024
+/**
+ * Answers prepared ahead of the one being sent, per stream. The rest of a stream's queue waits as
+ * requests: a peer that pipelines 64 GETs and reads nothing must not make us hold 64 chunks
+ * (times every stream it opens) in memory.
+ */
+const PREPARED_AHEAD = 4
 /** Files checked at once while answering a HAVE. */
 const HAVE_CONCURRENCY = 16
 /** HAVE answers from the store kept (per image key and part) while the store's generation stays. */
@@ -141,18 +147,20 @@ export class ExchangeServer {
     const maybeClose = (): void => {
       if (remoteDone && queued === 0 && stream.writable) stream.close().catch(noop)
     }
-    const reader = new FrameReader(MAX_REQUEST_BODY, header => collect(header.length, body => {
+    // The bulk channel carries GETs only (HAVE, ANNOUNCE and the rest stay on libp2p).
+    const reader = new FrameReader(bulk ? CID_BYTES : MAX_REQUEST_BODY, header => collect(header.length, body => {
+      if (bulk && header.type !== FRAME_GET) throw new ProtocolError(`request type ${header.type} on the bulk channel`)
       // One way: handled at once, and nothing is queued or sent back.
       if (header.type === FRAME_ANNOUNCE) {
         this.#announced(remote, body)
         return
       }
       if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
-      // Start preparing at once (the disk read overlaps the previous send), send in order.
-      const response = this.#answer(remote, header, body, bulk)
-      response.catch(noop)
+      // Start preparing at once (the disk read overlaps the previous send) unless enough are, send in order.
+      const early = queued <= PREPARED_AHEAD ? this.#answer(remote, header, body, bulk) : undefined
+      early?.catch(noop)
       chain = chain.then(async () => {
-        const out = await response
+        const out = await (early ?? this.#answer(remote, header, body, bulk))
         await this.#send(stream, peer, out)
       }).catch(err => {
         log('stream from %s failed - %e', peer, err)

@@ -77,6 +77,8 @@ describe('faults during read-through', () => {
     expect(sha512(got)).toBe(sha512(first.bytes))
     expect(leech.mesh.metrics.totals.badChunks).toBeGreaterThanOrEqual(1)
     expect(bad.mesh.exchange.stats.getsServed).toBeGreaterThanOrEqual(1)
+    // The bad bytes came over the bulk channel (TLS), checked there as on libp2p.
+    expect(bad.mesh.exchange.stats.bulkGetsServed).toBeGreaterThanOrEqual(1)
     await expect.poll(async () => await leech.mesh.localShare(first.manifest), { timeout: 10_000 }).toBe(1)
 
     // Once caught, the bad peer gets no more chunk requests, for this image or another.
