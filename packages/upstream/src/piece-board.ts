@@ -30,6 +30,12 @@ const MIN_PIECE = 4 * 1024 * 1024
 const WANT_WAIT_MS = 2000
 /** A board untouched this long is forgotten (its image was read, or its readers went away). */
 const IDLE_MS = 10 * 60_000
+/**
+ * Pieces leased to one agent and not done, at most: an honest one fetches 2 (its leasers) and
+ * asks for the 3 it reads next. A peer that leased every piece and fetched none made each reader
+ * wait out every piece (~50 s each) before fetching it alone.
+ */
+const MAX_LEASES = 8
 
 /** The piece size every agent uses for an image of `size` bytes: whole chunks, at most MAX_PIECES pieces. */
 export function pieceSizeFor (size: number, chunkSize: number): number {
@@ -54,7 +60,14 @@ interface Piece {
   waiters: Array<() => void>
 }
 
-interface Board { pieceSize: number, leaseMs: number, pieces: Piece[], touched: number }
+interface Board {
+  pieceSize: number
+  leaseMs: number
+  pieces: Piece[]
+  touched: number
+  /** Agents that let a lease run out without saying done: they get no more leases of this image. */
+  lapsed: Set<string>
+}
 
 export interface PieceBoardInit {
   /** How long a lease lasts at least; longer for big pieces (default 30 s). */
@@ -100,21 +113,34 @@ export class PieceBoard {
     }
     if (piece.holder == null && this.#leasedToOther(piece, from)) {
       await new Promise<void>(resolve => {
-        const timer = setTimeout(resolve, WANT_WAIT_MS)
-        piece.waiters.push(() => { clearTimeout(timer); resolve() })
+        const wake = (): void => { clearTimeout(timer); resolve() }
+        const timer = setTimeout(() => { piece.waiters.splice(piece.waiters.indexOf(wake), 1); resolve() }, WANT_WAIT_MS)
+        piece.waiters.push(wake)
       })
     }
     if (piece.holder != null) return { holder: piece.holder }
-    if (this.#leasedToOther(piece, from)) return { wait: true }
+    if (this.#leasedToOther(piece, from) || !this.#mayLease(board, from)) return { wait: true }
     this.#grant(board, piece, from)
     return { fetch: request.piece }
   }
 
   #lease (board: Board, from: string): BoardAnswer {
     const index = board.pieces.findIndex(p => p.holder == null && p.leasedUntil <= this.#now())
-    if (index < 0) return { none: true }
+    if (index < 0 || !this.#mayLease(board, from)) return { none: true }
     this.#grant(board, board.pieces[index], from)
     return { fetch: index }
+  }
+
+  /** Whether `from` may take one more piece: it let none lapse and holds fewer than MAX_LEASES. */
+  #mayLease (board: Board, from: string): boolean {
+    const now = this.#now()
+    let open = 0
+    for (const p of board.pieces) {
+      if (p.lessee == null || p.holder != null) continue
+      if (p.leasedUntil <= now) board.lapsed.add(p.lessee)
+      else if (p.lessee === from) open++
+    }
+    return !board.lapsed.has(from) && open < MAX_LEASES
   }
 
   #grant (board: Board, piece: Piece, to: string): void {
@@ -135,7 +161,7 @@ export class PieceBoard {
       if (size == null) return `image ${imageId} is not an upstream image here`
       if (pieceSize !== pieceSizeFor(size, this.#chunkSize)) return `image ${imageId} is split in pieces of ${pieceSizeFor(size, this.#chunkSize)} bytes here`
       const count = Math.max(1, Math.ceil(size / pieceSize))
-      board = { pieceSize, leaseMs: Math.max(this.#leaseMs, (pieceSize / this.#minRate) * 1000), pieces: Array.from({ length: count }, () => ({ leasedUntil: 0, waiters: [] })), touched: now }
+      board = { pieceSize, leaseMs: Math.max(this.#leaseMs, (pieceSize / this.#minRate) * 1000), pieces: Array.from({ length: count }, () => ({ leasedUntil: 0, waiters: [] })), touched: now, lapsed: new Set() }
       if (this.#boards.size >= MAX_IMAGES) this.#boards.delete(this.#boards.keys().next().value as string)
     }
     if (board.pieceSize !== pieceSize) return `image ${imageId} is split in pieces of ${board.pieceSize} bytes here`
