@@ -287,6 +287,23 @@ describe('the tasks API\'s import task (POST /v2/tasks, glance task-create)', ()
     expect(await listed('/v2/tasks/not-a-uuid')).toEqual([404, 'Could not find task not-a-uuid'])
   })
 
+  it('never fetches from an address web-download may not reach, directly or by a redirect: the task fails and its image is gone', async () => {
+    const before = (await chunkFiles(mesh.agents[0].dataDir)).length
+    for (const from of [uri('/to-metadata'), uri('/to-other-loopback'), uri('/to-other-port'), `http://169.254.169.254:${webPort}/latest/meta-data/`, `http://[::ffff:127.0.0.2]:${forbiddenPort}/image.raw`]) {
+      const { status, body } = await east.request('POST', '/v2/tasks', { type: 'import', input: input(from, { name: 'ssrf-task' }) })
+      expect(status, from).toBe(201)
+      const done = await waitFor(async () => {
+        const t = await east.request('GET', `/v2/tasks/${body.id as string}`)
+        return t.body.status === 'failure' || t.body.status === 'success' ? t.body : undefined
+      }, { timeoutMs: 60_000, what: `the task from ${from} ending` })
+      expect(done, from).toMatchObject({ status: 'failure', result: null })
+      expect(done.message).toMatch(/no allowed addresses|not allowed/)
+    }
+    expect(forbiddenHits).toEqual([])
+    expect((await east.list()).some(i => i.name === 'ssrf-task')).toBe(false)
+    expect((await chunkFiles(mesh.agents[0].dataDir)).length).toBe(before)
+  })
+
   it('fails a task whose URI cannot be fetched and deletes the image it created', async () => {
     const { status, body } = await east.request('POST', '/v2/tasks', { type: 'import', input: input(uri('/missing')) })
     expect(status).toBe(201)
