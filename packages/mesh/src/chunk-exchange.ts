@@ -84,6 +84,11 @@ const MAX_ERROR_BODY = 4096
 const BULK_RETRY_MS = 60_000
 /** How long a BULK request may take. */
 const BULK_ASK_TIMEOUT_MS = 5_000
+/**
+ * The largest chunk (`chunks.chunkSize` is at most 4 MiB): a GET answer announcing more is refused
+ * before a byte of it is kept, not given a 64 MiB buffer a peer never fills.
+ */
+const MAX_CHUNK_BYTES = 4 * 1024 * 1024
 
 /** The bulk channel could not be dialled or proven: the request goes on libp2p instead. */
 class BulkUnavailableError extends Error {
@@ -251,6 +256,7 @@ export class ChunkExchange implements Startable {
   async #getOn (link: PeerLink, cid: string, opts: GetOptions): Promise<Uint8Array> {
     const expected = sha256DigestOf(cid)
     return await this.#requestOn(link, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
+      if (length > MAX_CHUNK_BYTES) throw new ProtocolError(`peer announced ${length} bytes for chunk ${cid}, more than any chunk`)
       const hash = createHash('sha256')
       const body = collector(length)
       // Hash each piece as it arrives, so verifying adds no wait at the end of a chunk.

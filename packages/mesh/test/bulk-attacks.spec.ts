@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { bulkAuth, dialBulk } from '../src/bulk-channel.ts'
 import type { BulkAuth } from '../src/bulk-channel.ts'
 import { Membership, mintCredential } from '../src/membership.ts'
-import { cleanup, MiB, seedImage, startAgent } from './fixtures.ts'
+import { cleanup, fullyConnected, MiB, seedImage, startAgent } from './fixtures.ts'
 
 /** The listener's deadline for the TLS handshake and the credential (bulk-channel.ts), plus slack. */
 const DEADLINE_MS = 10_000 + 1_500
@@ -166,5 +166,21 @@ describe('attacks on the bulk channel', () => {
     expect(socket.destroyed).toBe(true)
     expect(Buffer.concat(got).byteLength).toBe(0)
     expect(seed.mesh.exchange.stats.havesServed).toBe(0)
+  })
+})
+
+describe('a member answering GETs with more than a chunk', () => {
+  afterEach(cleanup)
+
+  it('is refused at the frame header: the reader keeps no buffer of the size it announced', { timeout: 60_000 }, async () => {
+    // The seed answers every GET with 16 MiB (no chunk is larger than 4 MiB).
+    const seed = await startAgent({ chunkSize: MiB, wrap: store => Object.assign(Object.create(store) as typeof store, { readChunk: async () => Buffer.alloc(16 * MiB, 7) }) })
+    const image = await seedImage(seed, MiB)
+    const reader = await startAgent({ chunkSize: MiB, bootstrap: seed.mesh.multiaddrs })
+    await fullyConnected([seed, reader])
+    const err = await reader.mesh.exchange.get(peerIdFromString(seed.mesh.peerId), image.manifest.cids[0]).catch(e => e as Error)
+    expect(err).toBeInstanceOf(Error)
+    expect((err as Error).name).not.toBe('ChunkIntegrityError')
+    expect(String((err as Error).cause ?? (err as Error).message)).toMatch(/more than any chunk/)
   })
 })
