@@ -50,8 +50,12 @@ export class OriginFetch {
   readonly #board: PieceBoard
   readonly #distrusted = new Set<string>()
 
-  constructor (components: OriginFetchComponents) {
+  readonly #waitMs: number | undefined
+
+  /** `init.waitMs`: how long a piece another agent is fetching is waited for (tests shorten it). */
+  constructor (components: OriginFetchComponents, init: { waitMs?: number } = {}) {
     this.#c = components
+    this.#waitMs = init.waitMs
     this.#board = new PieceBoard(imageId => {
       const image = components.metadata.getImage(imageId)
       return image != null && image.status === 'active' && isMirrored(image) ? image.size ?? undefined : undefined
@@ -180,7 +184,8 @@ export class OriginFetch {
         if (this.#distrusted.size > MAX_DISTRUSTED) this.#distrusted.delete(this.#distrusted.values().next().value as string)
         this.#c.lied?.(peer)
       },
-      signal: this.#stopping.signal
+      signal: this.#stopping.signal,
+      waitMs: this.#waitMs
     }, imageId, Number(truth.size), { md5: truth.checksum, sha512: truth.os_hash_algo === 'sha512' && typeof truth.os_hash_value === 'string' ? truth.os_hash_value : undefined })
   }
 

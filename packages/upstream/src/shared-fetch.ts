@@ -36,6 +36,8 @@ export interface SharedFetchContext {
   /** A peer sent a piece that was not the upstream's bytes. */
   lied: (peer: string) => void
   signal: AbortSignal
+  /** How long a piece someone else is fetching is waited for at most, beyond its lease (WAIT_MS). */
+  waitMs?: number
 }
 
 /** What the upstream itself says the whole hashes to (md5 always; sha512 when that is its algorithm). */
@@ -201,12 +203,22 @@ export class SharedFetch {
   /** A piece this agent needs: from the agent that holds it, else from the upstream. */
   async #gather (index: number): Promise<void> {
     const piece = this.pieces[index]
-    const deadline = Date.now() + WAIT_MS + this.pieceSize / PEER_MIN_RATE * 1000
-    while (Date.now() < deadline) {
+    const deadline = Date.now() + (this.#c.waitMs ?? WAIT_MS) + this.pieceSize / PEER_MIN_RATE * 1000
+    while (true) {
       this.#signal.throwIfAborted()
       const asked = Date.now()
+      const keeper = this.#boards?.[0]
       const answer = await this.#ask({ op: 'want', image: this.image, piece: index, pieceSize: this.pieceSize })
       if (answer != null && 'wait' in answer) {
+        if (Date.now() >= deadline) {
+          // A board that kept a piece waiting past any lease is not asked again: one that answers
+          // `wait` for ever would hold every piece that long (the next board, or none, is asked).
+          if (keeper != null && keeper !== this.#c.peers.self && this.#boards?.[0] === keeper) {
+            this.#c.logger.warn({ imageId: this.image, board: keeper, piece: index }, 'a piece board kept a piece waiting past its lease; asking the next')
+            this.#boards.shift()
+          }
+          break
+        }
         // A board that answers at once is not let to make this a busy loop.
         if (Date.now() - asked < 200) await sleep(200, undefined, { signal: this.#signal })
         continue

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { OriginFetch, PieceBoard, parseBoardRequest, toRecord } from '../src/index.ts'
 import type { BoardRequest, GlanceClient, PiecePeers, PieceRequest, UpstreamImage } from '../src/index.ts'
 import { silentLogger } from '@peerglance/interface'
+import { rank } from '../src/rendezvous.ts'
 
 const CHUNK = 1024
 /** The piece size every agent uses for these images (4 MiB, whole chunks). */
@@ -87,9 +88,11 @@ interface TestAgent {
  * `count` agents reading through `upstream`, their piece boards and pieces wired to each other in
  * memory; agent `liar` (if any) flips a byte of every piece it sends.
  */
-function agentsOf (count: number, upstream: Upstream, opts: { forged?: Partial<ImageRecord>, liar?: number } = {}): TestAgent[] {
+function agentsOf (count: number, upstream: Upstream, opts: { forged?: Partial<ImageRecord>, liar?: number, stallingBoard?: boolean, waitMs?: number } = {}): TestAgent[] {
   const agents: TestAgent[] = []
   const ids = Array.from({ length: count }, (_, i) => `agent-${i}`)
+  // With `stallingBoard`, the agent that keeps the image's board answers `wait` to everything.
+  const staller = opts.stallingBoard === true ? rank(upstream.image.id, ids)[0] : undefined
   for (const id of ids) {
     const record = { ...toRecord(upstream.image), ...opts.forged }
     const added: TestAgent['added'] = []
@@ -100,7 +103,7 @@ function agentsOf (count: number, upstream: Upstream, opts: { forged?: Partial<I
     const peers: PiecePeers = {
       self: id,
       known: async () => ids.filter(other => other !== id),
-      ask: async (peer: string, request: BoardRequest) => await byId(peer).origin.board(id, request),
+      ask: async (peer: string, request: BoardRequest) => peer === staller ? { wait: true } : await byId(peer).origin.board(id, request),
       piece: async function * (peer: string, request: PieceRequest) {
         const bytes = await byId(peer).origin.piece(request)
         if (bytes == null) throw new Error('refused')
@@ -129,7 +132,7 @@ function agentsOf (count: number, upstream: Upstream, opts: { forged?: Partial<I
           for (const cid of manifest.cids) referenced.add(cid)
         }
       }
-    })
+    }, { waitMs: opts.waitMs })
     agents.push({ id, origin, record, added, chunks, received: () => received, liars })
   }
   function byId (id: string): TestAgent { return agents.find(a => a.id === id) as TestAgent }
@@ -223,6 +226,21 @@ describe('OriginFetch', () => {
       expect(a.added[0].manifest).toMatchObject({ size: data.byteLength, ...digests(data) })
       expect(a.liars).toEqual([])
     }
+  })
+
+  it('stops asking a board that answers wait for ever once one piece waited past its lease: the readers then share the rest through the next board', async () => {
+    const data = randomBytes(12 * PIECE)
+    const upstream = upstreamOf(data, data)
+    const agents = agentsOf(3, upstream, { stallingBoard: true, waitMs: 500 })
+    const readers = agents.filter(a => a.id !== rank(upstream.image.id, agents.map(b => b.id))[0])
+    const reads = await Promise.all(readers.map(async a => await collect(a.origin.read(a.record, 0, data.byteLength - 1))))
+    for (const got of reads) {
+      expect(got.error).toBeUndefined()
+      expect(got.data.equals(data)).toBe(true)
+    }
+    // Asking the staller for every piece, each reader fetched every piece alone (24 pieces from the
+    // upstream); now only those it waited for before giving up on that board, and the rest once.
+    expect(upstream.sent()).toBeLessThanOrEqual(data.byteLength * 1.5)
   })
 
   it('finds a peer that sent other bytes when the whole fails its check: the peers\' pieces are fetched again from the upstream, only the liar is blamed, and readers that had its bytes are cut', async () => {
