@@ -25,6 +25,8 @@ const MAX_REQUEST_BODY = 4 * 1024 * 1024
  * (times every stream it opens) in memory.
  */
 const PREPARED_AHEAD = 4
+/** Bodies of the requests waiting on one stream: an honest requester pipelines 2 (HAVEs of 4 MiB at most). */
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024
 /** Files checked at once while answering a HAVE. */
 const HAVE_CONCURRENCY = 16
 /** HAVE answers from the store kept (per image key and part) while the store's generation stays. */
@@ -142,6 +144,7 @@ export class ExchangeServer {
     const log = this.#log
     this.#inbound.add(stream)
     let queued = 0
+    let queuedBytes = 0
     let chain: Promise<void> = Promise.resolve()
     let remoteDone = false
     const maybeClose = (): void => {
@@ -156,17 +159,23 @@ export class ExchangeServer {
         return
       }
       if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
-      // Start preparing at once (the disk read overlaps the previous send) unless enough are, send in order.
+      const size = body.byteLength
+      if ((queuedBytes += size) > MAX_QUEUED_BYTES) throw new ProtocolError(`more than ${MAX_QUEUED_BYTES} bytes of requests queued on one stream`)
+      // Start preparing at once (the disk read overlaps the previous send) unless enough are, send
+      // in order. Only a request not prepared yet keeps its body.
       const early = queued <= PREPARED_AHEAD ? this.#answer(remote, header, body, bulk) : undefined
+      let later = early == null ? body : undefined
       early?.catch(noop)
       chain = chain.then(async () => {
-        const out = await (early ?? this.#answer(remote, header, body, bulk))
+        const out = await (early ?? this.#answer(remote, header, later as Uint8Array, bulk))
+        later = undefined
         await this.#send(stream, peer, out)
       }).catch(err => {
         log('stream from %s failed - %e', peer, err)
         stream.abort(err as Error)
       }).finally(() => {
         queued--
+        queuedBytes -= size
         maybeClose()
       })
     }))

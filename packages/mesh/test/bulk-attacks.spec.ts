@@ -13,6 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { bulkAuth, dialBulk } from '../src/bulk-channel.ts'
 import type { BulkAuth } from '../src/bulk-channel.ts'
 import { Membership, mintCredential } from '../src/membership.ts'
+import { CHUNK_PROTOCOL } from '../src/constants.ts'
+import { encodeHaveRequest, HAVE_NONE } from '../src/framing.ts'
 import { cleanup, fullyConnected, MiB, seedImage, startAgent } from './fixtures.ts'
 
 /** The listener's deadline for the TLS handshake and the credential (bulk-channel.ts), plus slack. */
@@ -182,5 +184,28 @@ describe('a member answering GETs with more than a chunk', () => {
     expect(err).toBeInstanceOf(Error)
     expect((err as Error).name).not.toBe('ChunkIntegrityError')
     expect(String((err as Error).cause ?? (err as Error).message)).toMatch(/more than any chunk/)
+  })
+})
+
+describe('a member queueing requests behind a chunk it does not read (libp2p)', () => {
+  afterEach(cleanup)
+
+  it('gets its stream reset once more than 16 MiB of requests wait on it, instead of the agent keeping them', { timeout: 60_000 }, async () => {
+    const seed = await startAgent({ chunkSize: 4 * MiB })
+    const image = await seedImage(seed, 4 * MiB)
+    const member = await startAgent({ chunkSize: 4 * MiB, bootstrap: seed.mesh.multiaddrs })
+    await fullyConnected([seed, member])
+    const stream = await member.mesh.libp2p.dialProtocol(peerIdFromString(seed.mesh.peerId), CHUNK_PROTOCOL)
+    stream.pause()
+    const closed = new Promise<void>(resolve => { stream.addEventListener('close', () => { resolve() }) })
+    // It reads nothing (paused: no window for the seed's answers), so GETs of a 4 MiB chunk hold
+    // the stream's answers back; then 1 MiB HAVE bodies.
+    const cid = cidToBytes(image.manifest.cids[0])
+    const have = encodeHaveRequest('k', { state: HAVE_NONE, bits: new Uint8Array(Math.ceil(29_000 / 8)) }, 29_000, 0, Array.from({ length: 29_000 }, () => cid))
+    const frames = [...Array.from({ length: 8 }, (_, i) => getFrame(cid, i + 1)), ...Array.from({ length: 40 }, (_, i) => getFrame(have, 100 + i, 2))]
+    for (const f of frames) if (!stream.send(f)) await stream.onDrain({ signal: AbortSignal.timeout(10_000) }).catch(() => {})
+    const ended = await Promise.race([closed.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, 10_000))])
+    expect(ended).toBe(true)
+    stream.abort(new Error('done'))
   })
 })
