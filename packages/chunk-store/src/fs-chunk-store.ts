@@ -6,7 +6,7 @@ import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { Pins } from './pins.ts'
-import { readChunkFile, readRange } from './read-range.ts'
+import { leaseChunkFile, readChunkFile, readRange } from './read-range.ts'
 
 export interface FsChunkStoreInit {
   /** Holds `chunks/` (final files) and `staging/` (files being written). */
@@ -121,6 +121,10 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   async readChunk (cid: string, opts: AbortOptions = {}): Promise<Uint8Array> {
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk read was aborted.', { cause: opts.signal.reason })
     return await readChunkFile(this.#files, cid)
+  }
+
+  async readChunkLease (cid: string): Promise<{ bytes: Uint8Array, release: () => void }> {
+    return await leaseChunkFile(this.#files, cid)
   }
 
   /**

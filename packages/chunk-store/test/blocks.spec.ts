@@ -24,6 +24,28 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(await stagingEntries(dir)).toEqual([])
   })
 
+  it('leases a chunk in a buffer it reuses once released, and never while leased', async () => {
+    const [a, b, c] = [randomBytes(CHUNK), randomBytes(CHUNK), randomBytes(CHUNK)]
+    for (const bytes of [a, b, c]) await store.putChunk(cidOf(bytes), bytes)
+    const first = await store.readChunkLease(cidOf(a))
+    expect(Buffer.from(first.bytes).equals(a)).toBe(true)
+    // Leased: another read gets another buffer and leaves the first one's bytes alone.
+    const second = await store.readChunkLease(cidOf(b))
+    expect(second.bytes.buffer).not.toBe(first.bytes.buffer)
+    expect(Buffer.from(first.bytes).equals(a)).toBe(true)
+    first.release()
+    first.release()
+    const third = await store.readChunkLease(cidOf(c))
+    expect(third.bytes.buffer).toBe(first.bytes.buffer)
+    expect(Buffer.from(third.bytes).equals(c)).toBe(true)
+    expect(Buffer.from(second.bytes).equals(b)).toBe(true)
+    // Released twice, handed out once: the next lease is a fresh buffer, not the third's.
+    const fourth = await store.readChunkLease(cidOf(a))
+    expect(fourth.bytes.buffer).not.toBe(third.bytes.buffer)
+    for (const lease of [second, third, fourth]) lease.release()
+    await expect(store.readChunkLease(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+  })
+
   it('refuses bytes that do not hash to the CID and stores nothing', async () => {
     const bytes = randomBytes(CHUNK)
     const cid = cidOf(bytes)

@@ -113,6 +113,11 @@ export interface ChunkBlocks {
   readonly generation?: number
   /** The chunk's bytes; ChunkUnavailableError when it is not here. */
   readChunk (cid: string, opts?: AbortOptions): Promise<Uint8Array>
+  /**
+   * Optional: the chunk's bytes in a buffer the store reuses once `release` is called (the caller
+   * must not touch the bytes after). Serving peers with it allocates no buffer per chunk.
+   */
+  readChunkLease? (cid: string): Promise<{ bytes: Uint8Array, release: () => void }>
   /** Stores bytes under their CID after checking they hash to it (ChunkIntegrityError otherwise). */
   putChunk (cid: string, bytes: Uint8Array, opts?: PutChunkOptions): Promise<void>
 }

@@ -96,6 +96,8 @@ interface Reply {
   body?: Uint8Array
   /** A chunk sent as a first fetch from this seed (seed-ledger.ts). */
   firstFetch?: string
+  /** Hands the body's buffer back to the store once it is sent (a leased chunk read). */
+  release?: () => void
 }
 
 
@@ -208,8 +210,13 @@ export class ExchangeServer {
             return reply(CODE_NOT_FOUND)
           }
           let bytes: Uint8Array
+          let release: (() => void) | undefined
           try {
-            bytes = await this.#components.blocks.readChunk(cid)
+            // On a bulk channel the socket says when it is done with the bytes, so the store's
+            // buffer can be reused; a libp2p stream never says, so it gets its own copy.
+            const blocks = this.#components.blocks
+            if (bulk && blocks.readChunkLease != null) ({ bytes, release } = await blocks.readChunkLease(cid))
+            else bytes = await blocks.readChunk(cid)
           } catch (err) {
             if (header.code === GET_ONCE) this.#ledger.release(cid)
             if ((err as Error).name === 'ChunkUnavailableError') {
@@ -222,7 +229,7 @@ export class ExchangeServer {
           if (bulk) this.stats.bulkGetsServed++
           this.stats.bytesServed += bytes.byteLength
           this.#components.traffic?.served?.(cid, bytes.byteLength)
-          return { ...reply(CODE_OK, bytes), firstFetch: header.code === GET_ONCE ? cid : undefined }
+          return { ...reply(CODE_OK, bytes), firstFetch: header.code === GET_ONCE ? cid : undefined, release }
         }
         case FRAME_HAVE: {
           this.stats.havesServed++
@@ -308,10 +315,13 @@ export class ExchangeServer {
   }
 
   async #send (stream: FrameStream, peer: string, out: Reply): Promise<void> {
-    if (!stream.writable) return
+    if (!stream.writable) {
+      out.release?.()
+      return
+    }
     const data = frame(out.type, out.code, out.id, out.body)
     const length = data.byteLength
-    if (!stream.send(data)) await stream.onDrain()
+    if (!stream.send(data, out.release)) await stream.onDrain()
     if (out.firstFetch != null) this.#ledger.sent(out.firstFetch, peer, Date.now())
     this.#components.traffic?.sent(peer, length)
   }

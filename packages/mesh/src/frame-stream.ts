@@ -15,8 +15,12 @@ export interface FrameStreamHandlers {
 }
 
 export interface FrameStream {
-  /** Queues bytes; false when the writer should wait for `onDrain`. */
-  send: (data: Uint8ArrayList) => boolean
+  /**
+   * Queues bytes; false when the writer should wait for `onDrain`. `onSent` is called once the
+   * stream holds no reference to them any more (the socket wrote them, or failed): only the bulk
+   * channel's sockets call it, a libp2p stream never does (its buffers are left to the GC).
+   */
+  send: (data: Uint8ArrayList, onSent?: () => void) => boolean
   onDrain: (signal?: AbortSignal) => Promise<void>
   /** True while bytes can still be sent. */
   readonly writable: boolean
@@ -53,10 +57,11 @@ export function socketFrameStream (socket: Socket): FrameStream {
   let failure: Error | undefined
   socket.on('error', err => { failure ??= err })
   return {
-    send: data => {
+    send: (data, onSent) => {
       socket.cork()
       let ok = true
-      for (const buf of data) ok = socket.write(buf)
+      const bufs = [...data]
+      bufs.forEach((buf, i) => { ok = i === bufs.length - 1 && onSent != null ? socket.write(buf, () => { onSent() }) : socket.write(buf) })
       socket.uncork()
       return ok
     },

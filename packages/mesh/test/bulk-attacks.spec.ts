@@ -176,7 +176,14 @@ describe('a member answering GETs with more than a chunk', () => {
 
   it('is refused at the frame header: the reader keeps no buffer of the size it announced', { timeout: 60_000 }, async () => {
     // The seed answers every GET with 16 MiB (no chunk is larger than 4 MiB).
-    const seed = await startAgent({ chunkSize: MiB, wrap: store => Object.assign(Object.create(store) as typeof store, { readChunk: async () => Buffer.alloc(16 * MiB, 7) }) })
+    // Both ways a store hands out chunks (the bulk channel serves leased buffers).
+    const seed = await startAgent({
+      chunkSize: MiB,
+      wrap: store => Object.assign(Object.create(store) as typeof store, {
+        readChunk: async () => Buffer.alloc(16 * MiB, 7),
+        readChunkLease: async () => ({ bytes: Buffer.alloc(16 * MiB, 7), release () {} })
+      })
+    })
     const image = await seedImage(seed, MiB)
     const reader = await startAgent({ chunkSize: MiB, bootstrap: seed.mesh.multiaddrs })
     await fullyConnected([seed, reader])
