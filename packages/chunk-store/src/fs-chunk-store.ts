@@ -124,7 +124,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   }
 
   async readChunkLease (cid: string): Promise<{ bytes: Uint8Array, release: () => void }> {
-    return await leaseChunkFile(this.#files, cid)
+    return await leaseChunkFile(this.#files, cid, this.chunkSize)
   }
 
   /**

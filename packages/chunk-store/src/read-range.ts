@@ -89,7 +89,11 @@ export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Bu
   throw new ChunkUnavailableError(`Chunk ${cid} failed its integrity check on disk and was dropped.`, { cause: new ChunkIntegrityError(`chunk file ${cid} does not open with the chunk key`) })
 }
 
-/** Chunk-sized buffers of leased reads, by size; a few of each (most chunks of a store share one size). */
+/**
+ * Chunk-sized buffers of leased reads, by size; a few of each. Only the store's chunk size is
+ * pooled: each image's last chunk has a size of its own, and a pool per size grew with every
+ * image served (a member asking for the last chunk of each image kept one buffer per image).
+ */
 const leasedBuffers = new Map<number, Buffer[]>()
 const MAX_LEASED_PER_SIZE = 16
 
@@ -98,11 +102,12 @@ const MAX_LEASED_PER_SIZE = 16
  * buffer per chunk served was 16 % of a serving agent's main thread, in the garbage collector).
  * Sealed chunks are decrypted into a fresh buffer as in readChunkFile.
  */
-export async function leaseChunkFile (files: ChunkFiles, cid: string): Promise<{ bytes: Uint8Array, release: () => void }> {
+export async function leaseChunkFile (files: ChunkFiles, cid: string, chunkSize: number): Promise<{ bytes: Uint8Array, release: () => void }> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
   if (files.sealer != null) return { bytes: await readChunkFile(files, cid), release: noop }
   return await withChunkFile(files, cid, async handle => {
     const { size } = await handle.stat()
+    if (size !== chunkSize) return { bytes: await fill(handle, Buffer.allocUnsafeSlow(size), 0, cid), release: noop }
     const pool = leasedBuffers.get(size) ?? []
     leasedBuffers.set(size, pool)
     const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(size)

@@ -46,6 +46,20 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     await expect(store.readChunkLease(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
   })
 
+  it('pools only buffers of its chunk size: an image\'s shorter last chunk is leased in a buffer nobody keeps', async () => {
+    // Each image's last chunk has a size of its own; pooled per size, a member asking for the last
+    // chunk of every image made the agent keep one buffer per image for good.
+    const short = randomBytes(CHUNK - 1000)
+    await store.putChunk(cidOf(short), short)
+    const first = await store.readChunkLease(cidOf(short))
+    expect(Buffer.from(first.bytes).equals(short)).toBe(true)
+    first.release()
+    const second = await store.readChunkLease(cidOf(short))
+    expect(second.bytes.buffer).not.toBe(first.bytes.buffer)
+    expect(Buffer.from(second.bytes).equals(short)).toBe(true)
+    second.release()
+  })
+
   it('refuses bytes that do not hash to the CID and stores nothing', async () => {
     const bytes = randomBytes(CHUNK)
     const cid = cidOf(bytes)
