@@ -60,16 +60,18 @@ export async function spawnAgent (opts: { dataDir: string, args?: string[], time
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
   const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
+  // The agent logs why it stopped on stdout (pino), not stderr: both go into the error.
+  const why = (): string => [stderr.trim(), ...logs.slice(-3).map(entry => JSON.stringify(entry))].filter(s => s !== '').join('\n')
   const url = await new Promise<string>((resolve, reject) => {
     // An agent that did not start in time is killed: nobody else holds its pid to stop it.
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`agent did not start in time: ${stderr}`)) }, opts.timeoutMs ?? 20_000)
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`agent did not start in time: ${why()}`)) }, opts.timeoutMs ?? 20_000)
     createInterface({ input: child.stdout! }).on('line', line => {
       let entry: Record<string, unknown>
       try { entry = JSON.parse(line) } catch { return }
       logs.push(entry)
       if (entry.msg === 'agent started') { clearTimeout(timer); resolve(entry.url as string) }
     })
-    void exited.then(code => { clearTimeout(timer); reject(new Error(`agent exited with ${code} before starting: ${stderr}`)) })
+    void exited.then(code => { clearTimeout(timer); reject(new Error(`agent exited with ${code} before starting: ${why()}`)) })
   })
   const kill = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
     if (child.exitCode == null && child.signalCode == null) child.kill(signal)
