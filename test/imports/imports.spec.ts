@@ -255,6 +255,7 @@ describe('the tasks API\'s import task (POST /v2/tasks, glance task-create)', ()
 
   it('refuses what Glance 25 refuses, with its statuses and messages, and stores nothing', async () => {
     const before = (await east.list()).length
+    const tasksBefore = (await east.request('GET', '/v2/tasks?limit=1000')).body.tasks.length
     const refused = async (body: unknown, headers: Record<string, string> = {}): Promise<[number, string]> => {
       const res = await east.call('/v2/tasks', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
       return [res.status, (await res.json() as { message: string }).message.replace(/<br \/><br \/>\n\n\n$/, '')]
@@ -269,8 +270,11 @@ describe('the tasks API\'s import task (POST /v2/tasks, glance task-create)', ()
     expect(await refused({ type: 'import', input: { import_from: 'file:///etc/passwd' } })).toEqual([400, 'File based imports are not allowed. Please use a non-local source of image data.'])
     expect(await refused({ type: 'import', input: { import_from: 'ftp://example.com/x' } })).toEqual([400, 'The given uri is not valid. Please specify a valid uri from the following list of supported uri [\'http\']'])
     expect(await refused({ type: 'import', input: { import_from: 'http://127.0.0.1/image.raw' } })).toEqual([400, 'URI for legacy import task does not pass filtering: http://127.0.0.1/image.raw'])
+    // Larger than any agent keeps on merge: refused here rather than kept by this agent alone.
+    expect(await refused({ type: 'import', input: input(uri('/hop'), { description: 'x'.repeat(70_000) }) })).toEqual([400, 'Invalid task: task input is not an object of at most 64 KiB.'])
     expect((await east.request('DELETE', '/v2/tasks/00000000-0000-0000-0000-000000000000')).status).toBe(405)
     expect((await east.list()).length).toBe(before)
+    expect((await east.request('GET', '/v2/tasks?limit=1000')).body.tasks.length).toBe(tasksBefore)
     // The list's and show's refusals, as Glance 25 words them.
     const listed = async (path: string): Promise<[number, string]> => {
       const res = await east.call(path, { headers: { accept: 'application/json' } })

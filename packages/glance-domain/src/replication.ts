@@ -69,24 +69,30 @@ export function replicationRules (rules: GlanceRules): ReplicationRules {
 
     metadefRefusal,
 
-    taskRefusal (next: TaskRecord): string | undefined {
-      if (!UUID_PATTERN.test(next.image_id) || !UUID_PATTERN.test(next.id)) return 'task of an image id or with an id that is not a UUID'
-      if (!TASK_TYPES.includes(next.type)) return `task type ${String(next.type).slice(0, 40)} is not one of ${TASK_TYPES.join(', ')}`
-      if (!TASK_STATUSES.includes(next.status)) return `task status ${String(next.status).slice(0, 40)} is not one of ${TASK_STATUSES.join(', ')}`
-      for (const key of ['owner', 'request_id', 'user_id'] as const) {
-        const v = next[key]
-        if (v !== null && (typeof v !== 'string' || v.length > 255)) return `task ${key} is not a string of at most 255 characters`
-      }
-      for (const key of ['created_at', 'updated_at'] as const) {
-        if (typeof next[key] !== 'string' || !TIMESTAMP.test(next[key])) return `task ${key} is not a timestamp`
-      }
-      if (next.expires_at !== null && (typeof next.expires_at !== 'string' || !TIMESTAMP.test(next.expires_at))) return 'task expires_at is not a timestamp'
-      if (typeof next.message !== 'string' || Buffer.byteLength(next.message) > MAX_TASK_JSON_BYTES) return 'task message is not a string of at most 64 KiB'
-      for (const key of ['input', 'result'] as const) {
-        const v = next[key]
-        if (v !== null && (typeof v !== 'object' || Array.isArray(v) || Buffer.byteLength(JSON.stringify(v)) > MAX_TASK_JSON_BYTES)) return `task ${key} is not an object of at most 64 KiB`
-      }
-      return undefined
-    }
+    taskRefusal
   }
+}
+
+/**
+ * Why a task record cannot be kept, or undefined: checked on merge, and by the tasks API before it
+ * stores one, so an agent never keeps a task that every other agent would refuse.
+ */
+export function taskRefusal (next: TaskRecord): string | undefined {
+  if (!UUID_PATTERN.test(next.image_id) || !UUID_PATTERN.test(next.id)) return 'task of an image id or with an id that is not a UUID'
+  if (!TASK_TYPES.includes(next.type)) return `task type ${String(next.type).slice(0, 40)} is not one of ${TASK_TYPES.join(', ')}`
+  if (!TASK_STATUSES.includes(next.status)) return `task status ${String(next.status).slice(0, 40)} is not one of ${TASK_STATUSES.join(', ')}`
+  for (const key of ['owner', 'request_id', 'user_id'] as const) {
+    const v = next[key]
+    if (v !== null && (typeof v !== 'string' || v.length > 255)) return `task ${key} is not a string of at most 255 characters`
+  }
+  for (const key of ['created_at', 'updated_at'] as const) {
+    if (typeof next[key] !== 'string' || !TIMESTAMP.test(next[key])) return `task ${key} is not a timestamp`
+  }
+  if (next.expires_at !== null && (typeof next.expires_at !== 'string' || !TIMESTAMP.test(next.expires_at))) return 'task expires_at is not a timestamp'
+  if (typeof next.message !== 'string' || Buffer.byteLength(next.message) > MAX_TASK_JSON_BYTES) return 'task message is not a string of at most 64 KiB'
+  for (const key of ['input', 'result'] as const) {
+    const v = next[key]
+    if (v !== null && (typeof v !== 'object' || Array.isArray(v) || Buffer.byteLength(JSON.stringify(v)) > MAX_TASK_JSON_BYTES)) return `task ${key} is not an object of at most 64 KiB`
+  }
+  return undefined
 }

@@ -3,6 +3,7 @@ import { ForbiddenError, NotFoundError, ValidationError } from '@peerglance/inte
 import type { Identity, MetadataStore, TaskRecord } from '@peerglance/interface'
 import type { GlancePolicy, ServiceRule } from './policy.ts'
 import { UUID_PATTERN } from './properties.ts'
+import { taskRefusal } from './replication.ts'
 import { TASK_SCHEMA } from './schemas.ts'
 import { now } from './time.ts'
 import { check } from './validate.ts'
@@ -72,6 +73,9 @@ export class TaskService {
       updated_at: at,
       expires_at: null
     }
+    // Every other agent checks a task with these rules before it keeps one: refused here, not kept here alone.
+    const refusal = taskRefusal(task)
+    if (refusal != null) throw new ValidationError(`Invalid task: ${refusal}.`)
     await this.#metadata.putTask(task)
     this.#runner.startTask(who, task)
     return task
