@@ -24,8 +24,13 @@ export const DEFAULT_STREAMS_PER_PEER = 4
 /** Requests waiting on one stream at once (the server answers them in order). */
 export const DEFAULT_PIPELINE_DEPTH = 2
 
-/** Inbound chunk streams a peer may hold open to us; a few per downloader. */
-export const DEFAULT_MAX_INBOUND_STREAMS = 256
+/**
+ * Inbound chunk streams one connection may hold open to us: an honest peer opens
+ * DEFAULT_STREAMS_PER_PEER, and each stream may make us hold up to ~32 MiB (queued requests and
+ * answers prepared ahead), so 16 bounds what one member that reads nothing can pin to ~512 MiB
+ * (256 allowed several GiB), as the bulk channel's 16 proven connections per peer do.
+ */
+export const DEFAULT_MAX_INBOUND_STREAMS = 16
 export const DEFAULT_MAX_OUTBOUND_STREAMS = 64
 
 /** A response frame larger than this ends the stream: no chunk is that big. */
