@@ -71,7 +71,7 @@ export function statusOf (err: Error & { statusCode?: number, code?: string }): 
  * is asked for, plain text otherwise.
  */
 export function sendError (request: FastifyRequest, reply: FastifyReply, status: number, message: string, body?: string): FastifyReply {
-  const title = WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
+  const title = titleOf(status)
   const line = `${status} ${title}`
   const accept = String(request.headers.accept ?? '').toLowerCase()
   if (status === 503) reply.header('retry-after', '1')
@@ -80,12 +80,23 @@ export function sendError (request: FastifyRequest, reply: FastifyReply, status:
   // is not allowed for this resource. <br /><br />\n", or a bare explanation): made by us, never
   // from the request, so it goes into HTML as it is; plain text gets it with WebOb's strip_tags.
   if (/application\/json/.test(accept) && !/text\/html/.test(accept)) {
-    return reply.type('application/json').send(JSON.stringify({ message: body ?? `${message}<br /><br />\n\n\n`, code: line, title }))
+    return reply.type('application/json').send(jsonError(status, message, body))
   }
   if (/text\/html|\*\/\*|text\/\*/.test(accept)) {
     return reply.type('text/html; charset=UTF-8').send(`<html>\n <head>\n  <title>${line}</title>\n </head>\n <body>\n  <h1>${line}</h1>\n  ${body ?? `${escapeHtml(message)}<br /><br />\n\n\n`}\n </body>\n</html>`)
   }
   return reply.type('text/plain; charset=UTF-8').send(`${line}\n\n${body == null ? `${message}\n\n   ` : stripTags(body)}`)
+}
+
+/** WebOb's reason phrase for `status`. */
+function titleOf (status: number): string {
+  return WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
+}
+
+/** Glance's JSON error body: WebOb's message (or its own rendering, `body`), status line and title. */
+function jsonError (status: number, message: string, body?: string): string {
+  const title = titleOf(status)
+  return JSON.stringify({ message: body ?? `${message}<br /><br />\n\n\n`, code: `${status} ${title}`, title })
 }
 
 /** webob/exc.py strip_tags: newlines become spaces, `<br>` a newline, other tags go. */
@@ -104,9 +115,8 @@ function escapeHtml (s: string): string {
 export function answerMalformedRequest (err: Error & { code?: string, reason?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-  const title = WEBOB_TITLES[status] ?? STATUS_CODES[status] ?? 'Error'
-  const message = status === 400 ? `Malformed request: ${err.reason ?? err.message}` : title
-  const body = JSON.stringify({ message: `${message}<br /><br />\n\n\n`, code: `${status} ${title}`, title })
+  const title = titleOf(status)
+  const body = jsonError(status, status === 400 ? `Malformed request: ${err.reason ?? err.message}` : title)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
   }

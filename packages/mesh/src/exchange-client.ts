@@ -255,13 +255,7 @@ export class PeerLink {
       }
     })
     stream.listen({
-      data: data => {
-        try {
-          reader.push(data)
-        } catch (err) {
-          stream.abort(err as Error)
-        }
-      },
+      data: data => { reader.push(data) },
       // A server closes its side only when it is going away: fail what waits now, not at its timeout.
       remoteDone: () => { stream.abort(new ProtocolError(`peer ${key} closed the stream`)) },
       closed: error => { this.#channelClosed(channel, error) }

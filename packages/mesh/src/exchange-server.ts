@@ -182,13 +182,7 @@ export class ExchangeServer {
       })
     }))
     stream.listen({
-      data: data => {
-        try {
-          reader.push(data)
-        } catch (err) {
-          stream.abort(err as Error)
-        }
-      },
+      data: data => { reader.push(data) },
       remoteDone: () => {
         remoteDone = true
         maybeClose()

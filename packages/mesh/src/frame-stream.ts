@@ -7,6 +7,7 @@ import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 export interface FrameStreamHandlers {
+  /** Bytes arrived; a handler that throws (a frame the reader refuses) aborts the stream with its error. */
   data: (data: Uint8Array | Uint8ArrayList) => void
   /** The remote end will send nothing more (it may still read). */
   remoteDone: () => void
@@ -40,7 +41,7 @@ export function libp2pFrameStream (stream: Stream): FrameStream {
     close: async () => { await stream.close() },
     abort: err => { stream.abort(err) },
     listen: handlers => {
-      stream.addEventListener('message', evt => { handlers.data(evt.data) })
+      stream.addEventListener('message', evt => { guarded(handlers.data, evt.data, err => { stream.abort(err) }) })
       stream.addEventListener('remoteCloseWrite', () => { handlers.remoteDone() })
       stream.addEventListener('close', evt => { handlers.closed(evt.error) })
     },
@@ -56,12 +57,17 @@ export function libp2pFrameStream (stream: Stream): FrameStream {
 export function socketFrameStream (socket: Socket): FrameStream {
   let failure: Error | undefined
   socket.on('error', err => { failure ??= err })
+  const abort = (err: Error): void => {
+    failure ??= err
+    socket.destroy()
+  }
   return {
     send: (data, onSent) => {
-      socket.cork()
-      let ok = true
       const bufs = [...data]
-      bufs.forEach((buf, i) => { ok = i === bufs.length - 1 && onSent != null ? socket.write(buf, () => { onSent() }) : socket.write(buf) })
+      let ok = true
+      socket.cork()
+      // The last write's callback runs once the socket has written every buffer of the frame.
+      bufs.forEach((buf, i) => { ok = socket.write(buf, i === bufs.length - 1 ? onSent : undefined) })
       socket.uncork()
       return ok
     },
@@ -85,16 +91,21 @@ export function socketFrameStream (socket: Socket): FrameStream {
     },
     get writable () { return socket.writable && !socket.destroyed },
     close: async () => { socket.end() },
-    abort: err => {
-      failure ??= err
-      socket.destroy()
-    },
+    abort,
     listen: handlers => {
-      socket.on('data', handlers.data)
+      socket.on('data', (data: Buffer) => { guarded(handlers.data, data, abort) })
       socket.on('end', handlers.remoteDone)
       socket.on('close', () => { handlers.closed(failure) })
       socket.resume()
     },
     debugState: () => ({ destroyed: socket.destroyed, writable: socket.writable, needsDrain: socket.writableNeedDrain })
+  }
+}
+
+function guarded<T> (handle: (data: T) => void, data: T, abort: (err: Error) => void): void {
+  try {
+    handle(data)
+  } catch (err) {
+    abort(err as Error)
   }
 }
