@@ -77,8 +77,10 @@ function selfSigned (key: KeyObject): string {
   const spki = createPublicKey(key).export({ format: 'der', type: 'spki' })
   const algorithm = new AlgorithmIdentifier({ algorithm: ED25519_OID })
   const name = new Name([new RelativeDistinguishedName([new AttributeTypeAndValue({ type: COMMON_NAME_OID, value: new AttributeValue({ utf8String: 'peerglance' }) })])])
+  // A DER INTEGER is positive and minimal: a first byte of 0x01-0x7f is both. (0x00 before a
+  // byte below 0x80 is "illegal padding" to OpenSSL: one agent in 256 failed to start with it.)
   const serial = randomBytes(8)
-  serial[0] &= 0x7f
+  serial[0] = 0x40 | (serial[0] & 0x3f)
   const tbs = new TBSCertificate({
     version: Version.v3,
     serialNumber: toArrayBuffer(serial),

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { connect } from 'node:tls'
 import type { TLSSocket } from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -44,6 +45,15 @@ async function twoAgents (): Promise<[TestAgent, TestAgent]> {
 }
 
 describe('the bulk channel', () => {
+  it('makes a certificate OpenSSL accepts for every key (a random serial once gave one agent in 256 an invalid one)', { timeout: 60_000 }, async () => {
+    for (let i = 0; i < 2048; i++) {
+      const { auth } = await outsiderAuth(MESH.secret)
+      const cert = new X509Certificate(auth!.cert)
+      expect(cert.checkPrivateKey(createPrivateKey(auth!.key))).toBe(true)
+      expect(BigInt(`0x${cert.serialNumber}`)).toBeGreaterThan(0n)
+    }
+  })
+
   afterEach(cleanup)
 
   it('carries the chunks between members, byte-exact and verified, while libp2p carries the rest', { timeout: 60_000 }, async () => {
