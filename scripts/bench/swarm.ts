@@ -13,6 +13,7 @@
 //   node scripts/bench/swarm.ts                       # N=8, 256 MiB, 200 Mbit
 //   node scripts/bench/swarm.ts --hosts 8 --size 256 --rate 400 --reps 2
 //   node scripts/bench/swarm.ts --only peerglance --prof /tmp/prof --strace /tmp/strace
+//   node scripts/bench/swarm.ts --chunk-mib 4          # the agents' chunks.chunkSize (default 1 MiB)
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
 // namespaces (removing one removes its veths and bridge), the work dir under /tmp; all of it and
@@ -47,6 +48,7 @@ const { values: opts } = parseArgs({
     reps: { type: 'string', default: '1' },
     only: { type: 'string' },
     tag: { type: 'string', default: 'bench' },
+    'chunk-mib': { type: 'string' },
     prof: { type: 'string' },
     strace: { type: 'string' },
     'timeout-s': { type: 'string', default: '600' }
@@ -255,7 +257,8 @@ async function startAgent (work: string, i: number, bootstrap: string | undefine
   await mkdir(dataDir, { recursive: true })
   // Agents on non-loopback addresses must share a mesh key (they refuse to start without one).
   const config = join(work, 'mesh-key.yaml')
-  await writeFile(config, `mesh:\n  key: ${MESH_KEY}\n`)
+  const chunks = opts['chunk-mib'] != null ? `chunks:\n  chunkSize: ${positiveInt(opts['chunk-mib'], '--chunk-mib') * MiB}\n` : ''
+  await writeFile(config, `mesh:\n  key: ${MESH_KEY}\n${chunks}`)
   const nodeArgs = opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []
   const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info', '--config', config,
     '--p2p-listen', `/ip4/${hostIp(i)}/tcp/${P2P_PORT}`, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])]
