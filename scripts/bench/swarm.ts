@@ -14,6 +14,8 @@
 //   node scripts/bench/swarm.ts --hosts 8 --size 256 --rate 400 --reps 2
 //   node scripts/bench/swarm.ts --only peerglance --prof /tmp/prof --strace /tmp/strace
 //   node scripts/bench/swarm.ts --chunk-mib 4          # the agents' chunks.chunkSize (default 1 MiB)
+//   node scripts/bench/swarm.ts --only peerglance --perf /tmp/perf   # perf record (cpu-clock, kernel stacks) of the agents
+//   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
 // namespaces (removing one removes its veths and bridge), the work dir under /tmp; all of it and
@@ -21,7 +23,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes, randomFillSync } from 'node:crypto'
-import { createWriteStream, readFileSync } from 'node:fs'
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs'
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -51,6 +53,9 @@ const { values: opts } = parseArgs({
     'chunk-mib': { type: 'string' },
     prof: { type: 'string' },
     strace: { type: 'string' },
+    perf: { type: 'string' },
+    'node-args': { type: 'string' },
+    'agent-log': { type: 'string' },
     'timeout-s': { type: 'string', default: '600' }
   }
 })
@@ -122,6 +127,35 @@ function procCpu (pid: number | undefined): Cpu {
   } catch {
     return { user: 0, sys: 0 }
   }
+}
+
+/** CPU of a process by thread name (MainThread, libuv-worker, V8Worker, ...), summed over threads of one name. */
+function threadCpu (pid: number | undefined): Map<string, Cpu> {
+  const out = new Map<string, Cpu>()
+  if (pid == null) return out
+  let tasks: string[] = []
+  try { tasks = readdirSync(`/proc/${pid}/task`) } catch { return out }
+  for (const task of tasks) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const c = out.get(name) ?? { user: 0, sys: 0 }
+      c.user += Number(f[11]) / HZ
+      c.sys += Number(f[12]) / HZ
+      out.set(name, c)
+    } catch {}
+  }
+  return out
+}
+
+/** Per thread name: CPU between two `threadCpu` readings, as "name user/sys". */
+function threadDelta (before: Map<string, Cpu>, after: Map<string, Cpu>): string {
+  return [...after].map(([name, c]) => {
+    const b = before.get(name) ?? { user: 0, sys: 0 }
+    return { name, user: c.user - b.user, sys: c.sys - b.sys }
+  }).filter(d => d.user + d.sys > 0.05).sort((x, y) => y.user + y.sys - x.user - x.sys)
+    .map(d => `${d.name} ${fmt(d.user, 1)}/${fmt(d.sys, 1)}`).join(', ')
 }
 
 function cpuOf (pids: Array<number | undefined>): Cpu {
@@ -259,7 +293,9 @@ async function startAgent (work: string, i: number, bootstrap: string | undefine
   const config = join(work, 'mesh-key.yaml')
   const chunks = opts['chunk-mib'] != null ? `chunks:\n  chunkSize: ${positiveInt(opts['chunk-mib'], '--chunk-mib') * MiB}\n` : ''
   await writeFile(config, `mesh:\n  key: ${MESH_KEY}\n${chunks}`)
-  const nodeArgs = opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []
+  const nodeArgs = [...(opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []), ...(opts['node-args']?.split(' ').filter(a => a !== '') ?? [])]
+  if (opts['agent-log'] != null) await mkdir(opts['agent-log'], { recursive: true })
+  const agentLog = opts['agent-log'] != null ? createWriteStream(join(opts['agent-log'], `rep${rep}-h${i}.log`)) : undefined
   const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info', '--config', config,
     '--p2p-listen', `/ip4/${hostIp(i)}/tcp/${P2P_PORT}`, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])]
   const child = spawnIn(hostNs(i), process.execPath, args, { stdout: 'pipe' })
@@ -268,7 +304,12 @@ async function startAgent (work: string, i: number, bootstrap: string | undefine
     let peerId = ''
     createInterface({ input: child.stdout! }).on('line', line => {
       let entry: Record<string, unknown>
-      try { entry = JSON.parse(line) } catch { return }
+      try {
+        entry = JSON.parse(line)
+      } catch {
+        agentLog?.write(`${line}\n`)
+        return
+      }
       if (entry.msg === 'mesh started') peerId = String(entry.peer)
       if (entry.msg === 'agent started') {
         clearTimeout(timer)
@@ -323,6 +364,8 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     const idle1 = cpuOf(agents.map(a => a.child.pid))
     log(`peerglance agents idle: ${fmt((idle1.user + idle1.sys - idle0.user - idle0.sys) / 5, 3)} CPU-s per second, all ${N + 1} together`)
     const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
+    if (opts.perf != null) traces.push(await startPerf(agents.map(a => a.child.pid!), `rep${rep}`))
+    const threads0 = agents.map(a => threadCpu(a.child.pid))
     const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
     const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
       const t0 = performance.now()
@@ -335,7 +378,10 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       }))
       return { done, note: '' }
     })
-    for (const trace of traces) await stopProcess(trace)
+    const threads1 = agents.map(a => threadCpu(a.child.pid))
+    log(`peerglance TCP connections per host (count, MiB sent/received) by kind, since they opened:\n  ${(await Promise.all(agents.map(async (_, i) => `h${i} ${await connectionsIn(i)}`))).join('\n  ')}`)
+    for (const trace of traces) await stopProcess(trace, 60_000)
+    log(`peerglance CPU-s user/sys by thread during the download:\n  ${threads1.map((t, i) => `h${i} ${threadDelta(threads0[i], t)}`).join('\n  ')}`)
     result.seedPayload = await metricIn(0, 'peerglance_peer_bytes_sent_total') - sent0
     // Who sent and received how much (chunk-protocol frames, MiB): duplicates show here first.
     const flows = await Promise.all(agents.map(async (_, i) => `h${i} ${fmt(await metricIn(i, 'peerglance_peer_bytes_sent_total') / MiB, 0)}/${fmt(await metricIn(i, 'peerglance_peer_bytes_received_total') / MiB, 0)}`))
@@ -352,6 +398,23 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
   }
 }
 
+/** The host's established TCP connections by kind (libp2p, HTTP on loopback, else the bulk channel): count and MiB each way. */
+async function connectionsIn (i: number): Promise<string> {
+  const kinds = new Map<string, { n: number, sent: number, received: number }>()
+  const lines = (await run('ip', ['netns', 'exec', hostNs(i), 'ss', '-tinH', 'state', 'established'])).split('\n')
+  for (let k = 0; k + 1 < lines.length; k += 2) {
+    const [local, peer] = lines[k].trim().split(/\s+/).slice(2, 4)
+    const port = (ep: string): number => Number(ep.slice(ep.lastIndexOf(':') + 1))
+    const ports = [port(local), port(peer)]
+    const kind = ports.includes(P2P_PORT) ? 'libp2p' : ports.includes(9292) ? 'http' : 'bulk'
+    const sent = Number(/bytes_sent:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
+    const received = Number(/bytes_received:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
+    const c = kinds.get(kind) ?? { n: 0, sent: 0, received: 0 }
+    kinds.set(kind, { n: c.n + 1, sent: c.sent + sent, received: c.received + received })
+  }
+  return [...kinds].map(([kind, c]) => `${kind} ${c.n} ${fmt(c.sent / MiB, 1)}/${fmt(c.received / MiB, 1)}`).join(', ')
+}
+
 /** `strace -c -f` attached to each agent for the download phase; summaries in --strace DIR. */
 async function startStrace (pids: number[], label: string): Promise<ChildProcess[]> {
   await mkdir(opts.strace!, { recursive: true })
@@ -363,6 +426,16 @@ async function startStrace (pids: number[], label: string): Promise<ChildProcess
   })
   await sleep(500)
   return traces
+}
+
+/** `perf record` of the agents' threads (cpu-clock: this VM has no hardware counters; kernel stacks) for the download phase. */
+async function startPerf (pids: number[], label: string): Promise<ChildProcess> {
+  await mkdir(opts.perf!, { recursive: true })
+  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '499', '-g', '-p', pids.join(','), '-o', join(opts.perf!, `${label}.data`)], { stdio: 'ignore' })
+  started.add(child)
+  child.once('exit', () => started.delete(child))
+  await sleep(1000)
+  return child
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -397,6 +470,7 @@ async function runBitTorrent (work: string, image: string, torrent: string, info
     // and to announce itself, so downloaders learn of it from the tracker.
     await sleep(1000)
     const downloaders: ChildProcess[] = []
+    let perf: ChildProcess | undefined
     const result = await measure('bittorrent', () => [...procs, ...downloaders].map(p => p.pid), async () => {
       const epoch0 = Date.now() / 1000
       for (let i = 1; i <= N; i++) {
@@ -404,6 +478,7 @@ async function runBitTorrent (work: string, image: string, torrent: string, info
         await mkdir(out)
         downloaders.push(spawnIn(hostNs(i), 'aria2c', [...common, `--on-bt-download-complete=${hook}`, '-d', out, torrent], { env: { PG_DONE_FILE: join(dir, `done-h${i}`) } }))
       }
+      if (opts.perf != null) perf = await startPerf([...procs, ...downloaders].map(p => p.pid!), `bt-rep${rep}`)
       const done = await until('every aria2c download', TIMEOUT_MS, async () => {
         const times: number[] = []
         for (let i = 1; i <= N; i++) {
@@ -420,6 +495,7 @@ async function runBitTorrent (work: string, image: string, torrent: string, info
       return { done, note: 'completion from aria2c\'s download-complete hook (50 ms polling)' }
     })
     procs.push(...downloaders)
+    if (perf != null) await stopProcess(perf, 60_000)
     return result
   } finally {
     await Promise.all(procs.map(async p => { await stopProcess(p) }))
