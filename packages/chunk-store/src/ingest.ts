@@ -58,13 +58,13 @@ export class Ingest {
   async run (source: AsyncIterable<Uint8Array>): Promise<IngestResult> {
     const { maxBytes, expectedSize } = this.#opts
     if (expectedSize != null && expectedSize > maxBytes) throw tooLarge(maxBytes)
-    const hasher = this.#ctx.hashers.acquire()
+    const hasher = this.#opts.hashWhole === false ? undefined : this.#ctx.hashers.acquire()
     try {
       await this.#consume(source, hasher)
       await this.#settle()
       if (this.#failed) throw this.#failure
       if (expectedSize != null && this.#size !== expectedSize) throw sizeMismatch(this.#size, expectedSize)
-      const { md5, sha512 } = await hasher.digest()
+      const { md5, sha512 } = hasher == null ? { md5: '', sha512: '' } : await hasher.digest()
       await this.#ctx.files.syncDirs(this.#cids, this.#ctx.writeConcurrency)
       return {
         size: this.#size,
@@ -76,15 +76,15 @@ export class Ingest {
       }
     } catch (err) {
       await this.#settle()
-      await hasher.reset().catch(noop)
+      await hasher?.reset().catch(noop)
       await this.#discard()
       throw err
     } finally {
-      this.#ctx.hashers.release(hasher)
+      if (hasher != null) this.#ctx.hashers.release(hasher)
     }
   }
 
-  async #consume (source: AsyncIterable<Uint8Array>, hasher: ImageHasher): Promise<void> {
+  async #consume (source: AsyncIterable<Uint8Array>, hasher: ImageHasher | undefined): Promise<void> {
     const { chunkSize } = this.#ctx
     const iterator = source[Symbol.asyncIterator]()
     let chunk: Uint8Array | undefined
@@ -153,7 +153,7 @@ export class Ingest {
     }
   }
 
-  async #dispatch (chunk: Uint8Array, hasher: ImageHasher): Promise<void> {
+  async #dispatch (chunk: Uint8Array, hasher: ImageHasher | undefined): Promise<void> {
     while (this.#inFlight.size >= this.#ctx.writeConcurrency) await Promise.race(this.#inFlight)
     if (this.#failed) throw this.#failure
     if (this.#signal.aborted) throw this.#abortError()
@@ -163,7 +163,7 @@ export class Ingest {
     // Pinned before looking for the file, so a concurrent collect cannot delete a chunk this
     // upload is about to count as already stored.
     this.#ctx.pins.pin(cid)
-    const work = Promise.allSettled([this.#store(cid, chunk), hasher.update(chunk)]).then(results => {
+    const work = Promise.allSettled([this.#store(cid, chunk), hasher?.update(chunk)]).then(results => {
       this.#inFlight.delete(work)
       if (chunk.length === this.#ctx.chunkSize) this.#spare?.push(chunk)
       for (const result of results) {

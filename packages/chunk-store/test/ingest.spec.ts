@@ -49,6 +49,14 @@ describe('FsChunkStore ingest', () => {
     expect((await concat(store.read(manifestOf(result), 0, data.length - 1))).equals(data)).toBe(true)
   })
 
+  it('with hashWhole: false, stores the chunks under their CIDs and leaves the whole-stream digests empty', async () => {
+    const data = randomBytes(3 * CHUNK + 7)
+    const result = await store.ingest(pieces(data), { maxBytes: data.length, expectedSize: data.length, hashWhole: false })
+    expect(result.cids).toEqual(chunksOf(data))
+    expect(result).toMatchObject({ size: data.length, md5: '', sha512: '' })
+    expect((await concat(store.read(manifestOf(result), 0, data.length - 1))).equals(data)).toBe(true)
+  })
+
   it('stores identical chunks once and lists them in order', async () => {
     const [a, b] = [randomBytes(CHUNK), randomBytes(CHUNK)]
     const data = Buffer.concat([a, a, b, a])

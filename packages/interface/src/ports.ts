@@ -81,6 +81,11 @@ export interface IngestOptions extends AbortOptions {
   maxBytes: number
   /** When known (header or Content-Length), a different byte count fails with ValidationError. */
   expectedSize?: number
+  /**
+   * false: chunks and their CIDs only, no whole-stream md5 and sha512 (they come back empty), for a
+   * caller that stores a part of an image and hashes the whole itself.
+   */
+  hashWhole?: boolean
 }
 
 /**

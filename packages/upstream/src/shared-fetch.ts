@@ -62,8 +62,8 @@ interface Piece {
   end: number
   /** Set once the piece is being had here: fetched, from the upstream or a peer, or failed. */
   ready?: Promise<void>
+  /** Its chunks' CIDs: what blame compares (each is the sha256 of a chunk, computed as it is stored). */
   cids: string[]
-  sha512: string
   /** `upstream`, or the peer it was read from. */
   from?: string
   /** Bumped when the piece's bytes are replaced (a peer lied). */
@@ -74,11 +74,11 @@ interface Piece {
  * The first fetch of one upstream image on one agent, shared with every other agent reading it at
  * the same time: the image is cut into chunk-aligned pieces; the board hands each piece to one of
  * them to fetch from the upstream with HTTP Range, and the others read it from that agent. The
- * whole is checked against the upstream's own md5 and sha512 before its manifest is recorded.
+ * whole is checked against the upstream's own sha512 (md5 when it has none) before its manifest is recorded.
  *
  * A peer's piece can only be checked with the whole. When the whole does not match, every piece
- * read from a peer is fetched again from the upstream; a peer whose piece differs from the
- * upstream's is blamed (logged, counted, never read from again by this agent) and its bytes are
+ * read from a peer is fetched again from the upstream; a peer whose piece's chunk CIDs differ from
+ * those of the upstream's is blamed (logged, counted, never read from again by this agent) and its bytes are
  * dropped; the whole is checked once more. Readers that had already been sent a replaced piece
  * are cut before their last bytes.
  */
@@ -105,7 +105,7 @@ export class SharedFetch {
     this.#signal = AbortSignal.any([context.signal, this.#abort.signal])
     this.pieceSize = pieceSizeFor(size, context.chunks.chunkSize)
     this.pieces = Array.from({ length: Math.ceil(size / this.pieceSize) }, (_, i) => ({
-      start: i * this.pieceSize, end: Math.min(size, (i + 1) * this.pieceSize) - 1, cids: [], sha512: '', version: 0
+      start: i * this.pieceSize, end: Math.min(size, (i + 1) * this.pieceSize) - 1, cids: [], version: 0
     }))
     this.verified = this.#run()
     this.verified.catch(() => {})
@@ -121,7 +121,7 @@ export class SharedFetch {
   /** The bytes of a piece that is here. */
   readPiece (index: number, opts: AbortOptions = {}): AsyncIterable<Uint8Array> {
     const p = this.pieces[index]
-    const manifest: Manifest = { size: p.end - p.start + 1, chunkSize: this.#c.chunks.chunkSize, cids: p.cids, md5: '', sha512: p.sha512, staged: false }
+    const manifest: Manifest = { size: p.end - p.start + 1, chunkSize: this.#c.chunks.chunkSize, cids: p.cids, md5: '', sha512: '', staged: false }
     return this.#c.chunks.read(manifest, 0, manifest.size - 1, opts)
   }
 
@@ -141,6 +141,7 @@ export class SharedFetch {
       if (!await this.#verify() && !await this.#repair()) {
         throw new ChunkUnavailableError(`The upstream sent data for image ${this.image} that does not match its own checksum; nothing was kept.`)
       }
+      // The md5 is the upstream's own: when its sha512 matched, the bytes are the upstream's.
       return { size: this.size, chunkSize: this.#c.chunks.chunkSize, cids: this.pieces.flatMap(p => p.cids), md5: this.#truth.md5, sha512: this.#sha512, staged: false }
     } finally {
       // Leasers stop; pieces still being read from peers are no longer needed.
@@ -150,20 +151,23 @@ export class SharedFetch {
 
   #sha512 = ''
 
-  /** Hashes the pieces in order (gathering them a few ahead) and compares with the upstream's. */
+  /**
+   * Hashes the pieces in order (gathering them a few ahead) and compares with the upstream's:
+   * sha512 (the manifest's), and md5 only when the upstream has no sha512 to compare with.
+   */
   async #verify (): Promise<boolean> {
-    const md5 = createHash('md5')
+    const md5 = this.#truth.sha512 == null ? createHash('md5') : undefined
     const sha512 = createHash('sha512')
     for (let i = 0; i < this.pieces.length; i++) {
       for (let j = i + 1; j < Math.min(this.pieces.length, i + LOOKAHEAD); j++) this.ensure(j).catch(() => {})
       await this.ensure(i)
       for await (const part of this.readPiece(i, { signal: this.#c.signal })) {
-        md5.update(part)
+        md5?.update(part)
         sha512.update(part)
       }
     }
     this.#sha512 = sha512.digest('hex')
-    return md5.digest('hex') === this.#truth.md5 && (this.#truth.sha512 == null || this.#sha512 === this.#truth.sha512)
+    return md5 == null ? this.#sha512 === this.#truth.sha512 : md5.digest('hex') === this.#truth.md5
   }
 
   /** Every piece a peer sent, fetched again from the upstream; the liars blamed; the whole checked again. */
@@ -172,10 +176,10 @@ export class SharedFetch {
     if (suspects.length === 0) return false
     this.#c.logger.error({ imageId: this.image, pieces: suspects.length }, 'an image read from the upstream and peers does not hash to the upstream\'s value; fetching the peers\' pieces from the upstream')
     for (const piece of suspects) {
-      const { from, sha512 } = piece
+      const { from, cids } = piece
       await this.#fromUpstream(piece)
       piece.version++
-      if (piece.sha512 !== sha512 && from != null) {
+      if (!sameCids(piece.cids, cids) && from != null) {
         this.#c.distrusted.add(from)
         this.#c.lied(from)
         this.#c.logger.error({ imageId: this.image, peer: from, start: piece.start, end: piece.end }, 'a peer sent a piece of an upstream image that is not the upstream\'s bytes; not reading from it again')
@@ -247,8 +251,8 @@ export class SharedFetch {
         yield part
       }
     })()
-    const got = await this.#c.chunks.ingest(counted, { maxBytes: length, expectedSize: length, signal: this.#c.signal })
-    this.#have(piece, got.cids, got.sha512, UPSTREAM)
+    const got = await this.#c.chunks.ingest(counted, { maxBytes: length, expectedSize: length, hashWhole: false, signal: this.#c.signal })
+    this.#have(piece, got.cids, UPSTREAM)
     void this.#tell(this.pieces.indexOf(piece))
   }
 
@@ -262,14 +266,13 @@ export class SharedFetch {
         yield part
       }
     })()
-    const got = await this.#c.chunks.ingest(counted, { maxBytes: length, expectedSize: length, signal })
-    this.#have(piece, got.cids, got.sha512, peer)
+    const got = await this.#c.chunks.ingest(counted, { maxBytes: length, expectedSize: length, hashWhole: false, signal })
+    this.#have(piece, got.cids, peer)
   }
 
-  #have (piece: Piece, cids: string[], sha512: string, from: string): void {
+  #have (piece: Piece, cids: string[], from: string): void {
     this.pinned.push(...cids)
     piece.cids = cids
-    piece.sha512 = sha512
     piece.from = from
   }
 
@@ -304,4 +307,8 @@ export class SharedFetch {
     }
     return undefined
   }
+}
+
+function sameCids (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((cid, i) => cid === b[i])
 }

@@ -186,6 +186,25 @@ describe('OriginFetch', () => {
     expect(chunks.collected.length).toBeGreaterThan(0)
   })
 
+  it('checks the whole against the upstream\'s md5 when it publishes no sha512 (an image older than os_hash_value)', async () => {
+    const data = randomBytes(10 * CHUNK + 7)
+    const bad = Buffer.from(data)
+    bad[3 * CHUNK] ^= 1
+    const [good, lied] = [data, bad].map(served => {
+      const upstream = upstreamOf(data, served)
+      Object.assign(upstream.image, { os_hash_algo: null, os_hash_value: null })
+      return agentsOf(1, upstream)[0]
+    })
+    const fine = await collect(good.origin.read(good.record, 0, data.byteLength - 1))
+    expect(fine.data.equals(data)).toBe(true)
+    expect(good.added[0].manifest).toMatchObject({ size: data.byteLength, ...digests(data) })
+    const refused = await collect(lied.origin.read(lied.record, 0, data.byteLength - 1))
+    await settled(lied)
+    expect(refused.error?.name).toBe('ChunkUnavailableError')
+    expect(refused.data.byteLength).toBeLessThan(data.byteLength)
+    expect(lied.added).toEqual([])
+  })
+
   it('refuses to fetch when the mesh\'s record (a peer\'s forgery) disagrees with the upstream', async () => {
     const data = randomBytes(3 * CHUNK)
     const other = randomBytes(3 * CHUNK)
