@@ -318,7 +318,9 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     }
     if (ops.length === 0) return 0
     const orphans = await this.#persist(ops)
-    for (const record of changed) this.#emit(record, 'remote')
+    // The stored copy, not the merged one: a local write may have landed on it while this batch
+    // was written (and told its listeners then), and a listener keeps what it is told last.
+    for (const record of changed) this.#emit(this.#state.get(`${record.kind}!${record.key}`) ?? record, 'remote')
     this.#emitOrphans(orphans)
     return changed.length
   }

@@ -77,4 +77,26 @@ describe('LevelMetadataStore', () => {
     expect(await store.isReferenced('abc')).toBe(false)
     expect(await store.isReferenced('abc1')).toBe(true)
   })
+
+  it('tells its listeners the stored copy last, when a local write lands while a merge of the same record is being written', async () => {
+    const peerDir = await mkdtemp(join(tmpdir(), 'metadata-store-'))
+    const peer = new LevelMetadataStore({ path: join(peerDir, 'db') })
+    await peer.start()
+    try {
+      await peer.putImage(image('a', { name: 'from the peer' }))
+      const told: string[] = []
+      store.onChange(record => { if (record.key === 'a') told.push(JSON.stringify(record)) })
+      // The merge is visible at once and written after; a write made in between (a client that
+      // saw the merged image) is newer, and is what the store holds at the end.
+      const merging = store.merge([...peer.records()])
+      expect(store.getImage('a')?.name).toBe('from the peer')
+      await store.putImage(image('a', { name: 'renamed here' }))
+      await merging
+      expect(store.getImage('a')?.name).toBe('renamed here')
+      expect(told.at(-1)).toBe(JSON.stringify(store.get('image', 'a')))
+    } finally {
+      await peer.stop()
+      await rm(peerDir, { recursive: true, force: true })
+    }
+  })
 })
