@@ -222,7 +222,7 @@ export interface Replica {
    * changed. Records that fail a check are skipped and reported to `onRejected` listeners.
    */
   merge (records: readonly ReplicatedRecord[], from?: string): Promise<number>
-  /** Called after each local or merged change; returns an unsubscribe function. */
+  /** Called after each local or merged change, with the copy stored then; returns an unsubscribe function. */
   onChange (listener: (record: ReplicatedRecord, origin: ChangeOrigin) => void): () => void
 }
 
