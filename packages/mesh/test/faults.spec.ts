@@ -97,6 +97,7 @@ describe('faults during read-through', () => {
     const dir = await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
     const node = await createMeshNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'] })
     let cut = 0
+    let cutAt = 0
     const exchange = new ChunkExchange({
       network: node,
       blocks: seed.store,
@@ -108,7 +109,10 @@ describe('faults during read-through', () => {
           // most of it is still to come. Cut the connection once this event is done.
           if (bytes < MiB) return
           cut++
-          setImmediate(() => { for (const c of node.getConnections(peerIdFromString(peer))) c.abort(new Error('cut by the test')) })
+          setImmediate(() => {
+            cutAt = Date.now()
+            for (const c of node.getConnections(peerIdFromString(peer))) c.abort(new Error('cut by the test'))
+          })
         }
       },
       logger: defaultLogger()
@@ -117,14 +121,15 @@ describe('faults during read-through', () => {
       await node.start()
       await exchange.start()
       await node.dial(multiaddr(seed.mesh.multiaddrs[0]))
-      const started = Date.now()
       const outcome = await exchange.get(peerIdFromString(seed.mesh.peerId), image.manifest.cids[0], { timeoutMs: 15_000 })
         .then(() => undefined, (err: Error) => err)
       expect(cut).toBe(1)
       expect(outcome).toBeInstanceOf(Error)
       // Not a "peer lacks it" or "caller gave up" answer: the swarm must try another holder now.
       expect(['AbortedError', 'NotHeldError']).not.toContain(outcome?.name)
-      expect(Date.now() - started).toBeLessThan(1_000)
+      // Counted from the cut: before it, the seed reads and sends the chunk, which under load alone
+      // took longer than this.
+      expect(Date.now() - cutAt).toBeLessThan(1_000)
     } finally {
       await exchange.stop()
       await node.stop()
