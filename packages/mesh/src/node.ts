@@ -11,12 +11,14 @@ import { yamux } from '@libp2p/yamux'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey } from '@libp2p/interface'
-import { DEFAULT_LISTEN, DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS } from './constants.ts'
+import { DEFAULT_LISTEN } from './constants.ts'
 import { Membership, MembershipError, memberNoise, mintCredential } from './membership.ts'
 import type { Credential, MembershipInit } from './membership.ts'
 import { toHex } from './bytes.ts'
 import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
+import { liveness } from './liveness.ts'
+import type { Liveness } from './liveness.ts'
 import { peerExchange } from './peer-exchange.ts'
 import type { PeerExchange, PeerExchangeComponents } from './peer-exchange.ts'
 
@@ -74,6 +76,7 @@ export type MeshServices = {
   ping: Ping
   pubsub: GossipSub
   peerExchange: PeerExchange
+  liveness: Liveness
   // libp2p's ServiceMap wants an index signature; the lead's metadata sync adds no service here.
   [name: string]: unknown
 }
@@ -101,21 +104,20 @@ export async function createMeshNode (init: MeshNodeInit, identity?: MeshIdentit
     transports: [tcp()],
     connectionEncrypters: [memberNoise(membership, own, init.noiseCrypto === 'stock' ? {} : { crypto: fastNoiseCrypto })],
     connectionGater: membership.gater(),
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ enableKeepAlive: false })],
     peerDiscovery,
     connectionManager: {
       maxConnections: init.maxConnections ?? 300,
       inboundConnectionThreshold: init.inboundConnectionThreshold ?? 100,
       maxIncomingPendingConnections: 64
     },
-    connectionMonitor: {
-      pingInterval: init.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
-      // Not adaptive below this: a loaded host answers late, not never.
-      pingTimeout: { minTimeout: init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS, maxTimeout: 4 * (init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS) }
-    },
+    // Liveness is ours (liveness.ts): a yamux ping frame per connection and round, not a ping stream.
+    connectionMonitor: { enabled: false },
     services: {
       identify: identify(),
+      // Answers the ping streams of agents that still run libp2p's connection monitor.
       ping: ping(),
+      liveness: liveness({ intervalMs: init.pingIntervalMs, timeoutMs: init.pingTimeoutMs }),
       pubsub: gossipsub({
         emitSelf: false,
         globalSignaturePolicy: 'StrictSign',
