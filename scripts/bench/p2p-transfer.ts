@@ -147,7 +147,7 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
       while (mesh.swarm.sessions().some(s => !s.complete)) await new Promise(resolve => setTimeout(resolve, 5))
     }
     const ms = performance.now() - t0
-    reply({ done: true, bytes, ms, cpu: cpuSec(c0), totals: mesh.metrics.totals })
+    reply({ done: true, bytes, ms, cpu: cpuSec(c0), totals: mesh.metrics.totals, store: store?.stats })
   })
   await mesh.stop()
   await store?.stop()
@@ -246,7 +246,7 @@ async function runOne (variant: Variant, rep: number, mib: number, work: string,
     sender.send({ op: 'cpu' })
     const s1 = (await sender.next(m => m.cpu != null)).cpu as number
     if (done.bytes !== total) throw new Error(`${variant}: received ${done.bytes} of ${total} bytes`)
-    if (process.env.BENCH_DEBUG != null) process.stderr.write(`[p2p] ${variant} receiver totals ${JSON.stringify(done.totals)}\n`)
+    if (process.env.BENCH_DEBUG != null) process.stderr.write(`[p2p] ${variant} receiver totals ${JSON.stringify(done.totals)}, store ${JSON.stringify(done.store)}\n`)
     const sec = done.ms / 1000
     const sendCpu = s1 - s0
     const recvCpu = done.cpu as number

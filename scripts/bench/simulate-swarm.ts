@@ -11,8 +11,8 @@
 // random others until it holds `peerTarget` connections, and nobody takes more than `maxPeers`.
 import type { Logger, PeerId } from '@libp2p/interface'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
-import { HAVE_NONE, NotHeldError, RequestTimeoutError, SeedLedger, Session } from '@peerglance/mesh'
-import type { FetchReason, HaveAnswer, HaveSelf, SessionHost, SessionSettings } from '@peerglance/mesh'
+import { HAVE_NONE, NotHeldError, plainRef, RequestTimeoutError, SeedLedger, Session } from '@peerglance/mesh'
+import type { ChunkRef, FetchReason, HaveAnswer, HaveSelf, SessionHost, SessionSettings } from '@peerglance/mesh'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKGROUND_FALLBACK_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_PER_PEER, DEFAULT_MAX_PEERS,
   DEFAULT_PEER_TARGET, DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_START_GRACE_MS, DEFAULT_UNAVAILABLE_TIMEOUT_MS,
@@ -116,7 +116,7 @@ class SimAgent implements SessionHost {
   finishedAt = NaN
   readDone = false
   readonly #load = new Map<string, number>()
-  readonly #fetching = new Map<string, Promise<Uint8Array>>()
+  readonly #fetching = new Map<string, Promise<ChunkRef>>()
   /** Outgoing connections' send queues, by client. */
   readonly connections = new Map<number, Connection>()
   /** First fetches from this agent as a seed (the exchange server's, packages/mesh/src/seed-ledger.ts). */
@@ -161,13 +161,13 @@ class SimAgent implements SessionHost {
   dropSession (): void {}
   load (peer: string): number { return this.#load.get(peer) ?? 0 }
 
-  fetch (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean): { promise: Promise<Uint8Array>, shared: boolean } {
+  fetch (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean): { promise: Promise<ChunkRef>, shared: boolean } {
     const existing = this.#fetching.get(cid)
     if (existing != null) return { promise: existing, shared: true }
     const kind = `${reason}/${fromDownloader ? 'from-downloader' : 'from-seed'}`
     this.model.reasons[kind] = (this.model.reasons[kind] ?? 0) + 1
     this.#load.set(peer, this.load(peer) + 1)
-    const promise = this.model.get(this.model.agent(peer), this, this.model.indexOf(cid), !fromDownloader)
+    const promise = this.model.get(this.model.agent(peer), this, this.model.indexOf(cid), !fromDownloader).then(plainRef)
     this.#fetching.set(cid, promise)
     const done = (): void => {
       this.#load.set(peer, this.load(peer) - 1)

@@ -7,6 +7,12 @@ export const DEFAULT_WRITE_CONCURRENCY = 4
 /** How much of an image `IngestResult.head` keeps, enough for qcow2/vmdk/vhd/iso format inspection. */
 export const HEAD_SIZE = 64 * 1024
 
+/**
+ * Memory for the buffers chunks from peers are received into (chunk-slots.ts), at least 4 chunks:
+ * a download has up to 16 fetches in flight and each reader holds two chunks.
+ */
+export const RECEIVE_SLOTS_BYTES = 24 * 1024 * 1024
+
 /** Hash workers kept alive between ingests; more concurrent ingests spawn more and drop the extra when done. */
 export const MAX_IDLE_HASHERS = 2
 /** How long an idle pair of hash workers lives before it is ended to give back its memory. */

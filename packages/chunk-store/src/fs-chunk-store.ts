@@ -1,8 +1,9 @@
 import { AbortedError, ChunkIntegrityError, cidOf, isChunkCid, ShuttingDownError, silentLogger } from '@peerglance/interface'
-import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Logger, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
+import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Lease, Logger, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
 import { ChunkFiles } from './chunk-files.ts'
 import { ChunkSealer, checkSealing } from './chunk-sealer.ts'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY } from './constants.ts'
+import { ChunkSlots } from './chunk-slots.ts'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, RECEIVE_SLOTS_BYTES } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { Pins } from './pins.ts'
@@ -17,6 +18,8 @@ export interface FsChunkStoreInit {
   writeConcurrency?: number
   /** 32-byte key (raw or 64 hex digits): chunk files are sealed with AES-256-GCM (chunk-sealer.ts). */
   encryptionKeyFile?: string
+  /** Chunk-sized buffers lent to receive chunks from peers into (chunk-slots.ts); default 24 MiB of them, at least 4. */
+  receiveSlots?: number
   logger?: Logger
 }
 
@@ -35,6 +38,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly #dir: string
   readonly #keyFile: string | undefined
   readonly #hashers = new ImageHasherPool()
+  readonly #slots: ChunkSlots
   readonly #ingests = new Set<Promise<void>>()
   #shutdown = new AbortController()
   #status: Status = 'stopped'
@@ -48,6 +52,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     this.#writeConcurrency = writeConcurrency
     this.#log = init.logger ?? silentLogger
     this.#files = new ChunkFiles(dir, this.#pins)
+    this.#slots = new ChunkSlots(chunkSize, init.receiveSlots ?? Math.max(4, Math.floor(RECEIVE_SLOTS_BYTES / chunkSize)))
     this.#files.onDrop = cid => { this.#log.warn({ cid }, 'a chunk file changed on disk: dropped, it will be fetched again') }
     this.#dir = dir
     this.#keyFile = init.encryptionKeyFile == null || init.encryptionKeyFile === '' ? undefined : init.encryptionKeyFile
@@ -123,21 +128,31 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     return await readChunkFile(this.#files, cid)
   }
 
-  async readChunkLease (cid: string): Promise<{ bytes: Uint8Array, release: () => void }> {
+  async readChunkLease (cid: string): Promise<Lease> {
     return await leaseChunkFile(this.#files, cid, this.chunkSize)
+  }
+
+  lendBuffer (length: number): Lease {
+    return this.#slots.lend(length)
+  }
+
+  /** Receive buffers lent and not handed back, and chunk files written around the page cache (for tests). */
+  get stats (): { buffersLent: number, directWrites: number } {
+    return { buffersLent: this.#slots.lent, directWrites: this.#files.directWrites }
   }
 
   /**
    * Keeps a chunk a peer sent: hashes the bytes (unless `verified`: the caller just did), then
-   * writes them like an upload's chunks do (staging, fdatasync, rename, under the CID's lock).
-   * Storing a chunk that is already here is a no-op. Directories are not fsynced: a crash may
-   * forget a cached chunk, which is then fetched again, but never leaves a name on partial bytes.
+   * writes them like an upload's chunks do (staging, fdatasync, rename, under the CID's lock;
+   * around the page cache when they are in a buffer from `lendBuffer`). Storing a chunk that is
+   * already here is a no-op. Directories are not fsynced: a crash may forget a cached chunk,
+   * which is then fetched again, but never leaves a name on partial bytes.
    */
   async putChunk (cid: string, bytes: Uint8Array, opts: PutChunkOptions = {}): Promise<void> {
     if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk write was aborted.', { cause: opts.signal.reason })
     if (!isChunkCid(cid) || (opts.verified !== true && cidOf(bytes) !== cid)) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
-    const put = this.#files.put(cid, bytes, { durableName: false })
+    const put = this.#files.put(cid, bytes, { durableName: false, aligned: this.#slots.owns(bytes) })
     // stop() waits for writes in flight, as it does for ingests.
     const settled = put.then(noop, noop)
     this.#ingests.add(settled)

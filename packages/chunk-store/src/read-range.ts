@@ -134,7 +134,10 @@ async function withChunkFile<T> (files: ChunkFiles, cid: string, use: (handle: F
   try {
     handle = await open(files.path(cid), 'r')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ChunkUnavailableError(`Chunk ${cid} is not available.`, { cause: err })
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      files.lost(cid)
+      throw new ChunkUnavailableError(`Chunk ${cid} is not available.`, { cause: err })
+    }
     throw err
   }
   try {

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
+import { stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf } from '@peerglance/interface'
-import { FsChunkStore } from '../src/index.ts'
+import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
 import { CHUNK, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore single chunks (ChunkBlocks)', () => {
@@ -125,5 +127,82 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     const signal = AbortSignal.abort()
     await expect(store.putChunk(cidOf(bytes), bytes, { signal })).rejects.toMatchObject({ name: 'AbortedError' })
     await expect(store.readChunk(cidOf(bytes), { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+  })
+
+  it('lends receive buffers it writes around the page cache, reuses each once released, and lends fresh ones beyond', async () => {
+    const one = randomBytes(CHUNK)
+    const lease = store.lendBuffer(CHUNK)
+    lease.bytes.set(one)
+    expect(store.stats.buffersLent).toBe(1)
+    await store.putChunk(cidOf(one), lease.bytes, { verified: true })
+    expect(store.stats.directWrites).toBe(1)
+    expect(Buffer.from(await store.readChunk(cidOf(one))).equals(one)).toBe(true)
+    const buffer = lease.bytes.buffer
+    lease.release()
+    lease.release()
+    expect(store.stats.buffersLent).toBe(0)
+    const again = store.lendBuffer(CHUNK)
+    expect(again.bytes.buffer).toBe(buffer)
+    expect(again.bytes.byteOffset).toBe(lease.bytes.byteOffset)
+    again.release()
+    // Bytes in a buffer of the caller's own go through the page cache, as before.
+    const two = randomBytes(CHUNK)
+    await store.putChunk(cidOf(two), two)
+    expect(store.stats.directWrites).toBe(1)
+    // Longer than a chunk of this store, or with every slot out: a fresh buffer, not a slot.
+    const long = store.lendBuffer(CHUNK + 1)
+    expect(long.bytes.byteLength).toBe(CHUNK + 1)
+    expect(long.bytes.buffer).not.toBe(buffer)
+    const slots = Array.from({ length: 1000 }, () => store.lendBuffer(CHUNK))
+    expect(slots.filter(l => l.bytes.buffer === buffer).length).toBe(store.stats.buffersLent)
+    expect(slots.some(l => l.bytes.buffer !== buffer)).toBe(true)
+    for (const l of [long, ...slots]) l.release()
+    expect(store.stats.buffersLent).toBe(0)
+  })
+
+  it('knows what it holds from its listing at start, its puts and its deletes', async () => {
+    const [a, b] = [randomBytes(CHUNK), randomBytes(CHUNK)]
+    await store.putChunk(cidOf(a), a)
+    await store.putChunk(cidOf(b), b)
+    await store.stop()
+    const again = new FsChunkStore({ dir, chunkSize: CHUNK })
+    await again.start()
+    expect(await again.has(cidOf(a))).toBe(true)
+    expect(await again.has(cidOf(b))).toBe(true)
+    expect(await again.collect([cidOf(a)], async () => false)).toBe(1)
+    expect(await again.has(cidOf(a))).toBe(false)
+    expect(await again.has(cidOf(b))).toBe(true)
+    await again.stop()
+  })
+
+  it('putChunk of a chunk already here writes nothing', async () => {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidOf(bytes)
+    await store.putChunk(cid, bytes)
+    const file = join(dir, CHUNKS_DIR, cid.slice(-3, -1), cid)
+    const before = await stat(file)
+    const { generation, bytesStored } = store
+    const lease = store.lendBuffer(CHUNK)
+    lease.bytes.set(bytes)
+    await store.putChunk(cid, lease.bytes, { verified: true })
+    await store.putChunk(cid, bytes)
+    lease.release()
+    const after = await stat(file)
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs])
+    expect([store.generation, store.bytesStored, store.stats.directWrites]).toEqual([generation, bytesStored, 0])
+    expect(await stagingEntries(dir)).toEqual([])
+  })
+
+  it('forgets a chunk whose file went behind its back once a read misses it, and writes it again', async () => {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidOf(bytes)
+    await store.putChunk(cid, bytes)
+    await unlink(join(dir, CHUNKS_DIR, cid.slice(-3, -1), cid))
+    const generation = store.generation
+    await expect(store.readChunk(cid)).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    expect(await store.has(cid)).toBe(false)
+    expect(store.generation).toBeGreaterThan(generation)
+    await store.putChunk(cid, bytes)
+    expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
   })
 })

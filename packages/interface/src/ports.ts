@@ -122,9 +122,22 @@ export interface ChunkBlocks {
    * Optional: the chunk's bytes in a buffer the store reuses once `release` is called (the caller
    * must not touch the bytes after). Serving peers with it allocates no buffer per chunk.
    */
-  readChunkLease? (cid: string): Promise<{ bytes: Uint8Array, release: () => void }>
+  readChunkLease? (cid: string): Promise<Lease>
+  /**
+   * Optional: a buffer of `length` bytes to receive a chunk into, reused by the store once
+   * released. `putChunk` of bytes in it writes them around the page cache, with no copy; a store
+   * out of such buffers lends a fresh one.
+   */
+  lendBuffer? (length: number): Lease
   /** Stores bytes under their CID after checking they hash to it (ChunkIntegrityError otherwise). */
   putChunk (cid: string, bytes: Uint8Array, opts?: PutChunkOptions): Promise<void>
+}
+
+/** Bytes in a buffer that is reused once `release` is called: the holder must not touch them after. */
+export interface Lease {
+  readonly bytes: Uint8Array
+  /** Hands the buffer back; calls after the first do nothing. */
+  release: () => void
 }
 
 export interface PutChunkOptions extends AbortOptions {
@@ -138,7 +151,8 @@ export interface PutChunkOptions extends AbortOptions {
 /**
  * Streams an image's bytes from wherever its chunks are: local files, or peers (which are then
  * kept locally). The local-only implementation is the chunk store itself. As with
- * `ChunkStore.read`, a yielded buffer is only valid until the consumer pulls the one after next.
+ * `ChunkStore.read`, a yielded buffer is only valid until the consumer pulls the one after next
+ * (or the iteration ends, or the consumer stops it).
  */
 export interface ImageReader {
   read (imageId: string, manifest: Manifest, start: number, end: number, opts?: AbortOptions): AsyncIterable<Uint8Array>

@@ -52,7 +52,7 @@
  */
 import { createHash } from 'node:crypto'
 import { ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
-import type { ChunkBlocks } from '@peerglance/interface'
+import type { ChunkBlocks, Lease } from '@peerglance/interface'
 import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
 import type { FrameStream } from './frame-stream.ts'
 import { equalBytes } from './bytes.ts'
@@ -230,8 +230,17 @@ export class ChunkExchange implements Startable {
     this.#bulkPort = undefined
   }
 
-  /** The peer's chunk, verified against its CID. NotHeldError when the peer does not have it. */
+  /** The peer's chunk, verified against its CID, in a buffer of its own. NotHeldError when the peer does not have it. */
   async get (peer: PeerId, cid: string, opts: GetOptions = {}): Promise<Uint8Array> {
+    return (await this.getLease(peer, cid, opts, freshBuffer)).bytes
+  }
+
+  /**
+   * The peer's chunk, verified, received into a buffer the store lends (`ChunkBlocks.lendBuffer`),
+   * which goes back with `release`: no buffer per chunk for the garbage collector, and one that
+   * the store writes around the page cache.
+   */
+  async getLease (peer: PeerId, cid: string, opts: GetOptions = {}, lend = this.#lend): Promise<Lease> {
     // The first GET to a peer asks for its port and waits for the answer (one round trip, bounded
     // by BULK_ASK_TIMEOUT_MS), rather than carry chunks through Noise and yamux meanwhile: those
     // that did were 59 % of a downloader's socket writes. Asked on connect instead, the question
@@ -241,7 +250,7 @@ export class ChunkExchange implements Startable {
     const bulk = this.#bulkLink(peer)
     if (bulk != null) {
       try {
-        return await this.#getOn(bulk, cid, opts)
+        return await this.#getOn(bulk, cid, opts, lend)
       } catch (err) {
         if ((err as Error).name !== 'BulkUnavailableError') throw err
         this.#log('bulk channel to %p unavailable, chunks go on libp2p - %e', peer, err)
@@ -250,25 +259,33 @@ export class ChunkExchange implements Startable {
         this.#bulkLinks.delete(peer.toString())
       }
     }
-    return await this.#getOn(this.#link(peer), cid, opts)
+    return await this.#getOn(this.#link(peer), cid, opts, lend)
   }
 
-  async #getOn (link: PeerLink, cid: string, opts: GetOptions): Promise<Uint8Array> {
+  readonly #lend = (length: number): Lease => this.#components.blocks.lendBuffer?.(length) ?? freshBuffer(length)
+
+  async #getOn (link: PeerLink, cid: string, opts: GetOptions, lend: (length: number) => Lease): Promise<Lease> {
     const expected = sha256DigestOf(cid)
     return await this.#requestOn(link, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
       if (length > MAX_CHUNK_BYTES) throw new ProtocolError(`peer announced ${length} bytes for chunk ${cid}, more than any chunk`)
       const hash = createHash('sha256')
-      const body = collector(length)
+      const body = lend(length)
+      let filled = 0
       // Hash each piece as it arrives, so verifying adds no wait at the end of a chunk.
       return {
         write (piece) {
           hash.update(piece)
-          body.write(piece)
+          body.bytes.set(piece, filled)
+          filled += piece.byteLength
         },
         finish () {
-          if (!equalBytes(hash.digest(), expected)) throw new ChunkIntegrityError(`peer sent bytes that do not hash to ${cid}`)
-          return body.finish()
-        }
+          if (!equalBytes(hash.digest(), expected)) {
+            body.release()
+            throw new ChunkIntegrityError(`peer sent bytes that do not hash to ${cid}`)
+          }
+          return body
+        },
+        drop: body.release
       }
     })
   }
@@ -333,7 +350,7 @@ export class ChunkExchange implements Startable {
     return await this.#requestOn(this.#link(peer), type, body, opts, code, okSink)
   }
 
-  async #requestOn (link: PeerLink, type: number, body: Uint8Array, opts: RequestOptions, code: number, okSink: (length: number) => ResultSink): Promise<Uint8Array> {
+  async #requestOn<T> (link: PeerLink, type: number, body: Uint8Array, opts: RequestOptions, code: number, okSink: (length: number) => ResultSink<T>): Promise<T> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
     const id = this.#nextId
     this.#nextId = this.#nextId === 0xffffffff ? 1 : this.#nextId + 1
@@ -416,6 +433,10 @@ export function imageKey (cids: readonly string[]): string {
   const hash = createHash('sha256')
   for (const cid of cids) hash.update(cid).update('\n')
   return hash.digest('base64url').slice(0, 22)
+}
+
+function freshBuffer (length: number): Lease {
+  return { bytes: Buffer.allocUnsafe(length), release: noop }
 }
 
 function positive (value: number, name: string): number {

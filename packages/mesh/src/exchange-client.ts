@@ -36,9 +36,14 @@ export interface ClientComponents {
 export type Dial = (signal: AbortSignal | undefined) => Promise<FrameStream>
 
 /** Collects an OK body; `finish` returns it, or throws when it is not acceptable (a bad hash). */
-export interface ResultSink {
+export interface ResultSink<T = Uint8Array> {
   write: (piece: Uint8Array) => void
-  finish: () => Uint8Array
+  finish: () => T
+  /**
+   * The body will not be finished (its stream closed), or nobody waits for it any more: let go
+   * of what holds it (a lent buffer). Not called after `finish`, which lets go itself when it throws.
+   */
+  drop?: () => void
 }
 
 export function collector (length: number): ResultSink {
@@ -61,6 +66,8 @@ interface Pending {
   reject: (err: Error) => void
   /** Set once the caller stopped waiting: the response is still read, and thrown away. */
   abandoned: boolean
+  /** Lets go of an OK body begun and not finished (its sink's `drop`). */
+  drop?: () => void
   timer?: NodeJS.Timeout
 }
 
@@ -120,9 +127,9 @@ export class PeerLink {
     for (const wake of this.#waiters.splice(0)) wake()
   }
 
-  async request (id: number, type: number, body: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined, okSink: (length: number) => ResultSink, code = 0): Promise<Uint8Array> {
+  async request<T> (id: number, type: number, body: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined, okSink: (length: number) => ResultSink<T>, code = 0): Promise<T> {
     const channel = await this.#acquire(signal)
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
+    const { promise, resolve, reject } = Promise.withResolvers<T>()
     // The stream may close (rejecting this) while we still wait to send, and then nobody awaits
     // it: an unhandled rejection would end the whole agent.
     promise.catch(() => {})
@@ -134,9 +141,16 @@ export class PeerLink {
       sink: header => {
         if (header.code === CODE_OK) {
           const inner = okSink(header.length)
+          pending.drop = inner.drop
           return {
             write (piece) { inner.write(piece) },
             end () {
+              pending.drop = undefined
+              // The caller gave up (aborted) while the body arrived: nobody takes the result.
+              if (pending.abandoned) {
+                inner.drop?.()
+                return
+              }
               try {
                 resolve(inner.finish())
               } catch (err) {
@@ -243,7 +257,9 @@ export class PeerLink {
       channel.receiving = header.length > 0 && !pending.abandoned ? pending : undefined
       traffic?.received(key, HEADER_SIZE + header.length)
       this.#wake()
-      if (pending.abandoned) return discard
+      // Closed by now (the hook may cut it): the request already failed, and no body will come
+      // to finish a sink, which would keep what it holds (a lent buffer).
+      if (pending.abandoned || channel.closed) return discard
       const sink = pending.sink(header)
       if (header.length === 0) return sink
       return {
@@ -272,6 +288,7 @@ export class PeerLink {
     const err = error ?? new ProtocolError(`stream to ${key} closed`)
     // Not an AbortedError nor NotHeldError, so the swarm counts it against this peer and asks another holder at once.
     channel.receiving?.reject(new ProtocolError(`stream to ${key} closed while a response was arriving`, { cause: err }))
+    channel.receiving?.drop?.()
     channel.receiving = undefined
     for (const pending of channel.pending.splice(0)) pending.reject(err)
     this.#wake()

@@ -8,6 +8,8 @@ import { AbortedError, ChunkUnavailableError } from '@peerglance/interface'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
 import type { Logger, PeerId } from '@libp2p/interface'
 import type { HaveAnswer, HaveNote } from './chunk-exchange.ts'
+import { leaseRef, plainRef } from './chunk-ref.ts'
+import type { ChunkRef } from './chunk-ref.ts'
 import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
@@ -53,9 +55,10 @@ export interface SessionHost {
   connectedPeers: () => PeerId[]
   /**
    * The chunk from the peer, verified: one fetch per CID over all sessions (`shared` when this
-   * joined one already running); counts it against the peer's load while it runs.
+   * joined one already running); counts it against the peer's load while it runs. The session
+   * releases the reference it gets.
    */
-  fetch: (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean) => { promise: Promise<Uint8Array>, shared: boolean }
+  fetch: (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean) => { promise: Promise<ChunkRef>, shared: boolean }
   /** A HAVE request to the peer (which also tells it `mine`). */
   have: (peer: PeerId, key: string, cids: readonly string[], mine: HaveSelf & { bits: Uint8Array }) => Promise<HaveAnswer>
   /** An ANNOUNCE to the peer, fire and forget. */
@@ -85,7 +88,8 @@ interface PeerState extends PeerHolding {
 }
 
 interface Waiter {
-  resolve: (bytes: Uint8Array) => void
+  /** Hands the waiter its own reference to the chunk. */
+  resolve: (chunk: ChunkRef) => void
   reject: (err: Error) => void
   since: number
   /** Since when no usable peer holds the chunk (for ChunkUnavailableError). */
@@ -93,8 +97,10 @@ interface Waiter {
 }
 
 interface Fetch {
-  promise: Promise<Uint8Array>
+  promise: Promise<ChunkRef>
   peer?: string
+  /** The fetched chunk while it is being written to the store: readers that come meanwhile take it. */
+  chunk?: ChunkRef
 }
 
 export class ReaderCursor {
@@ -304,42 +310,36 @@ export class Session {
     if (this.#cursors.delete(cursor)) this.readers--
   }
 
-  /** The verified bytes of chunk `index`: local, shared with a fetch in flight, or fetched. */
-  async chunk (index: number, signal?: AbortSignal): Promise<Uint8Array> {
-    const { metrics, blocks } = this.host
+  /**
+   * The verified bytes of chunk `index`: local, or from a fetch (in flight, or to come). The
+   * caller releases the reference once done with the bytes: a fetched chunk's buffer is then
+   * reused for another chunk (chunk-ref.ts).
+   */
+  async chunk (index: number, signal?: AbortSignal): Promise<ChunkRef> {
+    const { metrics } = this.host
     const cid = this.manifest.cids[index]
     if (!this.#inflight.has(index) && (getBit(this.#local, index) || !this.scanned)) {
       try {
-        const bytes = await blocks.readChunk(cid, { signal })
+        const chunk = await this.#readLocal(cid, signal)
         if (!getBit(this.#local, index)) this.#markLocal(index, false)
         if (getBit(this.#fetchedHere, index)) clearBit(this.#fetchedHere, index)
         else metrics.hit()
-        return bytes
+        return chunk
       } catch (err) {
         if ((err as Error).name !== 'ChunkUnavailableError') throw err
         // Gone since the scan (collected): fetch it again.
         this.#unmarkLocal(index)
       }
     }
-    while (true) {
-      if (this.#closed != null) throw this.#closed
-      const inflight = this.#inflight.get(index)
-      if (inflight == null) break
-      try {
-        const bytes = await abortable(inflight.promise, signal)
-        // This read waited for that fetch, so it is the fetch's first read (the fetch counted the
-        // miss). Left set, a later read counted no hit: test/mesh/logs.spec.ts saw 0 of 3 when a
-        // second download started before the last chunk was stored.
-        clearBit(this.#fetchedHere, index)
-        return bytes
-      } catch (err) {
-        if (signal?.aborted === true || this.#closed != null) throw err
-        // That fetch failed; the session has already retried elsewhere, or will: look again.
-        await Promise.resolve()
-      }
+    if (this.#closed != null) throw this.#closed
+    const writing = this.#inflight.get(index)?.chunk
+    if (writing != null) {
+      // Fetched and being written: this read is its first (the fetch counted the miss).
+      clearBit(this.#fetchedHere, index)
+      return writing.hold()
     }
-    if (getBit(this.#local, index)) return await blocks.readChunk(cid, { signal })
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>()
+    // The fetch in flight, or the next one, hands each waiter a reference (#fetched).
+    const { promise, resolve, reject } = Promise.withResolvers<ChunkRef>()
     const waiter: Waiter = { resolve, reject, since: this.#now() }
     let list = this.#waiters.get(index)
     if (list == null) this.#waiters.set(index, list = [])
@@ -348,6 +348,10 @@ export class Session {
     this.pump()
     try {
       return await abortable(promise, signal)
+    } catch (err) {
+      // Handed a reference just as the wait ended: nobody else will release it.
+      promise.then(chunk => { chunk.release() }, noop)
+      throw err
     } finally {
       const waiting = this.#waiters.get(index)
       if (waiting != null) {
@@ -356,6 +360,14 @@ export class Session {
         if (waiting.length === 0) this.#waiters.delete(index)
       }
     }
+  }
+
+  /** A local chunk, in a buffer the store reuses once released when it can lend one. */
+  async #readLocal (cid: string, signal: AbortSignal | undefined): Promise<ChunkRef> {
+    const { blocks } = this.host
+    if (blocks.readChunkLease == null) return plainRef(await blocks.readChunk(cid, { signal }))
+    if (signal?.aborted === true) throw new AbortedError('The download was aborted.', { cause: signal.reason })
+    return leaseRef(await blocks.readChunkLease(cid))
   }
 
   // --- what peers hold --------------------------------------------------------------------------
@@ -546,23 +558,24 @@ export class Session {
     const fetch: Fetch = { promise, peer: shared ? undefined : peer }
     this.#inflight.set(index, fetch)
     this.#wants.urgentSince.delete(index)
-    promise.then(bytes => {
-      void this.#fetched(index, cid, bytes, fetch)
+    promise.then(chunk => {
+      void this.#fetched(index, cid, chunk, fetch)
     }, err => {
       this.#failedFetch(index, peer, err as Error, shared, fetch)
     })
   }
 
-  async #fetched (index: number, cid: string, bytes: Uint8Array, fetch: Fetch): Promise<void> {
+  async #fetched (index: number, cid: string, chunk: ChunkRef, fetch: Fetch): Promise<void> {
     this.host.metrics.miss()
-    this.host.metrics.imageReceived(this.imageId, bytes.byteLength)
+    this.host.metrics.imageReceived(this.imageId, chunk.bytes.byteLength)
     // Readers get the verified bytes now; with none yet, the first to come counts no hit.
     const waiters = this.#waiters.get(index)?.splice(0) ?? []
     if (waiters.length === 0) setBit(this.#fetchedHere, index)
-    for (const waiter of waiters) waiter.resolve(bytes)
+    for (const waiter of waiters) waiter.resolve(chunk.hold())
     this.#waiters.delete(index)
+    fetch.chunk = chunk
     try {
-      await this.host.blocks.putChunk(cid, bytes, { signal: this.host.signal, verified: true })
+      await this.host.blocks.putChunk(cid, chunk.bytes, { signal: this.host.signal, verified: true })
       // Every index with this CID is now local (images repeat chunks of zeros).
       this.#markLocal(index, true)
       for (const i of this.#repeats.get(cid) ?? []) this.#markLocal(i, true)
@@ -573,6 +586,8 @@ export class Session {
         if (fetch.peer != null) this.#excludeFor(index, fetch.peer)
       }
     } finally {
+      fetch.chunk = undefined
+      chunk.release()
       if (this.#inflight.get(index) === fetch) this.#inflight.delete(index)
       this.pump()
     }
@@ -682,6 +697,8 @@ export class Session {
     this.pump()
   }
 }
+
+function noop (): void {}
 
 function popcount (b: number): number {
   let n = 0

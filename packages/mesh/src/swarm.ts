@@ -25,6 +25,8 @@ import type { AbortOptions, ChunkBlocks, ChunkStore, ImageReader, Manifest, Star
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
 import { imageKey } from './chunk-exchange.ts'
+import { shareLease } from './chunk-ref.ts'
+import type { ChunkRef } from './chunk-ref.ts'
 import type { ChunkExchange, HaveAnswer, HaveNote } from './chunk-exchange.ts'
 import { HAVE_NONE } from './framing.ts'
 import type { HaveSelf } from './framing.ts'
@@ -46,7 +48,7 @@ export interface SwarmComponents {
    * local images. Optional: without it, every read goes chunk by chunk.
    */
   local?: Pick<ChunkStore, 'read'>
-  exchange: Pick<ChunkExchange, 'get' | 'have' | 'forget' | 'announce' | 'peerGone'>
+  exchange: Pick<ChunkExchange, 'getLease' | 'have' | 'forget' | 'announce' | 'peerGone'>
   peerId: PeerId
   events: TypedEventTarget<Libp2pEvents>
   /** Peers with an open connection now. */
@@ -103,8 +105,11 @@ export class Swarm implements ImageReader, Startable, SessionHost {
   readonly #load = new Map<string, number>()
   /** `localShare` of images without a session, by image key, as of a store generation. */
   readonly #shares = new Map<string, { generation: number, share: number }>()
-  /** Fetches in flight by CID, over all sessions: one fetch per chunk per agent. */
-  readonly #fetching = new Map<string, Promise<Uint8Array>>()
+  /**
+   * Fetches in flight by CID, over all sessions: one fetch per chunk per agent. `takers` counts
+   * the sessions waiting for it, each of which gets a reference to the chunk's lent buffer.
+   */
+  readonly #fetching = new Map<string, { chunk: Promise<() => ChunkRef>, takers: number }>()
   #running = false
   #shutdown = new AbortController()
 
@@ -204,14 +209,19 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     return position
   }
 
-  /** Bytes [start, end], chunk by chunk, each from the store or fetched from a peer. */
+  /**
+   * Bytes [start, end], chunk by chunk, each from the store or fetched from a peer. A chunk's
+   * bytes may sit in a buffer reused for another chunk once released (session.ts, chunk-ref.ts):
+   * each is held until the consumer asks for the chunk after next, as the ImageReader port allows.
+   */
   async * #readChunks (session: Session, manifest: Manifest, start: number, end: number, opts: AbortOptions): AsyncGenerator<Uint8Array> {
     const { size, chunkSize, cids } = manifest
     const first = Math.floor(start / chunkSize)
     const last = Math.floor(end / chunkSize)
     const reader = session.addReader(first, last)
-    const ahead = new Map<number, Promise<Uint8Array>>()
-    const get = (index: number): Promise<Uint8Array> => {
+    const ahead = new Map<number, Promise<ChunkRef>>()
+    const held: ChunkRef[] = []
+    const get = (index: number): Promise<ChunkRef> => {
       let got = ahead.get(index)
       if (got == null) {
         got = session.chunk(index, opts.signal)
@@ -227,17 +237,23 @@ export class Swarm implements ImageReader, Startable, SessionHost {
         const current = get(index)
         // One chunk ahead: overlaps the next local read with the consumer's write.
         if (index < last) get(index + 1)
-        const bytes = await current
+        const chunk = await current
         ahead.delete(index)
+        held.push(chunk)
+        const { bytes } = chunk
         const base = index * chunkSize
         const length = Math.min(chunkSize, size - base)
         if (bytes.byteLength !== length) throw new ChunkUnavailableError(`Chunk ${cids[index]} is ${bytes.byteLength} bytes where the manifest says ${length}.`)
         const from = Math.max(start - base, 0)
         const to = Math.min(end - base, length - 1)
         yield from === 0 && to === length - 1 ? bytes : bytes.subarray(from, to + 1)
+        // The consumer asked for the next chunk: the one before this is free to go.
+        if (held.length > 1) held.shift()?.release()
       }
     } finally {
       session.removeReader(reader)
+      for (const chunk of held) chunk.release()
+      for (const got of ahead.values()) got.then(chunk => { chunk.release() }, noop)
     }
   }
 
@@ -412,28 +428,39 @@ export class Swarm implements ImageReader, Startable, SessionHost {
     else this.#load.set(peer, value)
   }
 
-  /** One fetch per CID at a time: a second asker gets the first fetch's promise. */
-  fetch (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean): { promise: Promise<Uint8Array>, shared: boolean } {
+  /**
+   * One fetch per CID at a time: a second asker shares the first fetch. Each asker gets its own
+   * reference to the chunk and releases it once.
+   */
+  fetch (cid: string, peer: string, reason: FetchReason, fromDownloader: boolean): { promise: Promise<ChunkRef>, shared: boolean } {
     const existing = this.#fetching.get(cid)
-    if (existing != null) return { promise: existing, shared: true }
+    if (existing != null) {
+      existing.takers++
+      return { promise: existing.chunk.then(take => take()), shared: true }
+    }
     this.#counted(reason, fromDownloader)
     this.#addLoad(peer, 1)
     const started = performance.now()
-    const promise = this.#components.exchange.get(peerIdFromString(peer), cid, {
+    const entry = { chunk: undefined as unknown as Promise<() => ChunkRef>, takers: 1 }
+    const done = (): void => {
+      this.#addLoad(peer, -1)
+      if (this.#fetching.get(cid) === entry) this.#fetching.delete(cid)
+    }
+    entry.chunk = this.#components.exchange.getLease(peerIdFromString(peer), cid, {
       signal: this.#shutdown.signal,
       timeoutMs: this.#settings.requestTimeoutMs,
       once: !fromDownloader
-    }).then(bytes => {
+    }).then(lease => {
       this.#components.metrics.fetched((performance.now() - started) / 1000)
-      return bytes
+      // Nobody can join once it is gone from #fetching, so the takers are counted.
+      done()
+      return shareLease(lease, entry.takers)
+    }, err => {
+      done()
+      throw err
     })
-    this.#fetching.set(cid, promise)
-    const done = (): void => {
-      this.#addLoad(peer, -1)
-      if (this.#fetching.get(cid) === promise) this.#fetching.delete(cid)
-    }
-    promise.then(done, done)
-    return { promise, shared: false }
+    this.#fetching.set(cid, entry)
+    return { promise: entry.chunk.then(take => take()), shared: false }
   }
 
   /** Sends an ANNOUNCE; a peer that cannot take it hears the state again with our next HAVE. */

@@ -88,6 +88,8 @@ describe('faults during read-through', () => {
     await expect.poll(async () => await leech.mesh.localShare(second.manifest), { timeout: 10_000 }).toBe(1)
     expect(bad.mesh.exchange.stats.getsServed).toBe(servedByBad)
     expect(good.mesh.exchange.stats.getsServed).toBeGreaterThanOrEqual(second.manifest.cids.length)
+    // The buffers the corrupted bytes were received into went back to the store.
+    expect(leech.store.stats.buffersLent).toBe(0)
   })
 
   it('a chunk whose body is half-received when the connection dies fails at once, not at the request timeout', async () => {
@@ -121,7 +123,7 @@ describe('faults during read-through', () => {
       await node.start()
       await exchange.start()
       await node.dial(multiaddr(seed.mesh.multiaddrs[0]))
-      const outcome = await exchange.get(peerIdFromString(seed.mesh.peerId), image.manifest.cids[0], { timeoutMs: 15_000 })
+      const outcome = await exchange.getLease(peerIdFromString(seed.mesh.peerId), image.manifest.cids[0], { timeoutMs: 15_000 })
         .then(() => undefined, (err: Error) => err)
       expect(cut).toBe(1)
       expect(outcome).toBeInstanceOf(Error)
@@ -130,6 +132,8 @@ describe('faults during read-through', () => {
       // Counted from the cut: before it, the seed reads and sends the chunk, which under load alone
       // took longer than this.
       expect(Date.now() - cutAt).toBeLessThan(1_000)
+      // The buffer the half body went into (lent by the store the exchange was given) is back.
+      expect(seed.store.stats.buffersLent).toBe(0)
     } finally {
       await exchange.stop()
       await node.stop()

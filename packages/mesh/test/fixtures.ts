@@ -32,6 +32,8 @@ export interface AgentOptions {
   /** Give the mesh the store's range reader for complete images, as the agent does (default true). */
   local?: boolean
   dir?: string
+  /** The store's buffers for chunks from peers (FsChunkStoreInit.receiveSlots). */
+  receiveSlots?: number
 }
 
 /** Quick settings so failure paths end within a test's time. */
@@ -47,7 +49,7 @@ export const FAST: MeshInit = {
 
 export async function startAgent (opts: AgentOptions = {}): Promise<TestAgent> {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
-  const store = new FsChunkStore({ dir: join(dir, 'chunks'), chunkSize: opts.chunkSize ?? 64 * KiB })
+  const store = new FsChunkStore({ dir: join(dir, 'chunks'), chunkSize: opts.chunkSize ?? 64 * KiB, receiveSlots: opts.receiveSlots })
   await store.start()
   const manifests = new Map<string, Uint8Array>()
   const blocks = opts.wrap?.(store) ?? store
