@@ -4,6 +4,7 @@ import type { AgentConfig } from '@peerglance/config'
 import type { Logger } from 'pino'
 import type { Agent } from './create-agent.ts'
 import { CommandError } from './cli/io.ts'
+import { collectWhenIdle } from './idle-collector.ts'
 import type { CommandIo } from './cli/io.ts'
 import { evictCommand, pinCommand, prefetchCommand } from './cli/cache-commands.ts'
 import { credentialCommand } from './cli/credential.ts'
@@ -121,6 +122,7 @@ async function main (argv: string[]): Promise<number> {
     agent.log.fatal({ err }, 'agent failed to start')
     return 1
   }
+  collectWhenIdle(c => { agent.log.debug(c, 'idle: collected the heap') })
   return -1
 }
 

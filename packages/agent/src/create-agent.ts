@@ -40,7 +40,9 @@ export type AgentStatus = 'stopped' | 'starting' | 'started' | 'stopping'
 export async function createAgent (config: AgentConfig, overrides: AgentOverrides = {}): Promise<Agent> {
   const log = overrides.logger ?? createLogger(config.log)
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'peerglance_' })
+  // The event loop's delay sampled once a second, not every 10 ms: prom-client's default woke an
+  // idle agent 100 times a second (docs/benchmarks.md, "The agent at rest").
+  collectDefaultMetrics({ register: registry, prefix: 'peerglance_', eventLoopMonitoringPrecision: 1000 })
   const rules: GlanceRules = { ...config.glance, userStorageQuota: parseByteSize(config.glance.userStorageQuota) }
   // In read-only mode, writes to images mirrored from the upstream are refused (a policy rule).
   const policy = new GlancePolicy(upstreamConfigured(config) && config.upstream.writes === 'read-only' ? readOnlyUpstream(config.policy) : config.policy)
