@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { AbortedError, ChunkIntegrityError, ChunkUnavailableError, isChunkCid, RangeNotSatisfiableError } from '@peerglance/interface'
-import type { Manifest } from '@peerglance/interface'
+import type { Lease, Manifest } from '@peerglance/interface'
 import type { ChunkFiles } from './chunk-files.ts'
 
 function noop (): void {}
@@ -90,9 +90,9 @@ export async function readChunkFile (files: ChunkFiles, cid: string): Promise<Bu
 }
 
 /**
- * Chunk-sized buffers of leased reads, by size; a few of each. Only the store's chunk size is
- * pooled: each image's last chunk has a size of its own, and a pool per size grew with every
- * image served (a member asking for the last chunk of each image kept one buffer per image).
+ * Buffers of leased reads, a few per store chunk size, each one byte longer than the chunk size
+ * (see leaseChunkFile). One pool for every length up to the chunk size: pooled per length, each
+ * image's odd-sized last chunk kept a buffer of its own for good.
  */
 const leasedBuffers = new Map<number, Buffer[]>()
 const MAX_LEASED_PER_SIZE = 16
@@ -100,33 +100,40 @@ const MAX_LEASED_PER_SIZE = 16
 /**
  * A whole chunk file in a pooled buffer, handed back by `release` (readChunkFile's fresh 1 MiB
  * buffer per chunk served was 16 % of a serving agent's main thread, in the garbage collector).
- * Sealed chunks are decrypted into a fresh buffer as in readChunkFile.
+ * One read says the length, so no fstat: the buffer is a byte longer than any chunk of this store,
+ * and a regular file reads short only at its end. A longer file (a chunk of an image cut with
+ * larger chunks) gets a buffer of its own. Sealed chunks are decrypted into a fresh buffer as in
+ * readChunkFile.
  */
-export async function leaseChunkFile (files: ChunkFiles, cid: string, chunkSize: number): Promise<{ bytes: Uint8Array, release: () => void }> {
+export async function leaseChunkFile (files: ChunkFiles, cid: string, chunkSize: number): Promise<Lease> {
   if (!isChunkCid(cid)) throw new ChunkUnavailableError(`There is no chunk named ${String(cid)}.`)
   if (files.sealer != null) return { bytes: await readChunkFile(files, cid), release: noop }
-  return await withChunkFile(files, cid, async handle => {
-    const { size } = await handle.stat()
-    if (size !== chunkSize) return { bytes: await fill(handle, Buffer.allocUnsafeSlow(size), 0, cid), release: noop }
-    const pool = leasedBuffers.get(size) ?? []
-    leasedBuffers.set(size, pool)
-    const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(size)
-    try {
-      await fill(handle, buffer, 0, cid)
-    } catch (err) {
-      if (pool.length < MAX_LEASED_PER_SIZE) pool.push(buffer)
-      throw err
-    }
-    let released = false
-    return {
-      bytes: buffer,
-      release () {
-        if (released) return
-        released = true
-        if (pool.length < MAX_LEASED_PER_SIZE) pool.push(buffer)
+  let pool = leasedBuffers.get(chunkSize)
+  if (pool == null) leasedBuffers.set(chunkSize, pool = [])
+  const buffer = pool.pop() ?? Buffer.allocUnsafeSlow(chunkSize + 1)
+  const giveBack = (): void => { if (pool.length < MAX_LEASED_PER_SIZE) pool.push(buffer) }
+  let lent = false
+  try {
+    return await withChunkFile(files, cid, async handle => {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, 0)
+      if (bytesRead > chunkSize) {
+        const { size } = await handle.stat()
+        return { bytes: await fill(handle, Buffer.allocUnsafeSlow(size), 0, cid), release: noop }
       }
-    }
-  })
+      lent = true
+      let released = false
+      return {
+        bytes: buffer.subarray(0, bytesRead),
+        release () {
+          if (released) return
+          released = true
+          giveBack()
+        }
+      }
+    })
+  } finally {
+    if (!lent) giveBack()
+  }
 }
 
 async function withChunkFile<T> (files: ChunkFiles, cid: string, use: (handle: FileHandle) => Promise<T>): Promise<T> {

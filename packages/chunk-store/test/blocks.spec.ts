@@ -48,18 +48,31 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     await expect(store.readChunkLease(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
   })
 
-  it('pools only buffers of its chunk size: an image\'s shorter last chunk is leased in a buffer nobody keeps', async () => {
-    // Each image's last chunk has a size of its own; pooled per size, a member asking for the last
-    // chunk of every image made the agent keep one buffer per image for good.
-    const short = randomBytes(CHUNK - 1000)
-    await store.putChunk(cidOf(short), short)
+  it('leases every length up to its chunk size from one pool, and a longer chunk in a buffer nobody keeps', async () => {
+    // Each image's last chunk has a length of its own; pooled per length, a member asking for the
+    // last chunk of every image made the agent keep one buffer per image for good.
+    const [short, shorter] = [randomBytes(CHUNK - 1000), randomBytes(1000)]
+    for (const bytes of [short, shorter]) await store.putChunk(cidOf(bytes), bytes)
     const first = await store.readChunkLease(cidOf(short))
     expect(Buffer.from(first.bytes).equals(short)).toBe(true)
     first.release()
-    const second = await store.readChunkLease(cidOf(short))
-    expect(second.bytes.buffer).not.toBe(first.bytes.buffer)
-    expect(Buffer.from(second.bytes).equals(short)).toBe(true)
+    const second = await store.readChunkLease(cidOf(shorter))
+    expect(second.bytes.buffer).toBe(first.bytes.buffer)
+    expect(Buffer.from(second.bytes).equals(shorter)).toBe(true)
     second.release()
+    // A chunk of an image cut with larger chunks (read with the store's own chunk size).
+    const large = randomBytes(4 * CHUNK)
+    const other = new FsChunkStore({ dir, chunkSize: 4 * CHUNK })
+    await other.start()
+    await other.putChunk(cidOf(large), large)
+    await other.stop()
+    const third = await store.readChunkLease(cidOf(large))
+    expect(third.bytes.buffer).not.toBe(first.bytes.buffer)
+    expect(Buffer.from(third.bytes).equals(large)).toBe(true)
+    third.release()
+    const fourth = await store.readChunkLease(cidOf(short))
+    expect(fourth.bytes.buffer).toBe(first.bytes.buffer)
+    fourth.release()
   })
 
   it('refuses bytes that do not hash to the CID and stores nothing', async () => {
