@@ -27,7 +27,8 @@ export class ChunkSlots {
   lend (length: number): Lease {
     if (length <= this.#size && this.#count > 0) {
       if (this.#free == null) {
-        this.#free = alignedChunks(this.#size, this.#count).reverse()
+        // Not shared: no worker reads them, and copying each piece received into shared memory was slower.
+        this.#free = alignedChunks(this.#size, this.#count, { shared: false }).reverse()
         this.#memory = this.#free[0].buffer
       }
       const slot = this.#free.pop()
