@@ -13,7 +13,7 @@ import { shuffle } from './shuffle.ts'
 export interface PeerExchangeInit {
   /** Multiaddrs ending in `/p2p/<peer id>`, dialled at start and whenever the agent is short of peers. */
   bootstrap?: string[]
-  /** How often each agent repeats its addresses on the peers topic. */
+  /** How often each agent repeats its addresses on the peers topic, at least (more agents known space it out further). */
   intervalMs?: number
   /** Peers the agent dials until it holds this many connections. */
   target?: number
@@ -79,15 +79,27 @@ interface Candidate {
   dialing: boolean
 }
 
-/** Maintenance runs this often; it only counts connections unless the agent is short of peers. */
-const TICK_MS = 1_000
+/**
+ * Maintenance runs when something changes (a connection opens or closes, a dial ends, a peer is
+ * learnt) and when a redial or a prune is due; besides, at most this long apart, for rotation and
+ * forgetting. It once ran every second whatever happened (docs/benchmarks.md, "The agent at rest").
+ */
+const POLL_MS = 10_000
 /** Dials in flight at once. */
 const PARALLEL_DIALS = 4
 const DIAL_TIMEOUT_MS = 5_000
 /** Announcements a burst of joining neighbours causes: at most one per this long. */
 const MIN_ANNOUNCE_GAP_MS = 5_000
-/** A peer that has neither announced itself nor been connected for this long is forgotten. */
+/** A peer that has neither announced itself nor been connected for this long is forgotten (or four announcement intervals, if longer). */
 const FORGET_AFTER_MS = 10 * 60_000
+/**
+ * The periodic announcement is spaced so that all agents' together reach each agent at most about
+ * once per this long: every `intervalMs`, or every (agents known × this) when that is longer. At
+ * 1,000 agents and 30 s, each agent would otherwise verify and forward 33 announcements a second.
+ */
+const ANNOUNCE_SPACING_MS = 1_000
+/** An agent announces itself when a neighbour subscribes only this long after it started: then it is the newcomer the mesh must learn of. */
+const NEWCOMER_MS = 60_000
 
 /** The `/p2p/<id>` part of a multiaddr, if it has one. */
 export function peerIdOf (addr: Multiaddr): string | undefined {
@@ -97,9 +109,10 @@ export function peerIdOf (addr: Multiaddr): string | undefined {
 /**
  * Keeps the agent in a bounded, random set of peers, whatever one address it was given:
  * - learns of agents from its bootstrap list, from their signed announcements on
- *   `peerglance/peers/1` (each agent publishes its own listen addresses at start, when a
- *   neighbour joins (at most every 5 s) and every `intervalMs`), from identify on inbound
- *   connections, and from discovery (mDNS);
+ *   `peerglance/peers/1` (each agent publishes its own listen addresses as a newcomer, when its
+ *   neighbours' subscriptions arrive (at most every 5 s), then every `intervalMs`, or every
+ *   ANNOUNCE_SPACING_MS per agent known when that is longer), from its neighbours' peer samples,
+ *   from identify on inbound connections, and from discovery (mDNS);
  * - while it holds fewer than `target` connections, dials random known agents (a failed one is
  *   retried after a doubling, jittered wait from `minDelayMs` to `maxDelayMs`), so a peer lost
  *   to a partition or a restart is redialled as soon as it answers;
@@ -129,7 +142,10 @@ export class PeerExchange implements Startable {
   /** By peer id (or by address for a bootstrap entry whose id is unknown: never, they carry /p2p). */
   readonly #candidates = new Map<string, Candidate>()
   #running = false
+  #startedAt = 0
+  /** The next maintenance run, and when it is due (ms since epoch). */
   #timer: NodeJS.Timeout | undefined
+  #timerAt = Number.POSITIVE_INFINITY
   #announceTimer: NodeJS.Timeout | undefined
   #soon: NodeJS.Timeout | undefined
   #lastAnnounce = 0
@@ -163,6 +179,7 @@ export class PeerExchange implements Startable {
     this.onDiscovery = this.onDiscovery.bind(this)
     this.onIdentify = this.onIdentify.bind(this)
     this.onDisconnect = this.onDisconnect.bind(this)
+    this.onConnect = this.onConnect.bind(this)
     this.onSampleRequest = this.onSampleRequest.bind(this)
   }
 
@@ -176,6 +193,7 @@ export class PeerExchange implements Startable {
     this.#components.events.addEventListener('peer:discovery', this.onDiscovery)
     this.#components.events.addEventListener('peer:identify', this.onIdentify)
     this.#components.events.addEventListener('peer:disconnect', this.onDisconnect)
+    this.#components.events.addEventListener('peer:connect', this.onConnect)
     await this.#components.registrar.handle(PEER_SAMPLE_PROTOCOL, this.onSampleRequest, { maxInboundStreams: 4 })
   }
 
@@ -186,25 +204,61 @@ export class PeerExchange implements Startable {
     pubsub.subscribe(WANT_TOPIC)
     pubsub.addEventListener('message', this.onMessage)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.#announceTimer = setInterval(() => { this.#announceSoon(true) }, this.#interval)
-    this.#announceTimer.unref()
-    this.#timer = setInterval(() => { this.#maintain() }, TICK_MS)
-    this.#timer.unref()
+    this.#startedAt = Date.now()
+    this.#scheduleAnnouncement()
     this.#maintain()
+  }
+
+  /** The next periodic announcement, spaced by the number of agents known (ANNOUNCE_SPACING_MS). */
+  #scheduleAnnouncement (): void {
+    if (!this.#running) return
+    const wait = this.#announceInterval() * (0.9 + Math.random() / 5)
+    this.#announceTimer = setTimeout(() => {
+      this.#announceSoon(true)
+      this.#scheduleAnnouncement()
+    }, wait)
+    this.#announceTimer.unref()
+  }
+
+  #announceInterval (): number {
+    return Math.max(this.#interval, this.#candidates.size * ANNOUNCE_SPACING_MS)
+  }
+
+  /** Long enough to hear several announcements from an agent that is still there. */
+  #forgetAfter (): number {
+    return Math.max(FORGET_AFTER_MS, 4 * this.#announceInterval())
+  }
+
+  /** Maintenance in `ms` at the latest (an earlier run already due is kept). */
+  #schedule (ms: number): void {
+    if (!this.#running) return
+    const at = Date.now() + Math.max(0, ms)
+    if (this.#timer != null && this.#timerAt <= at) return
+    clearTimeout(this.#timer)
+    this.#timerAt = at
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#timerAt = Number.POSITIVE_INFINITY
+      this.#maintain()
+    }, Math.max(0, ms))
+    this.#timer.unref()
   }
 
   async stop (): Promise<void> {
     if (!this.#running) return
     this.#running = false
     this.#shutdown.abort()
-    clearInterval(this.#timer)
-    clearInterval(this.#announceTimer)
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#timerAt = Number.POSITIVE_INFINITY
+    clearTimeout(this.#announceTimer)
     clearTimeout(this.#soon)
     this.#soon = undefined
     const events = this.#components.events
     events.removeEventListener('peer:discovery', this.onDiscovery)
     events.removeEventListener('peer:identify', this.onIdentify)
     events.removeEventListener('peer:disconnect', this.onDisconnect)
+    events.removeEventListener('peer:connect', this.onConnect)
     await this.#components.registrar.unhandle(PEER_SAMPLE_PROTOCOL).catch(() => {})
     const pubsub = this.#components.pubsub
     pubsub.removeEventListener('message', this.onMessage)
@@ -226,11 +280,17 @@ export class PeerExchange implements Startable {
     if (!this.#running) return
     const now = Date.now()
     const connected = this.#connected()
+    const forgetAfter = this.#forgetAfter()
     for (const [key, c] of this.#candidates) {
       if (connected.has(key)) c.seen = now
-      else if (!c.dialing && now - c.seen > FORGET_AFTER_MS) this.#candidates.delete(key)
+      else if (!c.dialing && now - c.seen > forgetAfter) this.#candidates.delete(key)
     }
-    if (connected.size > this.#maxPeers) this.#prune(connected)
+    let next = POLL_MS
+    if (connected.size > this.#maxPeers) {
+      const spared = this.#prune(connected)
+      // Connections spared for their youth may be closed once it is over.
+      if (spared != null) next = Math.min(next, spared - now)
+    }
     const dialing = [...this.#candidates.values()].filter(c => c.dialing).length
     let wanted = this.#target - connected.size - dialing
     if (wanted <= 0 && dialing === 0 && now - this.#lastRotate >= this.#rotateInterval * (0.75 + Math.random() / 2)) {
@@ -238,20 +298,37 @@ export class PeerExchange implements Startable {
       wanted = 1
     }
     wanted = Math.min(wanted, PARALLEL_DIALS - dialing)
-    if (wanted <= 0) return
-    const eligible = [...this.#candidates].filter(([key, c]) => !connected.has(key) && !c.dialing && c.nextTry <= now)
-    // Bootstrap peers last: every agent was given the same few, and an agent they closed for
-    // having too many should find another rather than come straight back.
-    const order = [...shuffle(eligible.filter(([, c]) => !c.bootstrap)), ...shuffle(eligible.filter(([, c]) => c.bootstrap))]
-    for (const [, candidate] of order.slice(0, wanted)) void this.#dial(candidate)
+    if (wanted > 0) {
+      const waiting = [...this.#candidates].filter(([key, c]) => !connected.has(key) && !c.dialing)
+      const eligible = waiting.filter(([, c]) => c.nextTry <= now)
+      // Bootstrap peers last: every agent was given the same few, and an agent they closed for
+      // having too many should find another rather than come straight back.
+      const order = [...shuffle(eligible.filter(([, c]) => !c.bootstrap)), ...shuffle(eligible.filter(([, c]) => c.bootstrap))]
+      for (const [, candidate] of order.slice(0, wanted)) void this.#dial(candidate)
+      // Short of peers: back when the next candidate waiting out its redial delay may be tried.
+      if (order.length < wanted) {
+        for (const [, c] of waiting) if (c.nextTry > now) next = Math.min(next, c.nextTry - now)
+      }
+    }
+    this.#schedule(next)
   }
 
-  #prune (connected: Set<string>): void {
+  /** Closes connections above the maximum; returns when the youngest one spared for its youth comes of age, if any was. */
+  #prune (connected: Set<string>): number | undefined {
     const excess = connected.size - this.#maxPeers
     // A peer we exchange chunks with is kept: closing it would cut a download short. So is a new
     // one for a while: it may be a holder that dialled us because we asked for an image.
-    const busy = (c: Connection): boolean => Date.now() - c.timeline.open < PRUNE_GRACE_MS || c.streams.some(s => s.protocol === CHUNK_PROTOCOL)
-    const idle = this.#components.connectionManager.getConnections().filter(c => c.status === 'open' && !busy(c))
+    const now = Date.now()
+    let grown: number | undefined
+    const busy = (c: Connection): boolean => {
+      if (now - c.timeline.open < PRUNE_GRACE_MS) {
+        grown = Math.min(grown ?? Number.POSITIVE_INFINITY, c.timeline.open + PRUNE_GRACE_MS)
+        return true
+      }
+      return c.streams.some(s => s.protocol === CHUNK_PROTOCOL)
+    }
+    const open = this.#components.connectionManager.getConnections().filter(c => c.status === 'open')
+    const idle = open.filter(c => !busy(c))
     // Inbound first: those are the ones we did not choose.
     const order = [...shuffle(idle.filter(c => c.direction === 'inbound')), ...shuffle(idle.filter(c => c.direction === 'outbound'))]
     const closing = new Set<string>()
@@ -263,6 +340,7 @@ export class PeerExchange implements Startable {
       this.#log('closing connection to %p: %d peers, at most %d wanted', connection.remotePeer, connected.size, this.#maxPeers)
       for (const c of this.#components.connectionManager.getConnections(connection.remotePeer)) void c.close().catch(() => {})
     }
+    return closing.size < excess ? grown : undefined
   }
 
   async #dial (candidate: Candidate): Promise<void> {
@@ -284,6 +362,8 @@ export class PeerExchange implements Startable {
       this.#log('dial of %s failed, next in ~%d ms - %e', candidate.addrs[0]?.toString(), Math.round(delay), err)
     } finally {
       candidate.dialing = false
+      // Another candidate may be dialled now, or this one again once its delay is over.
+      this.#schedule(0)
     }
   }
 
@@ -298,13 +378,19 @@ export class PeerExchange implements Startable {
       return
     }
     this.#candidates.set(key, { peer, addrs, bootstrap: false, failures: 0, nextTry: 0, seen: Date.now(), dialing: false })
-    if (this.#connected().size < this.#target) this.#maintain()
+    if (this.#connected().size < this.#target) this.#schedule(0)
   }
 
   private onDisconnect (evt: CustomEvent<PeerId>): void {
     const candidate = this.#candidates.get(evt.detail.toString())
     // Reconnect soon, not at once: a peer that closed us for having too many should not be redialled in a loop.
     if (candidate != null) candidate.nextTry = Math.max(candidate.nextTry, Date.now() + this.#minDelay * (0.75 + Math.random() / 2))
+    this.#schedule(0)
+  }
+
+  /** One more connection may put the agent above its maximum. */
+  private onConnect (): void {
+    this.#schedule(0)
   }
 
   private onIdentify (evt: CustomEvent<IdentifyResult>): void {
@@ -333,7 +419,7 @@ export class PeerExchange implements Startable {
         if (id != null && this.#candidates.get(id) == null) this.#learn(peerIdFromString(id), [addr])
       } catch {}
     }
-    this.#maintain()
+    this.#schedule(0)
   }
 
   private async onSampleRequest (stream: Stream, connection: Connection): Promise<void> {
@@ -352,7 +438,14 @@ export class PeerExchange implements Startable {
     }
   }
 
+  /**
+   * A newcomer announces itself as its neighbours' subscriptions arrive, so the mesh learns of it
+   * at once. Agents already in the mesh do not answer each join with an announcement to everyone:
+   * the newcomer learns of them from its neighbours' peer samples, and at 1,000 agents rotating
+   * their connections that would be ~30 mesh-wide announcements a second.
+   */
   private onSubscriptionChange (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void {
+    if (Date.now() - this.#startedAt > NEWCOMER_MS) return
     if (evt.detail.subscriptions.some(s => s.topic === PEERS_TOPIC && s.subscribe)) this.#announceSoon(false)
   }
 
@@ -448,8 +541,9 @@ export class PeerExchange implements Startable {
     const counts = new Map<string, number>()
     if (this.#site != null) counts.set(this.#site, 1)
     const now = Date.now()
+    const forgetAfter = this.#forgetAfter()
     for (const [peer, { site, at }] of this.#sites) {
-      if (now - at > FORGET_AFTER_MS) { this.#sites.delete(peer); continue }
+      if (now - at > forgetAfter) { this.#sites.delete(peer); continue }
       counts.set(site, (counts.get(site) ?? 0) + 1)
     }
     return counts

@@ -83,6 +83,24 @@ describe('the mesh node', () => {
     await fullyConnected([a2, b, c], 15_000)
   })
 
+  it('redials a lost peer as soon as it answers again, not at the next periodic check', async () => {
+    const dirA = await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
+    const port = await freePort()
+    const listen = { listen: [`/ip4/127.0.0.1/tcp/${port}`] }
+    const a = await startAgent({ dir: dirA, init: listen })
+    const b = await startAgent({ bootstrap: a.mesh.multiaddrs })
+    await fullyConnected([a, b], 15_000)
+    await stopAgent(a)
+    await until(() => b.mesh.connectedPeers().length === 0, 5_000, 'B to notice A left')
+    // B's failed dials back off to redialMaxMs (500 ms in these tests); maintenance runs on its own
+    // only every 10 s, so only a redial scheduled for the end of the backoff meets this bound.
+    await new Promise(resolve => setTimeout(resolve, 2_000))
+    const again = await startAgent({ dir: dirA, init: listen })
+    const t0 = Date.now()
+    await until(() => b.mesh.connectedPeers().includes(again.mesh.peerId), 5_000, 'B to redial A')
+    console.log(`lost peer redialled ${Date.now() - t0} ms after it came back`)
+  })
+
   it('with mDNS on, two agents that were told nothing of each other connect', async () => {
     const a = await startAgent({ init: { mdns: true } })
     const b = await startAgent({ init: { mdns: true } })
