@@ -93,7 +93,7 @@ export const DEFAULT_MAX_PEERS = 16
 export const DEFAULT_ROTATE_INTERVAL_MS = 60_000
 
 /**
- * Liveness: every connection is pinged this often (libp2p's connection monitor) and closed when a
+ * Liveness: every connection is pinged this often (liveness.ts, a yamux ping frame) and closed when a
  * ping gets no answer within the timeout, so a connection that died silently (a cut cable, a
  * partition, a frozen host) is noticed within about the sum, and the peer redialled.
  */
