@@ -8,10 +8,7 @@ import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
 import type { ImageHasherPool } from './image-hasher-pool.ts'
 import type { Pins } from './pins.ts'
-import { collectYoung } from './young-gc.ts'
-
-/** Bytes received between two scavenges (young-gc.ts). */
-const COLLECT_EVERY = 32 * 1024 * 1024
+import { COLLECT_EVERY, collectYoung } from './young-gc.ts'
 
 export interface IngestContext {
   files: ChunkFiles

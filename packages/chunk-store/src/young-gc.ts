@@ -5,6 +5,9 @@ type Gc = (options: { type: 'minor', execution: 'sync' }) => void
 
 let gc: Gc | undefined
 
+/** Bytes received (an upload's, or chunks from peers) between two scavenges. */
+export const COLLECT_EVERY = 32 * 1024 * 1024
+
 /**
  * A scavenge, now. An upload allocates almost nothing on V8's heap but a 64 KiB socket buffer per
  * read, dead once copied into its chunk; the young generation fills so slowly that those buffers
