@@ -97,6 +97,12 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   readonly #rules: ReplicationRules | undefined
   #clock = new HybridClock('unset')
   #writes: Promise<unknown> = Promise.resolve()
+  /**
+   * Local manifests decided but not on disk yet, by image id. The image record in memory names a
+   * new manifest at once; without this, a download right after an import read the old manifest
+   * from disk, found it was not the one named, and answered 503.
+   */
+  readonly #unwritten = new Map<string, { manifest: LocalManifest | undefined }>()
   #started = false
 
   constructor (init: LevelMetadataStoreInit) {
@@ -185,7 +191,8 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   async getManifest (imageId: string): Promise<Manifest | undefined> {
     const wanted = manifestCidOf(this.#state.get(`image!${imageId}`))
     if (wanted == null) return undefined
-    const local = await this.#manifests.get(imageId)
+    const unwritten = this.#unwritten.get(imageId)
+    const local = unwritten != null ? unwritten.manifest : await this.#manifests.get(imageId)
     return local?.cid === wanted ? local.manifest : undefined
   }
 
@@ -197,15 +204,12 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   async dataAdded (image: ImageRecord, manifest: Manifest): Promise<void> {
     const cid = manifestCid(manifest)
     const record = this.#stampLocal('image', image.id, { ...imageFields(image), [MANIFEST_FIELD]: cid })
-    const ops = record == null ? [] : [this.#recordOp(record)]
-    const orphans = await this.#persist([...ops, ...await this.#manifestOps(image.id, { cid, manifest })], true)
-    this.#emitOrphans(orphans)
+    this.#emitOrphans(await this.#replaceManifest(image.id, { cid, manifest }, record == null ? [] : [this.#recordOp(record)]))
   }
 
   async dataRemoved (image: ImageRecord): Promise<string[]> {
     const record = this.#stampLocal('image', image.id, { ...imageFields(image), [MANIFEST_FIELD]: null })
-    const ops = record == null ? [] : [this.#recordOp(record)]
-    return await this.#persist([...ops, ...await this.#manifestOps(image.id, undefined)], true)
+    return await this.#replaceManifest(image.id, undefined, record == null ? [] : [this.#recordOp(record)])
   }
 
   async manifestBytes (imageId: string): Promise<Uint8Array | undefined> {
@@ -218,8 +222,7 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     const manifest = decodeManifest(bytes)
     const cid = manifestCid(manifest)
     if (cid !== this.manifestCidOf(imageId)) return manifest
-    const orphans = await this.#persist(await this.#manifestOps(imageId, { cid, manifest }), true)
-    this.#emitOrphans(orphans)
+    this.#emitOrphans(await this.#replaceManifest(imageId, { cid, manifest }))
     return manifest
   }
 
@@ -228,7 +231,7 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
    * the replicated record stays. Chunks no other manifest here names are reported as orphans.
    */
   async manifestDropped (imageId: string): Promise<void> {
-    this.#emitOrphans(await this.#persist(await this.#manifestOps(imageId, undefined), true))
+    this.#emitOrphans(await this.#replaceManifest(imageId, undefined))
   }
 
   async isReferenced (cid: string): Promise<boolean> {
@@ -289,6 +292,7 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   async merge (remote: readonly ReplicatedRecord[], from?: string): Promise<number> {
     const ops: BatchOp[] = []
     const changed: ReplicatedRecord[] = []
+    const renamed: string[] = []
     for (const theirs of remote) {
       const ours = this.#state.get(`${theirs.kind}!${theirs.key}`)
       // A peer that holds a refused copy offers it again at every sync: judge it once.
@@ -312,12 +316,12 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
       ops.push(this.#recordOp(record))
       if (record.kind === 'image' && manifestCidOf(ours) !== manifestCidOf(record)) {
         // The image now names other bytes (or none): the local manifest, if any, no longer applies.
-        ops.push(...await this.#manifestOps(record.key, undefined))
+        renamed.push(record.key)
       }
       changed.push(record)
     }
     if (ops.length === 0) return 0
-    const orphans = await this.#persist(ops)
+    const orphans = await this.#persist(async () => [...ops, ...(await Promise.all(renamed.map(async id => await this.#manifestOps(id, undefined)))).flat()])
     // The stored copy, not the merged one: a local write may have landed on it while this batch
     // was written (and told its listeners then), and a listener keeps what it is told last.
     for (const record of changed) this.#emit(this.#state.get(`${record.kind}!${record.key}`) ?? record, 'remote')
@@ -413,7 +417,21 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     return { type: 'put', sublevel: this.#records, key: `${record.kind}!${record.key}`, value: record }
   }
 
-  /** Ops that replace the image's local manifest (and its chunk references) with `next`. */
+  /** Writes `next` as the image's local manifest (with `ops`); returns the chunks no manifest names any more. */
+  async #replaceManifest (imageId: string, next: LocalManifest | undefined, ops: BatchOp[] = []): Promise<string[]> {
+    const decided = { manifest: next }
+    this.#unwritten.set(imageId, decided)
+    try {
+      return await this.#persist(async () => [...ops, ...await this.#manifestOps(imageId, next)], true)
+    } finally {
+      if (this.#unwritten.get(imageId) === decided) this.#unwritten.delete(imageId)
+    }
+  }
+
+  /**
+   * Ops that replace the image's local manifest (and its chunk references) with `next`. Run in
+   * the write queue: what is on disk then is what earlier writes left.
+   */
   async #manifestOps (imageId: string, next: LocalManifest | undefined): Promise<BatchOp[]> {
     const current = await this.#manifests.get(imageId)
     if (current?.cid === next?.cid) return []
@@ -428,12 +446,19 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     return ops
   }
 
-  /** Writes a batch; returns the chunks whose last reference it removed. */
-  async #persist (ops: BatchOp[], sync = false): Promise<string[]> {
-    if (ops.length === 0) return []
-    await this.#write(async () => await this.#db.batch(ops as any, { sync }))
+  /**
+   * Writes a batch (or the batch `ops` makes once the writes before it are done); returns the
+   * chunks whose last reference it removed.
+   */
+  async #persist (ops: BatchOp[] | (() => Promise<BatchOp[]>), sync = false): Promise<string[]> {
+    if (Array.isArray(ops) && ops.length === 0) return []
+    const written = await this.#write(async () => {
+      const batch = Array.isArray(ops) ? ops : await ops()
+      if (batch.length > 0) await this.#db.batch(batch as any, { sync })
+      return batch
+    })
     const dropped = new Set<string>()
-    for (const op of ops) {
+    for (const op of written) {
       if (op.type === 'del' && op.sublevel === this.#refs) dropped.add(op.key.slice(0, op.key.indexOf('!')))
     }
     const orphans: string[] = []

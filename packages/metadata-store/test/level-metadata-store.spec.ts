@@ -78,6 +78,23 @@ describe('LevelMetadataStore', () => {
     expect(await store.isReferenced('abc1')).toBe(true)
   })
 
+  it('answers with the manifest an image names as soon as it names it, before the write reaches disk', async () => {
+    const staged = { ...manifest(['c1']), staged: true }
+    await store.dataAdded(image('a', { status: 'uploading' }), staged)
+    // An import: the record flips to active with the final manifest at once; a client that sees
+    // it active and downloads must get that manifest, not the staged one still on disk.
+    const writing = store.dataAdded(image('a', { status: 'active' }), manifest(['c1']))
+    expect(store.getImage('a')?.status).toBe('active')
+    expect(await store.getManifest('a')).toEqual(manifest(['c1']))
+    await writing
+    expect(await store.getManifest('a')).toEqual(manifest(['c1']))
+    // And the other way: data removed is gone at once.
+    const removing = store.dataRemoved(image('a', { status: 'queued' }))
+    expect(await store.getManifest('a')).toBeUndefined()
+    expect(await removing).toEqual(['c1'])
+    expect(await store.isReferenced('c1')).toBe(false)
+  })
+
   it('tells its listeners the stored copy last, when a local write lands while a merge of the same record is being written', async () => {
     const peerDir = await mkdtemp(join(tmpdir(), 'metadata-store-'))
     const peer = new LevelMetadataStore({ path: join(peerDir, 'db') })
