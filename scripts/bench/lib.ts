@@ -183,11 +183,17 @@ export interface BenchAgent {
  */
 export async function startAgent (cleanup: Cleanup, dataDir: string, args: string[] = []): Promise<BenchAgent> {
   await mkdir(dataDir, { recursive: true })
-  // BENCH_ENCRYPT=1: chunk files encrypted at rest (chunks.encryptionKeyFile), to measure its cost.
+  // BENCH_ENCRYPT=1: chunk files encrypted at rest (chunks.encryptionKeyFile), to measure its cost;
+  // BENCH_WRITE_CONCURRENCY: chunks.writeConcurrency.
+  const chunks: string[] = []
   if (process.env.BENCH_ENCRYPT === '1') {
     const keyFile = `${dataDir}.chunk-key`
     await writeFile(keyFile, randomBytes(32).toString('hex'))
-    await writeFile(`${dataDir}.yaml`, `chunks:\n  encryptionKeyFile: ${keyFile}\n`)
+    chunks.push(`  encryptionKeyFile: ${keyFile}`)
+  }
+  if (process.env.BENCH_WRITE_CONCURRENCY != null) chunks.push(`  writeConcurrency: ${envInt('BENCH_WRITE_CONCURRENCY', 4)}`)
+  if (chunks.length > 0) {
+    await writeFile(`${dataDir}.yaml`, `chunks:\n${chunks.join('\n')}\n`)
     args = ['--config', `${dataDir}.yaml`, ...args]
   }
   const saved = process.env.NODE_OPTIONS

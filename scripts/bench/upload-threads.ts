@@ -1,6 +1,6 @@
 // Where an upload's CPU goes: the real agent receives a page-cached file (`curl -T`) BENCH_REPS
 // times after one untimed warm-up; each upload prints the agent's CPU-seconds per GiB, user and
-// kernel, by thread (from /proc/<pid>/task/*/stat), and with BENCH_STRACE=1 the first timed one
+// kernel, and context switches per GiB (voluntary+involuntary), by thread (from /proc/<pid>/task/*/stat and status), and with BENCH_STRACE=1 the first timed one
 // runs under `strace -c -f` (syscall counts and time, printed after it). The image is deleted after
 // each upload so that the next writes every chunk again. Not a ratio benchmark (upload.ts is): a
 // profile to compare steps by, run on the same machine.
@@ -15,9 +15,9 @@ import { createImage, curl, deleteImage, envInt, fitSize, GiB, log, MiB, printHe
 
 const HZ = 100
 
-interface Cpu { name: string, user: number, sys: number }
+interface Cpu { name: string, user: number, sys: number, voluntary: number, involuntary: number }
 
-/** User and kernel CPU-seconds of each thread, by thread id. */
+/** User and kernel CPU-seconds and context switches of each thread, by thread id. */
 function threadTimes (pid: number): Map<string, Cpu> {
   const out = new Map<string, Cpu>()
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
@@ -25,21 +25,29 @@ function threadTimes (pid: number): Map<string, Cpu> {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      out.set(tid, { name, user: Number(f[11]) / HZ, sys: Number(f[12]) / HZ })
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      const switches = (field: string): number => Number(new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? 0)
+      out.set(tid, { name, user: Number(f[11]) / HZ, sys: Number(f[12]) / HZ, voluntary: switches('voluntary_ctxt_switches'), involuntary: switches('nonvoluntary_ctxt_switches') })
     } catch {}
   }
   return out
 }
 
-/** Per thread name (the event loop's thread is named after the binary: MainThread), user and sys spent between the two readings. */
-function byName (before: Map<string, Cpu>, after: Map<string, Cpu>): Map<string, { user: number, sys: number }> {
-  const out = new Map<string, { user: number, sys: number }>()
+/**
+ * Per thread name (the event loop's thread is named after the binary: MainThread), what was spent
+ * between the two readings. Voluntary switches are the thread going to sleep (each one a wake-up
+ * later); involuntary ones are preemptions, which other load on the machine adds to.
+ */
+function byName (before: Map<string, Cpu>, after: Map<string, Cpu>): Map<string, Omit<Cpu, 'name'>> {
+  const out = new Map<string, Omit<Cpu, 'name'>>()
   for (const [tid, a] of after) {
-    const b = before.get(tid) ?? { user: 0, sys: 0 }
+    const b = before.get(tid) ?? { user: 0, sys: 0, voluntary: 0, involuntary: 0 }
     const name = a.name === 'node' ? 'MainThread' : a.name
-    const sum = out.get(name) ?? { user: 0, sys: 0 }
+    const sum = out.get(name) ?? { user: 0, sys: 0, voluntary: 0, involuntary: 0 }
     sum.user += a.user - b.user
     sum.sys += a.sys - b.sys
+    sum.voluntary += a.voluntary - b.voluntary
+    sum.involuntary += a.involuntary - b.involuntary
     out.set(name, sum)
   }
   return out
@@ -81,7 +89,7 @@ await runBench(async cleanup => {
     for (const [name, t] of threads) {
       user += t.user
       sys += t.sys
-      if (t.user + t.sys > 0) parts.push(`${name} user ${(t.user / gib).toFixed(2)} sys ${(t.sys / gib).toFixed(2)}`)
+      if (t.user + t.sys > 0) parts.push(`${name} user ${(t.user / gib).toFixed(2)} sys ${(t.sys / gib).toFixed(2)} switches ${(t.voluntary / gib).toFixed(0)}+${(t.involuntary / gib).toFixed(0)}`)
     }
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
     console.log(`- ${rep < 0 ? 'warm-up' : `rep ${rep}`}: ${(sizeMiB / r.sec).toFixed(0)} MiB/s; agent CPU-s/GiB ${((user + sys) / gib).toFixed(2)} (user ${(user / gib).toFixed(2)}, sys ${(sys / gib).toFixed(2)}): ${parts.join(', ')}; load ${load}`)

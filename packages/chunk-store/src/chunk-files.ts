@@ -5,7 +5,6 @@ import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises
 import { join } from 'node:path'
 import type { ChunkSealer } from './chunk-sealer.ts'
 import { CHUNKS_DIR, STAGING_DIR } from './constants.ts'
-import { eachLimit } from './each-limit.ts'
 import { KeyedLock } from './keyed-lock.ts'
 import type { Pins } from './pins.ts'
 
@@ -95,7 +94,7 @@ export class ChunkFiles {
 
   /**
    * Stores verified bytes under their CID unless a file of that name exists; returns whether this
-   * call created it. The caller fsyncs the directory (see `syncDirs`) before relying on the name;
+   * call created it. The caller fsyncs the directory (`syncDir(dirOf(cid))`) before relying on the name;
    * with `durableName: false` (a cache that may lose the chunk in a crash) a new fan-out
    * directory is not made durable either. `aligned` bytes (from aligned-chunks.ts) are written
    * with O_DIRECT when their length allows.
@@ -208,10 +207,9 @@ export class ChunkFiles {
     })
   }
 
-  /** Makes renames into the fan-out directories of these chunks survive a crash. */
-  async syncDirs (cids: Iterable<string>, concurrency: number): Promise<void> {
-    const dirs = new Set(Array.from(cids, cid => this.#dirOf(cid)))
-    await eachLimit(dirs, concurrency, syncDir)
+  /** The fan-out directory holding a chunk's name: `syncDir` of it makes a put's rename survive a crash. */
+  dirOf (cid: string): string {
+    return this.#dirOf(cid)
   }
 
   async * list (): AsyncGenerator<string> {
@@ -270,7 +268,7 @@ async function writeDurably (file: string, bytes: Uint8Array, flags: number): Pr
   }
 }
 
-async function syncDir (dir: string): Promise<void> {
+export async function syncDir (dir: string): Promise<void> {
   const handle = await open(dir, 'r')
   try {
     await handle.sync()

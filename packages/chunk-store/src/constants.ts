@@ -1,8 +1,13 @@
 /** Bytes per chunk: the content-address and transfer unit (p2p-perf REPORT.md, recommendation 1). */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024
 
-/** Chunk files written at once; 4 with a per-file fdatasync doubled the 1-at-a-time rate (REPORT.md section 6). */
-export const DEFAULT_WRITE_CONCURRENCY = 4
+/**
+ * Chunks of an upload written and hashed at once. 4 with a per-file fdatasync doubled the
+ * 1-at-a-time rate (REPORT.md section 6); 8 keeps the thread pool and hash workers fed when they
+ * would otherwise sleep and be woken per chunk: 4.1-4.3 CPU-s per GiB against 4.9-5.4 with 4 on a
+ * loaded machine (docs/benchmarks.md, upload step 4), for 4 MiB more of chunk buffers per upload.
+ */
+export const DEFAULT_WRITE_CONCURRENCY = 8
 
 /** How much of an image `IngestResult.head` keeps, enough for qcow2/vmdk/vhd/iso format inspection. */
 export const HEAD_SIZE = 64 * 1024

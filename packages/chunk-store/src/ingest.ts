@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto'
 import { AbortedError, cidFromSha256, ImageTooLargeError, PeerglanceError, ShuttingDownError, ValidationError } from '@peerglance/interface'
 import type { IngestOptions, IngestResult, Logger } from '@peerglance/interface'
+import { syncDir } from './chunk-files.ts'
 import type { ChunkFiles } from './chunk-files.ts'
 import { alignedChunks } from './aligned-chunks.ts'
 import { HEAD_SIZE } from './constants.ts'
+import { DirSyncer } from './dir-syncer.ts'
 import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
 import type { ImageHasherPool } from './image-hasher-pool.ts'
@@ -35,6 +37,7 @@ export class Ingest {
   readonly #cids: string[] = []
   readonly #created = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
+  readonly #dirs = new DirSyncer(syncDir)
   /**
    * Chunk buffers not being written or hashed: one per chunk in flight plus the one being filled,
    * made on the first byte and reused, so no fresh pages are faulted in per chunk.
@@ -45,6 +48,8 @@ export class Ingest {
   #size = 0
   #failed = false
   #failure: unknown
+  /** Rejects the pending `#next` when the upload is aborted. */
+  #interrupt: ((err: Error) => void) | undefined
 
   constructor (ctx: IngestContext, opts: IngestOptions) {
     this.#ctx = ctx
@@ -62,7 +67,7 @@ export class Ingest {
       if (this.#failed) throw this.#failure
       if (expectedSize != null && this.#size !== expectedSize) throw sizeMismatch(this.#size, expectedSize)
       const { md5, sha512 } = hasher == null ? { md5: '', sha512: '' } : await hasher.digest()
-      await this.#ctx.files.syncDirs(this.#cids, this.#ctx.writeConcurrency)
+      await this.#dirs.flush(this.#ctx.writeConcurrency)
       return {
         size: this.#size,
         cids: [...this.#cids],
@@ -73,6 +78,7 @@ export class Ingest {
       }
     } catch (err) {
       await this.#settle()
+      await this.#dirs.settle()
       await hasher?.reset().catch(noop)
       await this.#discard()
       throw err
@@ -86,6 +92,10 @@ export class Ingest {
     const iterator = source[Symbol.asyncIterator]()
     let chunk: Uint8Array | undefined
     let filled = 0
+    // One abort listener for the whole upload, not one per piece (16,384 per GiB of 64 KiB reads).
+    const signal = this.#signal
+    const onAbort = (): void => { this.#interrupt?.(this.#abortError()) }
+    signal.addEventListener('abort', onAbort, { once: true })
     try {
       for (let step = await this.#next(iterator); step.done !== true; step = await this.#next(iterator)) {
         const piece = step.value
@@ -112,28 +122,28 @@ export class Ingest {
         iterator.return?.().catch(noop)
       } catch {}
       throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
     }
     if (chunk != null && filled > 0) await this.#dispatch(chunk.subarray(0, filled), hasher)
   }
 
+  /** The source's next piece, or the abort error as soon as the signal fires (a stalled source never answers). */
   async #next (iterator: AsyncIterator<Uint8Array>): Promise<IteratorResult<Uint8Array>> {
-    const signal = this.#signal
-    if (signal.aborted) throw this.#abortError()
-    let onAbort = noop
-    const aborted = new Promise<never>((resolve, reject) => {
-      onAbort = () => { reject(this.#abortError()) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
+    if (this.#signal.aborted) throw this.#abortError()
     try {
-      return await Promise.race([iterator.next(), aborted])
+      return await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+        this.#interrupt = reject
+        iterator.next().then(resolve, reject)
+      })
     } catch (err) {
-      if (signal.aborted) throw this.#abortError()
+      if (this.#signal.aborted) throw this.#abortError()
       // Errors the source raises on purpose (a format check, a size limit) keep their meaning;
       // anything else is a connection that went away mid-upload.
       if (err instanceof PeerglanceError) throw err
       throw new AbortedError('The upload ended before all image data arrived.', { cause: err })
     } finally {
-      signal.removeEventListener('abort', onAbort)
+      this.#interrupt = undefined
     }
   }
 
@@ -174,7 +184,10 @@ export class Ingest {
   }
 
   async #store (cid: string, chunk: Uint8Array): Promise<void> {
-    if (await this.#ctx.files.put(cid, chunk, { aligned: true })) this.#created.add(cid)
+    const { files } = this.#ctx
+    if (await files.put(cid, chunk, { aligned: true })) this.#created.add(cid)
+    // Also when the name was there already: a cached chunk's may not be durable yet.
+    this.#dirs.add(files.dirOf(cid))
   }
 
   async #settle (): Promise<void> {

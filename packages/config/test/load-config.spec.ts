@@ -58,7 +58,7 @@ describe('defaultConfig', () => {
       keystone: { url: null, username: 'glance', password: '', projectName: 'service', userDomainName: 'Default', projectDomainName: 'Default', region: null, cacheSeconds: 300 }
     })
     expect(c.audit).toEqual({ file: null })
-    expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 4, encryptionKeyFile: '' })
+    expect(c.chunks).toEqual({ chunkSize: 1048576, writeConcurrency: 8, encryptionKeyFile: '' })
     expect(c.cache).toEqual({ maxBytes: '0', maxDiskPercent: 80, highWatermark: 0.9, lowWatermark: 0.75, minReplicas: 2, reserveBytes: '256MB', sweepIntervalMs: 30000, prefetchIntervalMs: 300000, prefetchTags: [] })
     expect(c.glance.imageSizeCap).toBe(2 ** 40)
     expect(c.glance.userStorageQuota).toBe('0')

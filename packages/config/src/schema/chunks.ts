@@ -12,7 +12,7 @@ export const ChunksConfig = Type.Object({
   writeConcurrency: Type.Integer({
     minimum: 1,
     maximum: 64,
-    default: 4,
+    default: 8,
     description: 'Chunks of one upload that are hashed and written to disk at the same time.'
   }),
   encryptionKeyFile: Type.String({
