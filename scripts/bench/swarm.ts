@@ -360,11 +360,13 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     })
     // What the nine agents burn doing nothing (ping, gossip, metadata sync): part of every figure per GiB.
     const idle0 = cpuOf(agents.map(a => a.child.pid))
+    const idleFlows0 = await connectionsIn(1)
     await new Promise(resolve => setTimeout(resolve, 5_000))
     const idle1 = cpuOf(agents.map(a => a.child.pid))
-    log(`peerglance agents idle: ${fmt((idle1.user + idle1.sys - idle0.user - idle0.sys) / 5, 3)} CPU-s per second, all ${N + 1} together`)
+    log(`peerglance agents idle: ${fmt((idle1.user + idle1.sys - idle0.user - idle0.sys) / 5, 3)} CPU-s per second, all ${N + 1} together; h1's connections in those 5 s: ${flowDelta(idleFlows0, await connectionsIn(1))}`)
     const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
     if (opts.perf != null) traces.push(await startPerf(agents.map(a => a.child.pid!), `rep${rep}`))
+    const flows0 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
     const threads0 = agents.map(a => threadCpu(a.child.pid))
     const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
     const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
@@ -379,7 +381,8 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       return { done, note: '' }
     })
     const threads1 = agents.map(a => threadCpu(a.child.pid))
-    log(`peerglance TCP connections per host (count, MiB sent/received) by kind, since they opened:\n  ${(await Promise.all(agents.map(async (_, i) => `h${i} ${await connectionsIn(i)}`))).join('\n  ')}`)
+    const flows1 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
+    log(`peerglance TCP connections per host by kind, during the download (sent/received):\n  ${flows1.map((f, i) => `h${i} ${flowDelta(flows0[i], f)}`).join('\n  ')}`)
     for (const trace of traces) await stopProcess(trace, 60_000)
     log(`peerglance CPU-s user/sys by thread during the download:\n  ${threads1.map((t, i) => `h${i} ${threadDelta(threads0[i], t)}`).join('\n  ')}`)
     result.seedPayload = await metricIn(0, 'peerglance_peer_bytes_sent_total') - sent0
@@ -398,9 +401,11 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
   }
 }
 
-/** The host's established TCP connections by kind (libp2p, HTTP on loopback, else the bulk channel): count and MiB each way. */
-async function connectionsIn (i: number): Promise<string> {
-  const kinds = new Map<string, { n: number, sent: number, received: number }>()
+interface Flows { n: number, sent: number, received: number, segsOut: number, segsIn: number }
+
+/** The host's established TCP connections by kind (libp2p, HTTP on loopback, else the bulk channel): count, bytes and data segments each way. */
+async function connectionsIn (i: number): Promise<Map<string, Flows>> {
+  const kinds = new Map<string, Flows>()
   const lines = (await run('ip', ['netns', 'exec', hostNs(i), 'ss', '-tinH', 'state', 'established'])).split('\n')
   for (let k = 0; k + 1 < lines.length; k += 2) {
     const [local, peer] = lines[k].trim().split(/\s+/).slice(2, 4)
@@ -409,10 +414,20 @@ async function connectionsIn (i: number): Promise<string> {
     const kind = ports.includes(P2P_PORT) ? 'libp2p' : ports.includes(9292) ? 'http' : 'bulk'
     const sent = Number(/bytes_sent:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
     const received = Number(/bytes_received:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
-    const c = kinds.get(kind) ?? { n: 0, sent: 0, received: 0 }
-    kinds.set(kind, { n: c.n + 1, sent: c.sent + sent, received: c.received + received })
+    const segsOut = Number(/data_segs_out:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
+    const segsIn = Number(/data_segs_in:(\d+)/.exec(lines[k + 1])?.[1] ?? 0)
+    const c = kinds.get(kind) ?? { n: 0, sent: 0, received: 0, segsOut: 0, segsIn: 0 }
+    kinds.set(kind, { n: c.n + 1, sent: c.sent + sent, received: c.received + received, segsOut: c.segsOut + segsOut, segsIn: c.segsIn + segsIn })
   }
-  return [...kinds].map(([kind, c]) => `${kind} ${c.n} ${fmt(c.sent / MiB, 1)}/${fmt(c.received / MiB, 1)}`).join(', ')
+  return kinds
+}
+
+/** What flowed between two `connectionsIn` readings (connections that closed in between are missing from the second). */
+function flowDelta (before: Map<string, Flows>, after: Map<string, Flows>): string {
+  return [...after].map(([kind, c]) => {
+    const b = before.get(kind) ?? { n: 0, sent: 0, received: 0, segsOut: 0, segsIn: 0 }
+    return `${kind} ${c.n} conns, ${fmt((c.sent - b.sent) / MiB, 1)}/${fmt((c.received - b.received) / MiB, 1)} MiB, ${c.segsOut - b.segsOut}/${c.segsIn - b.segsIn} data segments`
+  }).join('; ')
 }
 
 /** `strace -c -f` attached to each agent for the download phase; summaries in --strace DIR. */
