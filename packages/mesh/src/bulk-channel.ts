@@ -29,6 +29,7 @@ import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import type { Logger, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Credential, Membership } from './membership.ts'
+import type { Inbox } from './frame-stream.ts'
 import { MembershipError } from './membership.ts'
 
 const ED25519_OID = '1.3.101.112'
@@ -113,14 +114,19 @@ export function peerOfSocket (socket: TLSSocket): PeerId {
 const tlsOptions = (auth: BulkAuth): { key: string, cert: string, minVersion: 'TLSv1.3', allowHalfOpen: boolean } =>
   ({ key: auth.key, cert: auth.cert, minVersion: 'TLSv1.3', allowHalfOpen: true })
 
+/** The buffer a dialled channel reads into, when it is given an inbox: a TLS record is at most 16 KiB. */
+const READ_BUFFER_BYTES = 64 * 1024
+
 /**
  * A TLS connection to `expected` at host:port, proven both ways (see the top of this file). The
- * socket is paused: the caller attaches its reader, then resumes it.
+ * socket is paused: the caller attaches its reader, then resumes it. With `inbox`, the socket
+ * reads into one buffer and hands the bytes to the inbox's reader instead of emitting 'data'.
  */
-export async function dialBulk (host: string, port: number, expected: PeerId, auth: BulkAuth, signal?: AbortSignal): Promise<TLSSocket> {
+export async function dialBulk (host: string, port: number, expected: PeerId, auth: BulkAuth, signal?: AbortSignal, inbox?: Inbox): Promise<TLSSocket> {
   const socket = connect({
     host,
     port,
+    ...(inbox != null ? { onread: inbox.onread(READ_BUFFER_BYTES) } : {}),
     ...tlsOptions(auth),
     // The certificate is self-signed on purpose: who it belongs to is checked below, by peer id.
     rejectUnauthorized: false,
@@ -138,7 +144,7 @@ export async function dialBulk (host: string, port: number, expected: PeerId, au
     const peer = peerOfSocket(socket)
     if (!peer.equals(expected)) throw new MembershipError(`bulk channel at ${host}:${port} belongs to ${peer.toString()}, not ${expected.toString()}`)
     writeCredential(socket, auth.own)
-    const why = await auth.membership.refusal(await readCredential(socket), peer)
+    const why = await auth.membership.refusal(await readCredential(socket, inbox), peer)
     if (why != null) throw new MembershipError(`peer ${peer.toString()} is not a mesh member: ${why}`)
     return socket
   } catch (err) {
@@ -263,15 +269,20 @@ function writeCredential (socket: TLSSocket, own: Credential): void {
   socket.write(Buffer.concat([head, body]))
 }
 
-/** The other side's credential (u16 BE length, JSON); leaves the socket paused after it. */
-async function readCredential (socket: TLSSocket): Promise<unknown> {
+/**
+ * The other side's credential (u16 BE length, JSON); leaves the socket paused after it, and what
+ * came after it unread (in the inbox when the socket reads into one).
+ */
+async function readCredential (socket: TLSSocket, inbox?: Inbox): Promise<unknown> {
   return await new Promise((resolve, reject) => {
     let got = Buffer.alloc(0)
-    const finish = (err: Error | undefined, value?: unknown): void => {
-      socket.off('data', onData)
+    const finish = (err: Error | undefined, value?: unknown, rest?: Buffer): void => {
+      if (inbox != null) inbox.stop(rest)
+      else socket.off('data', onData)
       socket.off('close', onClose)
       socket.off('end', onClose)
       socket.pause()
+      if (rest != null && rest.byteLength > 0 && inbox == null) socket.unshift(rest)
       if (err != null) reject(err)
       else resolve(value)
     }
@@ -293,10 +304,10 @@ async function readCredential (socket: TLSSocket): Promise<unknown> {
       } catch {
         value = undefined
       }
-      finish(undefined, value)
-      if (rest.byteLength > 0) socket.unshift(rest)
+      finish(undefined, value, rest)
     }
-    socket.on('data', onData)
+    if (inbox != null) inbox.read(onData)
+    else socket.on('data', onData)
     socket.on('close', onClose)
   })
 }

@@ -67,7 +67,7 @@ import { BulkListener, dialBulk } from './bulk-channel.ts'
 import type { BulkAuth } from './bulk-channel.ts'
 import { collector, PeerLink } from './exchange-client.ts'
 import type { ChunkNetwork, ExchangeTraffic, ResultSink } from './exchange-client.ts'
-import { libp2pFrameStream, socketFrameStream } from './frame-stream.ts'
+import { Inbox, libp2pFrameStream, socketFrameStream } from './frame-stream.ts'
 import { ExchangeServer } from './exchange-server.ts'
 import type { ExchangeStats, HaveHandler } from './exchange-server.ts'
 
@@ -384,7 +384,8 @@ export class ChunkExchange implements Startable {
     if (link == null || link.closed) {
       const dial = async (signal: AbortSignal | undefined): Promise<FrameStream> => {
         try {
-          return socketFrameStream(await dialBulk(known.host, known.port, peer, auth, signal))
+          const inbox = new Inbox()
+          return socketFrameStream(await dialBulk(known.host, known.port, peer, auth, signal, inbox), inbox)
         } catch (err) {
           if (signal?.aborted === true) throw err
           throw new BulkUnavailableError(`bulk channel ${known.host}:${known.port} of ${key}: ${(err as Error).message}`, { cause: err })

@@ -50,6 +50,44 @@ export function libp2pFrameStream (stream: Stream): FrameStream {
 }
 
 /**
+ * Where a socket that reads into one buffer of its own (net's `onread` option) delivers its bytes:
+ * to whoever reads it now (the credential check, then the frame stream). Node's TLS socket
+ * otherwise hands over each 16 KiB record in a fresh buffer: 16,384 of them per GiB received, which
+ * with the chunk buffers were what started the agents' full garbage collections (docs/benchmarks.md,
+ * issue 8). The bytes given to a reader are only valid during the call: readers copy what they keep.
+ */
+export class Inbox {
+  #reader: ((data: Buffer) => void) | undefined
+  /** Bytes that came while nobody read (copies), for the next reader. */
+  readonly #held: Buffer[] = []
+
+  /** The socket option: every read goes into one buffer of `size` bytes, then to the reader. */
+  onread (size: number): { buffer: Buffer, callback: (n: number, buf: Uint8Array) => boolean } {
+    return {
+      buffer: Buffer.allocUnsafe(size),
+      callback: (n, buf) => {
+        const data = Buffer.from(buf.buffer, buf.byteOffset, n)
+        if (this.#reader != null) this.#reader(data)
+        else this.#held.push(Buffer.from(data))
+        return true
+      }
+    }
+  }
+
+  /** Reads from now on, starting with what was held. */
+  read (reader: (data: Buffer) => void): void {
+    this.#reader = reader
+    for (const data of this.#held.splice(0)) reader(data)
+  }
+
+  /** Stops reading; `unread` goes back first for the next reader (copied). */
+  stop (unread?: Uint8Array): void {
+    this.#reader = undefined
+    if (unread != null && unread.byteLength > 0) this.#held.unshift(Buffer.from(unread))
+  }
+}
+
+/**
  * Frames up to this size go to the socket as one buffer (one TLS record); larger ones as their
  * own buffers, one write each.
  */
@@ -63,7 +101,7 @@ const SMALL_FRAME = 16 * 1024
  * with the agent's fixed mmap threshold was an mmap, 256 page faults and a munmap per 1 MiB chunk
  * sent, 0.79 against 0.23 CPU-s per GiB on the sender (docs/benchmarks.md, issue 8).
  */
-export function socketFrameStream (socket: Socket): FrameStream {
+export function socketFrameStream (socket: Socket, inbox?: Inbox): FrameStream {
   let failure: Error | undefined
   socket.on('error', err => { failure ??= err })
   const abort = (err: Error): void => {
@@ -102,7 +140,9 @@ export function socketFrameStream (socket: Socket): FrameStream {
     close: async () => { socket.end() },
     abort,
     listen: handlers => {
-      socket.on('data', (data: Buffer) => { guarded(handlers.data, data, abort) })
+      const data = (data: Buffer): void => { guarded(handlers.data, data, abort) }
+      if (inbox != null) inbox.read(data)
+      else socket.on('data', data)
       socket.on('end', handlers.remoteDone)
       socket.on('close', () => { handlers.closed(failure) })
       socket.resume()

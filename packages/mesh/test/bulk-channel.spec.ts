@@ -3,10 +3,11 @@ import { connect } from 'node:tls'
 import type { TLSSocket } from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { bulkAuth, dialBulk } from '../src/bulk-channel.ts'
 import { Membership, mintCredential } from '../src/membership.ts'
 import { HAVE_DOWNLOADING } from '../src/framing.ts'
+import { Inbox } from '../src/frame-stream.ts'
 import { cleanup, fullyConnected, MiB, readAll, seedImage, sha512, startAgent } from './fixtures.ts'
 import type { TestAgent } from './fixtures.ts'
 
@@ -112,6 +113,36 @@ describe('the bulk channel', () => {
     // The seed's port, but we expect the other agent there: a listener with another key is not it.
     await expect(dialBulk('127.0.0.1', seed.mesh.exchange.bulkPort!, peerIdFromString(other.mesh.peerId), member.auth!, AbortSignal.timeout(5000)))
       .rejects.toThrow(/belongs to/)
+  })
+
+  it('a dialled channel reads into one buffer of its own: a chunk arrives whole through the inbox, never as \'data\' events', { timeout: 60_000 }, async () => {
+    const [seed] = await twoAgents()
+    const image = await seedImage(seed, 2 * MiB)
+    const member = await outsiderAuth(MESH.secret)
+    const inbox = new Inbox()
+    const socket = await dialBulk('127.0.0.1', seed.mesh.exchange.bulkPort!, peerIdFromString(seed.mesh.peerId), member.auth!, AbortSignal.timeout(5000), inbox)
+    const events = vi.fn()
+    socket.on('data', events)
+    const got: Buffer[] = []
+    let reads = 0
+    inbox.read(data => {
+      reads++
+      got.push(Buffer.from(data))
+    })
+    socket.resume()
+    const cid = (await import('@peerglance/interface')).cidToBytes(image.manifest.cids[0])
+    const header = Buffer.alloc(10)
+    header[0] = 1
+    header.writeUInt32BE(7, 2)
+    header.writeUInt32BE(cid.byteLength, 6)
+    socket.write(Buffer.concat([header, cid]))
+    await expect.poll(() => got.reduce((n, b) => n + b.byteLength, 0), { timeout: 10_000 }).toBe(10 + MiB)
+    socket.destroy()
+    const answer = Buffer.concat(got)
+    expect([answer[0], answer[1], answer.readUInt32BE(2), answer.readUInt32BE(6)]).toEqual([1, 0, 7, MiB])
+    expect(answer.subarray(10).equals(image.bytes.subarray(0, MiB))).toBe(true)
+    expect(reads).toBeGreaterThan(1)
+    expect(events).not.toHaveBeenCalled()
   })
 
   it('HAVE and ANNOUNCE still reach the swarm that answers them (set after the exchange was made)', { timeout: 60_000 }, async () => {

@@ -3,7 +3,7 @@ import { connect, createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { frame } from '../src/framing.ts'
-import { socketFrameStream } from '../src/frame-stream.ts'
+import { Inbox, socketFrameStream } from '../src/frame-stream.ts'
 
 let server: Server | undefined
 const sockets: Socket[] = []
@@ -61,5 +61,27 @@ describe('a socket as a frame stream', () => {
     expect(bytes.byteLength).toBe(46)
     expect(bytes.subarray(10).equals(cid)).toBe(true)
     expect(write.mock.calls.filter(call => (call[0] as Uint8Array).byteLength > 0)).toHaveLength(1)
+  })
+})
+
+describe('an inbox (a socket reading into one buffer of its own)', () => {
+  it('hands each read to the reader, and keeps copies of what came while nobody read, in order', () => {
+    const inbox = new Inbox()
+    const { buffer, callback } = inbox.onread(8)
+    buffer.set([1, 2, 3])
+    callback(3, buffer)
+    // The socket reuses its buffer for the next read: what was held must not change with it.
+    buffer.set([9, 9, 9, 9])
+    const got: number[][] = []
+    inbox.read(data => got.push([...data]))
+    expect(got).toEqual([[1, 2, 3]])
+    callback(2, buffer)
+    expect(got).toEqual([[1, 2, 3], [9, 9]])
+    // A reader that stops with bytes it did not use (after a credential): they come first for the next one.
+    inbox.stop(Buffer.from([7]))
+    buffer.set([4])
+    callback(1, buffer)
+    inbox.read(data => got.push([...data]))
+    expect(got).toEqual([[1, 2, 3], [9, 9], [7], [4]])
   })
 })
