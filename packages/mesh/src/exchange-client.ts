@@ -101,6 +101,12 @@ export class PeerLink {
   readonly #depth: number
   readonly #channels: Channel[] = []
   #opening = 0
+  /**
+   * While no stream is up, the one open under way: requests wait for it rather than dial too, and
+   * fail with its error (undefined when it got a stream, or was only given up by its caller). A
+   * peer that went away cost a failed dial per waiting request before.
+   */
+  #firstOpen: Promise<Error | undefined> | undefined
   readonly #waiters: Array<() => void> = []
   #closed: Error | undefined
 
@@ -218,6 +224,11 @@ export class PeerLink {
         if (!channel.closed && (best == null || channel.pending.length < best.pending.length)) best = channel
       }
       if (best != null && best.pending.length === 0) return best
+      if (best == null && this.#firstOpen != null) {
+        const failed = await this.#firstOpen
+        if (failed != null) throw failed
+        continue
+      }
       if (this.#channels.length + this.#opening < this.#max) return await this.#open(signal)
       if (best != null && best.pending.length < this.#depth) return best
       const { promise, resolve } = Promise.withResolvers<void>()
@@ -230,6 +241,16 @@ export class PeerLink {
   }
 
   async #open (signal: AbortSignal | undefined): Promise<Channel> {
+    const opening = this.#openStream(signal)
+    if (this.#channels.length === 0 && this.#firstOpen == null) {
+      const outcome = opening.then(() => undefined, (err: Error) => signal?.aborted === true ? undefined : err)
+      this.#firstOpen = outcome
+      void outcome.then(() => { if (this.#firstOpen === outcome) this.#firstOpen = undefined })
+    }
+    return await opening
+  }
+
+  async #openStream (signal: AbortSignal | undefined): Promise<Channel> {
     this.#opening++
     let stream: FrameStream
     try {

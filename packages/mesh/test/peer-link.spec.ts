@@ -1,0 +1,44 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { describe, expect, it } from 'vitest'
+import { collector, PeerLink } from '../src/exchange-client.ts'
+import type { Dial } from '../src/exchange-client.ts'
+import { FRAME_GET } from '../src/framing.ts'
+
+describe('PeerLink', () => {
+  it('dials a peer that went away once for all the requests waiting, which fail with that dial\'s error', async () => {
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    let dials = 0
+    const dial: Dial = async () => {
+      dials++
+      await new Promise(resolve => setTimeout(resolve, 50))
+      throw Object.assign(new Error('connection refused'), { name: 'DialError' })
+    }
+    const link = new PeerLink(peer, {}, defaultLogger().forComponent('test'), dial, 4, 2)
+    const outcomes = await Promise.all(Array.from({ length: 8 }, async (_, id) =>
+      await link.request(id, FRAME_GET, new Uint8Array(36), 5_000, undefined, collector).then(() => 'answered', (err: Error) => err.name)))
+    expect(outcomes).toEqual(Array(8).fill('DialError'))
+    expect(dials).toBe(1)
+    // A later request tries again: the peer may be back.
+    await expect(link.request(9, FRAME_GET, new Uint8Array(36), 5_000, undefined, collector)).rejects.toThrow('connection refused')
+    expect(dials).toBe(2)
+  })
+
+  it('lets the others dial when the first open was given up by its own caller', async () => {
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    let dials = 0
+    const dial: Dial = async signal => {
+      dials++
+      await new Promise(resolve => setTimeout(resolve, 30))
+      if (signal?.aborted === true) throw Object.assign(new Error('aborted'), { name: 'AbortError' })
+      throw Object.assign(new Error('connection refused'), { name: 'DialError' })
+    }
+    const link = new PeerLink(peer, {}, defaultLogger().forComponent('test'), dial, 4, 2)
+    const first = link.request(0, FRAME_GET, new Uint8Array(36), 5_000, AbortSignal.timeout(5), collector).then(() => 'answered', (err: Error) => err.name)
+    const second = link.request(1, FRAME_GET, new Uint8Array(36), 5_000, undefined, collector).then(() => 'answered', (err: Error) => err.name)
+    expect(await second).toBe('DialError')
+    expect(await first).toBe('AbortError')
+    expect(dials).toBe(2)
+  })
+})
