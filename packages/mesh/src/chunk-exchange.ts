@@ -124,8 +124,6 @@ export interface ChunkExchangeComponents {
    * to listen (port 0: any free port). Without it chunks go on libp2p streams only.
    */
   bulk?: { auth: BulkAuth, host: string, port: number }
-  /** Set by the exchange itself: the port of its bulk channel, for BULK requests. */
-  bulkPort?: () => number | undefined
 }
 
 export interface ChunkExchangeInit {
@@ -180,8 +178,7 @@ export class ChunkExchange implements Startable {
     this.#maxOutbound = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.#timeoutMs = init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
     // The same components object, not a copy: the swarm sets `haves` on it later (answerHavesWith).
-    components.bulkPort = () => this.#bulkPort
-    this.#server = new ExchangeServer(components, this.#log, () => this.#running)
+    this.#server = new ExchangeServer(components, this.#log, { running: () => this.#running, bulkPort: () => this.#bulkPort })
   }
 
   /** The TCP port of this agent's bulk channel, once started (undefined: none). */

@@ -85,8 +85,13 @@ export interface ServerComponents {
   /** Who holds what: answers HAVE requests and hears ANNOUNCEs (the swarm). */
   haves?: HaveHandler
   traffic?: ExchangeTraffic
+}
+
+/** What the server asks of the exchange it belongs to. */
+export interface ServerHost {
+  running: () => boolean
   /** The port of this agent's bulk channel (bulk-channel.ts), for BULK requests; undefined when it has none. */
-  bulkPort?: () => number | undefined
+  bulkPort: () => number | undefined
 }
 
 interface Reply {
@@ -108,7 +113,7 @@ export class ExchangeServer {
   readonly #ledger = new SeedLedger()
   readonly #components: ServerComponents
   readonly #log: Logger
-  readonly #isRunning: () => boolean
+  readonly #host: ServerHost
   readonly #inbound = new Set<FrameStream>()
   /**
    * HAVE answers made by checking chunk files, kept while the store is unchanged. A seed has no
@@ -118,10 +123,10 @@ export class ExchangeServer {
    */
   readonly #keptHaves = new Map<string, { generation: number, bits: Uint8Array }>()
 
-  constructor (components: ServerComponents, log: Logger, isRunning: () => boolean) {
+  constructor (components: ServerComponents, log: Logger, host: ServerHost) {
     this.#components = components
     this.#log = log
-    this.#isRunning = isRunning
+    this.#host = host
     this.serve = this.serve.bind(this)
   }
 
@@ -138,7 +143,7 @@ export class ExchangeServer {
 
   /** Answers the requests of one stream from `remote` (a libp2p stream, or a bulk channel). */
   serve (stream: FrameStream, remote: PeerId, bulk = false): void {
-    if (!this.#isRunning()) {
+    if (!this.#host.running()) {
       stream.abort(new NotStartedError('the mesh is not running'))
       return
     }
@@ -230,7 +235,7 @@ export class ExchangeServer {
           return reply(CODE_OK, await this.#answerHave(remote, body))
         }
         case FRAME_BULK: {
-          const port = this.#components.bulkPort?.()
+          const port = this.#host.bulkPort()
           if (port == null) return reply(CODE_NOT_FOUND)
           const out = new Uint8Array(2)
           new DataView(out.buffer).setUint16(0, port)
