@@ -8,13 +8,13 @@ import { KeystoneAuthenticator } from '@peerglance/auth-keystone'
 import { ConfigError, parseByteSize, parseListen } from '@peerglance/config'
 import type { AgentConfig } from '@peerglance/config'
 import { buildGlanceApi, noAuth } from '@peerglance/glance-api'
-import { CacheService, GlancePolicy, ImageDataService, ImageService, ImportService, MemberService, MetadefService, SiteCopies, StoreService, TaskService, replicationRules } from '@peerglance/glance-domain'
+import { CacheService, GlancePolicy, ImageDataService, ImageService, dropImageData, ImportService, MemberService, MetadefService, SiteCopies, StoreService, TaskService, replicationRules } from '@peerglance/glance-domain'
 import type { GlanceRules } from '@peerglance/glance-domain'
 import { LruImageCache } from '@peerglance/image-cache'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
 import { HoldingsExchange, MetadataSync, PeerManifests, PeerRecordSigner, PrefetchOrders, createMesh, loadOrCreatePeerKey } from '@peerglance/mesh'
 import type { Mesh } from '@peerglance/mesh'
-import type { Authenticator, ImageRecord } from '@peerglance/interface'
+import type { Authenticator } from '@peerglance/interface'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import { localHoldings } from './local-holdings.ts'
 import { createLogger } from './logger.ts'
@@ -84,17 +84,19 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
   const sync = new MetadataSync({ libp2p: mesh.libp2p, replica: metadata, logger: log.child({ component: 'metadata-sync' }) }, {
     syncIntervalMs: config.mesh.syncIntervalMs
   })
-  // The cloud's existing Glance, when there is one: its images mirrored into the mesh,
-  // their bytes read through on first use.
+  // Glance's use cases on image records; a deleted image's data goes with it.
+  const images = new ImageService({
+    metadata,
+    policy,
+    events: { imageDeleted: async image => { await dropImageData({ metadata, chunks }, image) } }
+  }, rules)
+  // The cloud's existing Glance, when there is one: its images mirrored into the mesh (deleted
+  // through `images` when the upstream no longer has them), their bytes read through on first use.
   const upstream = upstreamOrigin(config, {
     metadata,
     chunks,
     libp2p: mesh.libp2p,
-    deleteImage: async image => {
-      const deleted: ImageRecord = { ...image, status: 'deleted', updated_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }
-      await metadata.putImage(deleted)
-      await data.imageDeleted(deleted)
-    },
+    deleteImage: async image => { await images.deleteUnchecked(image) },
     logger: log.child({ component: 'upstream' }),
     registry
   })
@@ -132,12 +134,7 @@ export async function createAgent (config: AgentConfig, overrides: AgentOverride
     cache.order(metadata.getImage(imageId), imageId)
   })
 
-  // Glance's use cases and API.
-  const images = new ImageService({
-    metadata,
-    policy,
-    events: { imageDeleted: async image => { await data.imageDeleted(image) } }
-  }, rules)
+  // Glance's data use cases and API.
   const data = new ImageDataService({ images, metadata, chunks, reader: cache.reader(imageReader), manifests: imageManifests, room: cache }, { host: () => metadata.replicaId, site: config.agent.site })
   // Stores are sites: imports land on them, and this agent fetches what its site is sent.
   const sites = siteDirectory(config.agent.site, () => mesh.status === 'started' ? mesh.sites().keys() : [], () => metadata.images())

@@ -223,12 +223,6 @@ export class ImageDataService {
     return this.#reader.read(imageId, manifest, start, end, { signal })
   }
 
-  /** Called once an image is deleted: its data goes, and so do chunks no other image uses. */
-  async imageDeleted (image: ImageRecord): Promise<void> {
-    const orphans = await this.#metadata.dataRemoved(image)
-    await this.#chunks.collect(orphans, async cid => await this.#metadata.isReferenced(cid))
-  }
-
   /**
    * After a crash: uploads and imports that were running are gone, so their images go back to
    * `queued` with no data (what Glance's restore would have done). Completed stages are kept.
@@ -271,4 +265,10 @@ function requireFormats (image: ImageRecord): void {
   if (image.disk_format == null || image.container_format == null) {
     throw new ValidationError('Properties disk_format, container_format must be set prior to saving data.')
   }
+}
+
+/** Once an image is deleted: its data goes, and so do chunks no other image uses (ImageService's `imageDeleted`). */
+export async function dropImageData (stores: { metadata: Pick<MetadataStore, 'dataRemoved' | 'isReferenced'>, chunks: Pick<ChunkStore, 'collect'> }, image: ImageRecord): Promise<void> {
+  const orphans = await stores.metadata.dataRemoved(image)
+  await stores.chunks.collect(orphans, async cid => await stores.metadata.isReferenced(cid))
 }

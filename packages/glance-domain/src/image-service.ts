@@ -224,6 +224,14 @@ export class ImageService {
   async delete (who: Identity, id: string): Promise<void> {
     const image = this.authorized(who, id, 'delete_image')
     if (image.protected) throw new ImageProtectedError(id)
+    await this.deleteUnchecked(image)
+  }
+
+  /**
+   * Deletes an image that no caller asked to delete, so no policy applies: the cloud's own
+   * decision (the upstream mirror's, when the upstream no longer has it). Its data goes too.
+   */
+  async deleteUnchecked (image: ImageRecord): Promise<void> {
     const deleted = transition(image, 'deleted')
     await this.#store.putImage(deleted)
     await this.#events.imageDeleted?.(deleted)

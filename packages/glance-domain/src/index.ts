@@ -1,6 +1,6 @@
 export { ImageService } from './image-service.ts'
 export type { ImagePage, ImageServiceEvents } from './image-service.ts'
-export { ImageDataService } from './image-data.ts'
+export { ImageDataService, dropImageData } from './image-data.ts'
 export type { Download, UploadOptions } from './image-data.ts'
 export { MemberService } from './member-service.ts'
 export { MetadefService } from './metadef-service.ts'
