@@ -291,6 +291,19 @@ describe('data', () => {
     } finally { await small.stop() }
   })
 
+  it('drops a deleted image\'s data: its chunk files go, except those another image still uses', async () => {
+    const shared = randomBytes(64 * 1024)
+    const chunksBefore = await countChunks()
+    const { json: kept } = await api.create()
+    expect((await api.upload(kept.id, shared)).status).toBe(204)
+    const { json: doomed } = await api.create()
+    expect((await api.upload(doomed.id, Buffer.concat([shared, randomBytes(2 * 64 * 1024)]))).status).toBe(204)
+    expect(await countChunks()).toBe(chunksBefore + 3)
+    expect((await api.call('DELETE', `/v2/images/${doomed.id}`)).status).toBe(204)
+    expect(await countChunks()).toBe(chunksBefore + 1)
+    expect((await api.download(kept.id)).bytes.equals(shared)).toBe(true)
+  })
+
   it('refuses uploads before formats are set (400) and twice (409)', async () => {
     const { json: bare } = await api.call('POST', '/v2/images', { body: { name: 'noformat' } })
     expect((await api.upload(bare.id, Buffer.from('x'))).status).toBe(400)
