@@ -1,12 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, fullyConnected, MiB, readAll, seedImage, sha512, startAgent } from './fixtures.ts'
 
+/**
+ * The defaults for everything seeding depends on: fixtures.ts shortens them for failure tests, and
+ * with those (a 3 s request timeout) a starved run re-asked a whole window of 8 requests that had
+ * been answered late (the late joiner's holder served 72 GETs for 64 chunks).
+ */
+const seedingInit = { urgentFallbackMs: 5_000, backgroundFallbackMs: 15_000, startGraceMs: 100, requestTimeoutMs: 15_000, unavailableTimeoutMs: 10_000 }
+
 describe('seeding', () => {
   afterEach(cleanup)
 
   it('an image read by four agents at once leaves the seed having sent about one copy', { timeout: 120_000 }, async () => {
-    // The defaults for everything seeding depends on (fixtures.ts shortens them for failure tests).
-    const seedingInit = { urgentFallbackMs: 5_000, backgroundFallbackMs: 15_000, startGraceMs: 100, requestTimeoutMs: 15_000, unavailableTimeoutMs: 10_000 }
     const seed = await startAgent({ chunkSize: MiB, init: seedingInit })
     const image = await seedImage(seed, 64 * MiB)
     const downloaders = await Promise.all([0, 1, 2, 3].map(async () => await startAgent({ chunkSize: MiB, bootstrap: seed.mesh.multiaddrs, init: seedingInit })))
@@ -27,15 +32,15 @@ describe('seeding', () => {
   })
 
   it('a late joiner takes the image from an agent that already downloaded it, not from the seed', { timeout: 60_000 }, async () => {
-    const seed = await startAgent({ chunkSize: 256 * 1024 })
+    const seed = await startAgent({ chunkSize: 256 * 1024, init: seedingInit })
     const image = await seedImage(seed, 16 * MiB)
-    const first = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs })
+    const first = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs, init: seedingInit })
     await fullyConnected([seed, first])
     await readAll(first.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
     await expect.poll(async () => await first.mesh.localShare(image.manifest), { timeout: 20_000 }).toBe(1)
     const seedServed = seed.mesh.exchange.stats.getsServed
 
-    const late = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs })
+    const late = await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs, init: seedingInit })
     await fullyConnected([seed, first, late])
     const got = await readAll(late.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
     expect(sha512(got)).toBe(sha512(image.bytes))
