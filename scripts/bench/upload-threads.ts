@@ -7,11 +7,26 @@
 //
 //   node scripts/bench/upload-threads.ts
 //   BENCH_SIZE_MIB=1024 BENCH_REPS=3 BENCH_STRACE=1 node scripts/bench/upload-threads.ts
+//   BENCH_TRACE_GC=1 BENCH_REPS=8 node scripts/bench/upload-threads.ts   (collections per upload)
 import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { randomFile } from '@peerglance/testing'
+import { randomFile, spawnAgent } from '@peerglance/testing'
 import { createImage, curl, deleteImage, envInt, fitSize, GiB, log, MiB, printHeader, runBench, startAgent, workDir } from './lib.ts'
+
+const BIN = new URL('../../packages/agent/bin/peerglance.js', import.meta.url).pathname
+
+/**
+ * The agent under `node --trace-gc` (not allowed in NODE_OPTIONS), with its non-JSON output
+ * (the trace) collected: what `gcLines` returns since the last call.
+ */
+async function tracedAgent (cleanup: Parameters<Parameters<typeof runBench>[0]>[0], dataDir: string): Promise<{ url: string, pid: number, gcLines: () => string[] }> {
+  const agent = await spawnAgent({ dataDir, prefix: [process.execPath], bin: ['--trace-gc', BIN] })
+  cleanup.add(async () => { await agent.kill('SIGTERM') })
+  let lines: string[] = []
+  agent.process.stdout?.on('data', (d: Buffer) => { for (const line of d.toString().split('\n')) if (line.includes('ms: ')) lines.push(line) })
+  return { url: agent.url, pid: agent.process.pid as number, gcLines: () => lines.splice(0) }
+}
 
 const HZ = 100
 
@@ -61,7 +76,9 @@ await runBench(async cleanup => {
   const dir = await workDir(cleanup, 'upload-threads')
   const file = join(dir, 'image.raw')
   await randomFile(file, sizeMiB * MiB)
-  const agent = await startAgent(cleanup, join(dir, 'agent'))
+  // BENCH_TRACE_GC=1: count the agent's scavenges and mark-compacts per upload, and why the latter ran.
+  const traceGc = envInt('BENCH_TRACE_GC', 0) === 1
+  const agent = traceGc ? await tracedAgent(cleanup, join(dir, 'agent')) : { ...await startAgent(cleanup, join(dir, 'agent')), gcLines: () => [] }
   const gib = sizeMiB * MiB / GiB
 
   for (let rep = -1; rep < reps; rep++) {
@@ -74,6 +91,7 @@ await runBench(async cleanup => {
       cleanup.add(() => { if (tracer?.exitCode == null) tracer?.kill('SIGKILL') })
       await new Promise(resolve => setTimeout(resolve, 500))
     }
+    agent.gcLines()
     const before = threadTimes(agent.pid)
     const r = await curl(['-T', file, '-H', 'content-type: application/octet-stream', '-o', '/dev/null', `${agent.url}/v2/images/${id}/file`])
     const threads = byName(before, threadTimes(agent.pid))
@@ -93,6 +111,15 @@ await runBench(async cleanup => {
     }
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
     console.log(`- ${rep < 0 ? 'warm-up' : `rep ${rep}`}: ${(sizeMiB / r.sec).toFixed(0)} MiB/s; agent CPU-s/GiB ${((user + sys) / gib).toFixed(2)} (user ${(user / gib).toFixed(2)}, sys ${(sys / gib).toFixed(2)}): ${parts.join(', ')}; load ${load}`)
+    if (traceGc) {
+      const gcs = agent.gcLines()
+      const reasons = new Map<string, number>()
+      for (const line of gcs.filter(l => l.includes('Mark-Compact'))) {
+        const reason = line.slice(line.lastIndexOf(')') + 1).trim()
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
+      }
+      console.log(`  GC: ${gcs.filter(l => l.includes('Scavenge')).length} scavenges, ${gcs.filter(l => l.includes('Mark-Compact')).length} mark-compacts${[...reasons].map(([r, n]) => `; ${n} × ${r}`).join('')}`)
+    }
     if (traced !== '') console.log(`\n\`\`\`\n${traced.split('\n').filter(l => !l.startsWith('strace:')).join('\n')}\n\`\`\`\n`)
     await deleteImage(agent.url, id)
     log(`rep ${rep} done`)
