@@ -82,8 +82,9 @@ export function isMirrored (image: ImageRecord): boolean {
   return image.properties[UPSTREAM_PROPERTY] === 'true'
 }
 
+/** Equal fields, whatever the order of keys (the metadata store gives them back in its own). */
 function sameRecord (a: ImageRecord, b: ImageRecord): boolean {
-  const canonical = (r: ImageRecord): string => JSON.stringify({ ...r, tags: [...r.tags].sort(), properties: Object.entries(r.properties).sort() })
+  const canonical = (r: ImageRecord): string => JSON.stringify(Object.entries({ ...r, tags: [...r.tags].sort(), properties: Object.entries(r.properties).sort() }).sort())
   return canonical(a) === canonical(b)
 }
 

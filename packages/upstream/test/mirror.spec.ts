@@ -21,7 +21,8 @@ function memoryStore (): MirrorStore & { writes: number, deleted: string[] } {
     writes: 0,
     deleted: [] as string[],
     images: () => images.values(),
-    getImage: (id: string) => images.get(id),
+    // Keys in another order than written, as the metadata store gives them back.
+    getImage: (id: string) => { const image = images.get(id); return image == null ? undefined : Object.fromEntries(Object.entries(image).reverse()) as unknown as ImageRecord },
     putImage: async (image: ImageRecord) => { store.writes++; images.set(image.id, image) },
     members: (id: string) => [...members.values()].filter(m => m.image_id === id),
     putMember: async (m: MemberRecord) => { store.writes++; members.set(`${m.image_id}!${m.member_id}`, m) },
