@@ -1,7 +1,5 @@
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
-
-type Gc = (options: { type: 'major', execution: 'sync' }) => void
+import { getHeapSpaceStatistics } from 'node:v8'
+import { collectGarbage } from '@peerglance/chunk-store'
 
 /** How often the agent looks at its heap. */
 const CHECK_MS = 10_000
@@ -22,7 +20,6 @@ export interface Collected { heapBefore: number, heapAfter: number, youngBefore:
  * at most once per CHECK_MS, and again only once the heap has grown back.
  */
 export function collectWhenIdle (onCollected: (c: Collected) => void): () => void {
-  let gc: Gc | undefined
   let last = process.cpuUsage()
   /** The heap after the last collection (none yet: start-up left its garbage). */
   let floor = 0
@@ -33,12 +30,7 @@ export function collectWhenIdle (onCollected: (c: Collected) => void): () => voi
     const heap = process.memoryUsage()
     const young = getHeapSpaceStatistics().find(s => s.space_name === 'new_space')?.space_size ?? 0
     if (young <= YOUNG_BYTES && heap.heapTotal <= floor + GROWTH_BYTES) return
-    if (gc == null) {
-      // The gc extension is installed in contexts made after the flag is set.
-      setFlagsFromString('--expose-gc')
-      gc = runInNewContext('gc') as Gc
-    }
-    gc({ type: 'major', execution: 'sync' })
+    collectGarbage('major')
     floor = process.memoryUsage().heapTotal
     onCollected({ heapBefore: heap.heapTotal, heapAfter: floor, youngBefore: young })
   }, CHECK_MS)

@@ -7,7 +7,7 @@ import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, RECEIVE_SLOTS_BYTES } fr
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { Pins } from './pins.ts'
-import { collectYoung } from './young-gc.ts'
+import { received } from './young-gc.ts'
 import { leaseChunkFile, readChunkFile, readRange } from './read-range.ts'
 
 export interface FsChunkStoreInit {
@@ -28,9 +28,6 @@ type Status = 'stopped' | 'started' | 'stopping'
 
 function noop (): void {}
 
-/** Bytes of chunks from peers put between two scavenges (see putChunk). */
-const PUT_COLLECT_EVERY = 8 * 1024 * 1024
-
 /** Content-addressed chunk files on the local file system. */
 export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly [Symbol.toStringTag] = '@peerglance/chunk-store'
@@ -43,8 +40,6 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly #keyFile: string | undefined
   readonly #hashers = new ImageHasherPool()
   readonly #slots: ChunkSlots
-  /** Bytes put since the last scavenge. */
-  #sinceCollect = 0
   readonly #ingests = new Set<Promise<void>>()
   #shutdown = new AbortController()
   #status: Status = 'stopped'
@@ -158,15 +153,8 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk write was aborted.', { cause: opts.signal.reason })
     if (!isChunkCid(cid) || (opts.verified !== true && cidOf(bytes) !== cid)) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
-    // As an upload does (young-gc.ts): what dies while chunks arrive from peers (16 KiB TLS reads,
-    // per-chunk promises) waited for a full collection. Now that a chunk's bytes sit in a lent
-    // slot, none is alive on the heap to be promoted by it. A 1 GiB fetch (p2p-transfer swarm+fs,
-    // agent settings): peak RSS 245 MiB without, 182-195 every 32 MiB, 162 every 8 MiB.
-    this.#sinceCollect += bytes.byteLength
-    if (this.#sinceCollect >= PUT_COLLECT_EVERY) {
-      this.#sinceCollect = 0
-      collectYoung()
-    }
+    // Chunks in lent slots are not on the heap; what dies around them (TLS reads) is scavenged.
+    received(bytes.byteLength)
     const put = this.#files.put(cid, bytes, { durableName: false, aligned: this.#slots.owns(bytes) })
     // stop() waits for writes in flight, as it does for ingests.
     const settled = put.then(noop, noop)

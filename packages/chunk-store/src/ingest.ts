@@ -10,7 +10,7 @@ import { eachLimit } from './each-limit.ts'
 import type { ImageHasher } from './image-hasher.ts'
 import type { ImageHasherPool } from './image-hasher-pool.ts'
 import type { Pins } from './pins.ts'
-import { COLLECT_EVERY, collectYoung } from './young-gc.ts'
+import { received } from './young-gc.ts'
 
 export interface IngestContext {
   files: ChunkFiles
@@ -149,7 +149,7 @@ export class Ingest {
 
   #count (piece: Uint8Array): void {
     const { maxBytes, expectedSize } = this.#opts
-    if (Math.floor((this.#size + piece.length) / COLLECT_EVERY) > Math.floor(this.#size / COLLECT_EVERY)) collectYoung()
+    received(piece.length)
     this.#size += piece.length
     if (this.#size > maxBytes) throw tooLarge(maxBytes)
     if (expectedSize != null && this.#size > expectedSize) throw sizeMismatch(this.#size, expectedSize)

@@ -180,13 +180,12 @@ export class BulkListener {
     })
     this.#server.on('connection', (raw: Socket) => {
       const address = raw.remoteAddress ?? ''
-      const pending = this.#pendingPerAddress.get(address) ?? 0
-      if (pending >= MAX_PENDING_PER_ADDRESS) {
+      if ((this.#pendingPerAddress.get(address) ?? 0) >= MAX_PENDING_PER_ADDRESS) {
         raw.destroy()
         return
       }
       const key = endpoint(raw)
-      this.#pendingPerAddress.set(address, pending + 1)
+      count(this.#pendingPerAddress, address, 1)
       this.#pending.set(key, { address, deadline: setTimeout(() => { raw.destroy() }, HANDSHAKE_TIMEOUT_MS) })
       this.#sockets.add(raw)
       raw.once('close', () => {
@@ -229,9 +228,7 @@ export class BulkListener {
     if (pending == null) return
     this.#pending.delete(key)
     clearTimeout(pending.deadline)
-    const left = (this.#pendingPerAddress.get(pending.address) ?? 1) - 1
-    if (left > 0) this.#pendingPerAddress.set(pending.address, left)
-    else this.#pendingPerAddress.delete(pending.address)
+    count(this.#pendingPerAddress, pending.address, -1)
   }
 
   async #admit (socket: TLSSocket, auth: BulkAuth): Promise<PeerId | undefined> {
@@ -241,14 +238,11 @@ export class BulkListener {
       if (auth.membership.isRevoked(peer)) throw new MembershipError(`peer ${peer.toString()} is revoked`)
       const why = await auth.membership.refusal(await readCredential(socket), peer)
       if (why != null) throw new MembershipError(`peer ${peer.toString()} is not a mesh member: ${why}`)
-      const channels = this.#channelsPerPeer.get(peer.toString()) ?? 0
-      if (channels >= MAX_CHANNELS_PER_PEER) throw new MembershipError(`peer ${peer.toString()} holds ${channels} bulk connections already`)
-      this.#channelsPerPeer.set(peer.toString(), channels + 1)
-      socket.once('close', () => {
-        const left = (this.#channelsPerPeer.get(peer.toString()) ?? 1) - 1
-        if (left > 0) this.#channelsPerPeer.set(peer.toString(), left)
-        else this.#channelsPerPeer.delete(peer.toString())
-      })
+      const member = peer.toString()
+      const channels = this.#channelsPerPeer.get(member) ?? 0
+      if (channels >= MAX_CHANNELS_PER_PEER) throw new MembershipError(`peer ${member} holds ${channels} bulk connections already`)
+      count(this.#channelsPerPeer, member, 1)
+      socket.once('close', () => { count(this.#channelsPerPeer, member, -1) })
       writeCredential(socket, auth.own)
       this.#proven(endpoint(socket))
       return peer
@@ -261,6 +255,13 @@ export class BulkListener {
 }
 
 const endpoint = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`
+
+/** Adds `delta` to a count kept per key; a count that reaches 0 goes. */
+function count (counts: Map<string, number>, key: string, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta
+  if (n > 0) counts.set(key, n)
+  else counts.delete(key)
+}
 
 function writeCredential (socket: TLSSocket, own: Credential): void {
   const body = Buffer.from(JSON.stringify(own))
