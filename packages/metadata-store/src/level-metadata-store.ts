@@ -70,6 +70,12 @@ interface LocalManifest { cid: string, manifest: Manifest }
 type BatchOp = { type: 'put', sublevel: unknown, key: string, value: unknown } | { type: 'del', sublevel: unknown, key: string }
 
 /**
+ * Chunks of the images `imageOfChunk` found lately, kept in memory (~100 bytes each): an image with
+ * more is looked up chunk by chunk.
+ */
+const MAX_KNOWN_CHUNKS = 16_384
+
+/**
  * Image metadata in LevelDB, kept as replicated records (every field versioned by a hybrid
  * logical clock) so that agents converge whatever order changes reach them in. Images and members
  * are also held in memory, so reads are synchronous; manifests and chunk references stay on disk.
@@ -103,6 +109,15 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
    * from disk, found it was not the one named, and answered 503.
    */
   readonly #unwritten = new Map<string, { manifest: LocalManifest | undefined }>()
+  /**
+   * The chunks of images `imageOfChunk` found lately, by image. It runs for every chunk sent to a
+   * peer (the per-image metric), and a range query per chunk was 1.6 % of a downloader's main
+   * thread and 5 % of a seed's in the swarm bench (docs/benchmarks.md, issue 8). Emptied whenever
+   * a local manifest changes; `#manifestChanges` tells a lookup that raced with a change.
+   */
+  readonly #knownChunks = new Map<string, ReadonlySet<string>>()
+  #knownCount = 0
+  #manifestChanges = 0
   #started = false
 
   constructor (init: LevelMetadataStoreInit) {
@@ -240,10 +255,35 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
     return keys.length > 0
   }
 
-  /** An image whose local manifest names the chunk (the first, when several share it). */
+  /** An image whose local manifest names the chunk (any one, when several share it). */
   async imageOfChunk (cid: string): Promise<string | undefined> {
+    for (const [imageId, cids] of this.#knownChunks) if (cids.has(cid)) return imageId
+    const changes = this.#manifestChanges
     const keys = await this.#refs.keys({ gte: `${cid}!`, lt: `${cid}"`, limit: 1 }).all()
-    return keys[0]?.slice(cid.length + 1)
+    const imageId = keys[0]?.slice(cid.length + 1)
+    if (imageId != null && !this.#knownChunks.has(imageId)) {
+      const local = await this.#manifests.get(imageId)
+      if (local != null && changes === this.#manifestChanges) this.#knowChunks(imageId, local.manifest.cids)
+    }
+    return imageId
+  }
+
+  #knowChunks (imageId: string, cids: readonly string[]): void {
+    if (cids.length > MAX_KNOWN_CHUNKS) return
+    const known = new Set(cids)
+    this.#knownChunks.set(imageId, known)
+    this.#knownCount += known.size
+    for (const [oldest, chunks] of this.#knownChunks) {
+      if (this.#knownCount <= MAX_KNOWN_CHUNKS) break
+      this.#knownChunks.delete(oldest)
+      this.#knownCount -= chunks.size
+    }
+  }
+
+  #forgetKnownChunks (): void {
+    this.#manifestChanges++
+    this.#knownChunks.clear()
+    this.#knownCount = 0
   }
 
   /** Every chunk some local manifest names. */
@@ -421,9 +461,12 @@ export class LevelMetadataStore implements MetadataStore, ManifestBook, Replica,
   async #replaceManifest (imageId: string, next: LocalManifest | undefined, ops: BatchOp[] = []): Promise<string[]> {
     const decided = { manifest: next }
     this.#unwritten.set(imageId, decided)
+    // Before and after the write: a lookup in between may have seen the chunk references of either.
+    this.#forgetKnownChunks()
     try {
       return await this.#persist(async () => [...ops, ...await this.#manifestOps(imageId, next)], true)
     } finally {
+      this.#forgetKnownChunks()
       if (this.#unwritten.get(imageId) === decided) this.#unwritten.delete(imageId)
     }
   }

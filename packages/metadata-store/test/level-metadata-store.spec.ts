@@ -1,7 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Level } from 'level'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { ImageRecord, Manifest } from '@peerglance/interface'
 import { LevelMetadataStore } from '../src/index.ts'
 
@@ -76,6 +77,33 @@ describe('LevelMetadataStore', () => {
     await store.dataAdded(image('a'), manifest(['abc1']))
     expect(await store.isReferenced('abc')).toBe(false)
     expect(await store.isReferenced('abc1')).toBe(true)
+  })
+
+  it('names the image of chunk after chunk without a range query each, and forgets what a changed manifest named', async () => {
+    const cids = Array.from({ length: 100 }, (_, i) => `c${i}`)
+    await store.dataAdded(image('a', { status: 'active' }), manifest(cids))
+    await store.dataAdded(image('b', { status: 'active' }), manifest(['b1']))
+    const queries = vi.spyOn(Level.prototype as unknown as { _iterator: () => unknown }, '_iterator')
+    try {
+      // Every chunk sent to a peer is looked up (the per-image metric): 100 range queries before.
+      for (const cid of cids) expect(await store.imageOfChunk(cid)).toBe('a')
+      expect(await store.imageOfChunk('b1')).toBe('b')
+      expect(await store.imageOfChunk('x')).toBeUndefined()
+      expect(queries.mock.calls.length).toBeLessThanOrEqual(3)
+    } finally {
+      queries.mockRestore()
+    }
+    // A lookup while the manifest changes, then after: only what the new one names.
+    const replacing = store.dataAdded(image('a', { status: 'active' }), manifest(['d1']))
+    await store.imageOfChunk('c1')
+    await replacing
+    expect(await store.imageOfChunk('c1')).toBeUndefined()
+    expect(await store.imageOfChunk('d1')).toBe('a')
+    expect(await store.imageOfChunk('b1')).toBe('b')
+    await store.dataRemoved(image('a', { status: 'deleted' }))
+    expect(await store.imageOfChunk('d1')).toBeUndefined()
+    await store.manifestDropped('b')
+    expect(await store.imageOfChunk('b1')).toBeUndefined()
   })
 
   it('answers with the manifest an image names as soon as it names it, before the write reaches disk', async () => {
