@@ -9,7 +9,19 @@
  * 2. Chunks another downloader announced, rarest of a sample, random tie-break, so downloaders
  *    feed each other.
  * 3. Chunks this agent is responsible for (`ownerOf`), in image order, from any holder.
- * 4. Chunks whose responsible downloader has been silent for `backgroundFallbackMs`.
+ * 4. When none of those can start: chunks only seeds hold, from the end of the image, whoever
+ *    is responsible for them (`stealScan`). The seed's ledger serves each to the first asker, so
+ *    an owner with a longer share left gets them from us instead (announced), and a seed with
+ *    room is not left idle while some downloader still works through its share.
+ * 5. Chunks whose responsible downloader has been silent for `backgroundFallbackMs`.
+ *
+ * Fetches no reader waits for (steps 2–5) keep at most `BACKGROUND_PER_PEER` in flight per peer
+ * when downloaders share out the seeds' chunks: a chunk is bound to a source late, when the
+ * source can send it soon, rather than queued behind others' requests at the one downloader
+ * that held it first while other holders idle; and each downloader's share of a seed's upload
+ * stays even, so no downloader ends up the only holder of many chunks all the others want.
+ * (Simulator, 8 hosts at 200 Mbit/s: slowest host 1.25–1.43 × the bound with 8 per peer and no
+ * step 4, 1.07–1.11 with both; docs/benchmarks.md.)
  *
  * Seeding: a chunk only seeds hold is fetched from a seed by ONE downloader, the one that ranks
  * first for it by rendezvous hashing over the current downloaders (`ownerOf`); the others wait
@@ -23,7 +35,7 @@ import { getBit, HAVE_COMPLETE, HAVE_DOWNLOADING } from './framing.ts'
 import type { HaveState } from './framing.ts'
 
 /** Why a chunk was fetched (the scheduling step), for counters. */
-export type FetchReason = 'urgent' | 'urgent-mine' | 'urgent-owner-quiet' | 'urgent-waited' | 'announced' | 'mine' | 'owner-quiet'
+export type FetchReason = 'urgent' | 'urgent-mine' | 'urgent-owner-quiet' | 'urgent-waited' | 'announced' | 'mine' | 'unclaimed' | 'owner-quiet'
 
 export interface Pick {
   index: number
@@ -89,10 +101,15 @@ export interface Wants {
   readonly available: Set<number>
   ownedScan: number
   fallbackScan: number
+  /** Step 4's scan, downwards from the last chunk. */
+  stealScan: number
 }
 
 /** Candidates compared for rarity per pick among announced chunks. */
 export const RARITY_SAMPLE = 16
+
+/** Fetches no reader waits for, in flight per peer, when several downloaders share the seeds' chunks. */
+export const BACKGROUND_PER_PEER = 2
 
 /** A peer may be asked for chunk `index`: connected, holds it, not bad, has not just failed it. */
 export function usable (h: Holdings, key: string, peer: PeerHolding, index: number, now: number): boolean {
@@ -199,6 +216,17 @@ export function ownerSilence (h: Holdings, index: number, now: number): number {
   return peer == null ? Infinity : now - peer.lastHeard
 }
 
+/** Whether usable seeds hold the chunk and no usable downloader or complete agent does. */
+function onlySeedsHold (h: Holdings, index: number, now: number): boolean {
+  let seeds = false
+  for (const [key, peer] of h.peers) {
+    if (!usable(h, key, peer, index, now)) continue
+    if (!isSeed(peer)) return false
+    seeds = true
+  }
+  return seeds
+}
+
 /** Whether some connected, good peer has a fetch slot free. */
 function anyRoom (h: Holdings, perPeer: number): boolean {
   for (const [key, peer] of h.peers) if (peer.connected && h.load(key) < perPeer && !h.isBad(key)) return true
@@ -233,6 +261,8 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
     if (peer != null) return { index, peer, reason: mine ? 'urgent-mine' : quiet ? 'urgent-owner-quiet' : seeds ? 'urgent-waited' : 'urgent' }
   }
   if (!s.fetchWhole && !w.hasReaders) return undefined
+  const background = Math.min(BACKGROUND_PER_PEER, s.maxInFlightPerPeer)
+  const chooseLater = (index: number): string | undefined => chooseSource(h, index, true, background, now, random)
   // 2. Chunks other downloaders announced: rarest of a sample.
   let best: (Pick & { rarity: number, tie: number }) | undefined
   let sampled = 0
@@ -242,7 +272,7 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
       if (w.isLocal(index)) w.available.delete(index)
       continue
     }
-    const peer = chooseSource(h, index, false, s.maxInFlightPerPeer, now, random, counted)
+    const peer = chooseSource(h, index, false, background, now, random, counted)
     if (peer == null) continue
     const rarity = counted.holders
     const tie = random()
@@ -256,11 +286,12 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
   if (!graceOver) return undefined
   // 3. Chunks this agent is responsible for, in image order, from any holder (none when others
   // share out the seed's chunks without us: we reach no seed).
-  if (h.downloaders.length > 0 && !h.downloaders.includes(h.self)) w.ownedScan = h.n
+  const sharing = h.downloaders.length === 0 || h.downloaders.includes(h.self)
+  if (!sharing) w.ownedScan = h.n
   for (; w.ownedScan < h.n; w.ownedScan++) {
     const index = w.ownedScan
     if (!w.wanted(index) || ownerOf(h, index) !== h.self) continue
-    const peer = choose(index, true)
+    const peer = chooseLater(index)
     if (peer == null) {
       // Nobody holds it yet, or every holder is busy: try again next time from here.
       if (holderCount(h, index, now) > 0) break
@@ -268,7 +299,17 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
     }
     return { index, peer, reason: 'mine' }
   }
-  // 4. Chunks whose owner has gone quiet: from any holder.
+  // 4. Nothing of our share can start: the others' chunks that only seeds hold, from the end.
+  if (sharing && h.downloaders.length > 1) {
+    for (; w.stealScan >= 0; w.stealScan--) {
+      const index = w.stealScan
+      if (!w.wanted(index) || !onlySeedsHold(h, index, now)) continue
+      const peer = chooseLater(index)
+      if (peer == null) break
+      return { index, peer, reason: 'unclaimed' }
+    }
+  }
+  // 5. Chunks whose owner has gone quiet: from any holder.
   const quiet = new Set<string>()
   for (const owner of h.downloaders) {
     if (owner === h.self) continue
@@ -280,7 +321,7 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
       const index = w.fallbackScan
       w.fallbackScan = (w.fallbackScan + 1) % h.n
       if (!w.wanted(index) || !quiet.has(ownerOf(h, index))) continue
-      const peer = choose(index, true)
+      const peer = chooseLater(index)
       if (peer != null) return { index, peer, reason: 'owner-quiet' }
       if (holderCount(h, index, now) > 0) break
     }

@@ -208,7 +208,8 @@ export class Session {
       urgentSince: new Map(),
       available: new Set(),
       ownedScan: 0,
-      fallbackScan: 0
+      fallbackScan: 0,
+      stealScan: this.n - 1
     }
   }
 
@@ -397,7 +398,7 @@ export class Session {
     }
     this.#noteAvailable(peer, note.state === HAVE_COMPLETE || note.bits != null ? undefined : note.indices)
     // New holdings may make chunks the scans passed over (no holder then) fetchable now.
-    this.#wants.ownedScan = 0
+    this.#rescan()
     if (wasDownloader !== (peer.state === HAVE_DOWNLOADING) || wasNear !== peer.nearSeed || isSeed(peer)) this.#recomputeOwners()
     this.#pumpSoon()
   }
@@ -472,7 +473,7 @@ export class Session {
       if (answer.state === HAVE_DOWNLOADING) peer.downloader = true
       peer.nearSeed = answer.nearSeed === true
       this.#noteAvailable(peer)
-      this.#wants.ownedScan = 0
+      this.#rescan()
       this.#recomputeOwners()
       this.pump()
     } catch (err) {
@@ -504,7 +505,7 @@ export class Session {
     const changed = list.length !== this.#downloaders.length || list.some((p, i) => p !== this.#downloaders[i])
     this.#downloaders = list
     if (changed) {
-      this.#wants.ownedScan = 0
+      this.#rescan()
       this.#owners.length = 0
     }
     if (near !== this.#nearSeed) {
@@ -512,6 +513,12 @@ export class Session {
       // The downloaders around us share out the seed's chunks by it: tell them now, not with the next chunk.
       if (this.#networkStarted && !this.complete) this.#announceTo([])
     }
+  }
+
+  /** The scans of our share and of unclaimed chunks start over (holders or owners changed). */
+  #rescan (): void {
+    this.#wants.ownedScan = 0
+    this.#wants.stealScan = this.n - 1
   }
 
   #hashOf (peer: string): number {
@@ -611,6 +618,7 @@ export class Session {
       }
     }
     if (index < this.#wants.ownedScan) this.#wants.ownedScan = index
+    if (index > this.#wants.stealScan) this.#wants.stealScan = index
     this.pump()
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from '../src/framing.ts'
 import type { HaveState } from '../src/framing.ts'
-import { chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, reachesSeed, rendezvousHash } from '../src/scheduling.ts'
+import { BACKGROUND_PER_PEER, chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, reachesSeed, rendezvousHash } from '../src/scheduling.ts'
 import type { Holdings, PeerHolding, PolicySettings, Wants } from '../src/scheduling.ts'
 
 const N = 64
@@ -44,7 +44,8 @@ function wantsOf (opts: Partial<Wants> & { local?: Set<number>, inflight?: Set<n
     urgentSince: opts.urgentSince ?? new Map(),
     available: opts.available ?? new Set(),
     ownedScan: opts.ownedScan ?? 0,
-    fallbackScan: opts.fallbackScan ?? 0
+    fallbackScan: opts.fallbackScan ?? 0,
+    stealScan: opts.stealScan ?? N - 1
   }
 }
 
@@ -154,6 +155,33 @@ describe('scheduling policy', () => {
     expect(pickNext(h, waiting(), SETTINGS, NOW, first)?.index).not.toBe(index)
     const silent = holdingsOf({ ...peers, d1: holding(HAVE_DOWNLOADING, [], { lastHeard: quiet }) })
     expect(pickNext(silent, waiting(), SETTINGS, NOW, first)).toMatchObject({ index, peer: 'seed', reason: 'urgent-owner-quiet' })
+  })
+
+  it('with its own share under way, takes the chunks only seeds hold from the end, whoever owns them', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [N - 1]) })
+    const mine = new Set<number>()
+    for (let i = 0; i < N; i++) if (ownerOf(h, i) === 'me') mine.add(i)
+    // Our share is in flight; d1 has not asked for its own yet. Chunk N - 1 is d1's to send us.
+    const w = wantsOf({ inflight: mine })
+    let last = N - 2
+    while (mine.has(last)) last--
+    expect(pickNext(h, w, SETTINGS, NOW, first)).toMatchObject({ index: last, peer: 'seed', reason: 'unclaimed' })
+    let next = last - 1
+    while (mine.has(next)) next--
+    const after = wantsOf({ inflight: new Set([...mine, last]), stealScan: w.stealScan })
+    expect(pickNext(h, after, SETTINGS, NOW, first)).toMatchObject({ index: next, reason: 'unclaimed' })
+    // Not while the seed's pipeline from us is full.
+    const busy = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [N - 1]) }, { load: { seed: BACKGROUND_PER_PEER } })
+    expect(pickNext(busy, wantsOf({ inflight: mine }), SETTINGS, NOW, first)).toBeUndefined()
+  })
+
+  it('keeps fewer fetches in flight per peer for what nobody waits for than for what a reader waits for', () => {
+    const settings = { ...SETTINGS, maxInFlightPerPeer: 8 }
+    const h = holdingsOf({ d1: holding(HAVE_DOWNLOADING, [40]), d2: holding(HAVE_DOWNLOADING, []) }, { load: { d1: BACKGROUND_PER_PEER } })
+    // Announced by d1, which is busy with our background fetches: wait, it may be announced by another soon.
+    expect(pickNext(h, wantsOf({ available: new Set([40]) }), settings, NOW, first)).toBeUndefined()
+    // A reader waits for it: d1 is asked, up to maxInFlightPerPeer.
+    expect(pickNext(h, wantsOf({ waiting: [40], hasReaders: true, available: new Set([40]) }), settings, NOW, first)).toMatchObject({ index: 40, peer: 'd1', reason: 'urgent' })
   })
 
   it('with fetchWhole off, fetches nothing once no reader is left', () => {
