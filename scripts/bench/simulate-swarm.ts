@@ -11,7 +11,7 @@
 // random others until it holds `peerTarget` connections, and nobody takes more than `maxPeers`.
 import type { Logger, PeerId } from '@libp2p/interface'
 import type { ChunkBlocks, Manifest } from '@peerglance/interface'
-import { HAVE_NONE, NotHeldError, plainRef, RequestTimeoutError, SeedLedger, Session } from '@peerglance/mesh'
+import { HAVE_NONE, NotHeldError, plainRef, RequestTimeoutError, SeedLedger, SentElsewhereError, Session } from '@peerglance/mesh'
 import type { ChunkRef, FetchReason, HaveAnswer, HaveSelf, SessionHost, SessionSettings } from '@peerglance/mesh'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKGROUND_FALLBACK_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_PER_PEER, DEFAULT_MAX_PEERS,
@@ -311,7 +311,8 @@ export class SwarmModel {
         const refused = once && !server.ledger.claim(this.manifest.cids[index], client.self, this.sim.now)
         if (refused) server.refusedOnce++
         if (server.held[index] !== 1 || refused) {
-          this.sim.after(latency, () => { this.#settle(t, new NotHeldError(`${server.self} does not hold chunk ${index}`)) })
+          const err = refused ? new SentElsewhereError(`${server.self} sent chunk ${index} to another downloader`) : new NotHeldError(`${server.self} does not hold chunk ${index}`)
+          this.sim.after(latency, () => { this.#settle(t, err) })
           return
         }
         let conn = server.connections.get(client.index)

@@ -140,7 +140,7 @@ export interface RequestOptions {
 }
 
 export interface GetOptions extends RequestOptions {
-  /** A fetch from a seed: the seed refuses it (NotHeldError) if it sent the chunk to another downloader lately (seed-ledger.ts). */
+  /** A fetch from a seed: the seed refuses it (SentElsewhereError) if it sent the chunk to another downloader lately (seed-ledger.ts). */
   once?: boolean
 }
 

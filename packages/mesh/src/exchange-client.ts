@@ -6,8 +6,8 @@
 import { AbortedError } from '@peerglance/interface'
 import type { Logger, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import { MAX_FRAME_BODY } from './constants.ts'
-import { NotHeldError, ProtocolError, RequestTimeoutError } from './errors.ts'
-import { CODE_NOT_FOUND, CODE_OK, collect, discard, frame, FrameReader, HEADER_SIZE, MAX_ERROR_BODY } from './framing.ts'
+import { NotHeldError, ProtocolError, RequestTimeoutError, SentElsewhereError } from './errors.ts'
+import { CODE_NOT_FOUND, CODE_OK, CODE_SENT_ELSEWHERE, collect, discard, frame, FrameReader, HEADER_SIZE, MAX_ERROR_BODY } from './framing.ts'
 import type { BodySink, FrameHeader } from './framing.ts'
 import type { FrameStream } from './frame-stream.ts'
 
@@ -169,6 +169,7 @@ export class PeerLink {
         return collect(header.length, message => {
           const text = new TextDecoder().decode(message)
           if (header.code === CODE_NOT_FOUND) reject(new NotHeldError(`peer ${this.#key} does not hold it`))
+          else if (header.code === CODE_SENT_ELSEWHERE) reject(new SentElsewhereError(`peer ${this.#key} sent it to another downloader lately`))
           else reject(new ProtocolError(`peer ${this.#key} failed the request: ${text}`))
         })
       }

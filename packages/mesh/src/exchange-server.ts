@@ -9,7 +9,7 @@ import type { Logger, PeerId } from '@libp2p/interface'
 import { MAX_QUEUED_REQUESTS } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, collect, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
+  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, CODE_SENT_ELSEWHERE, collect, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
   MAX_ERROR_BODY, readNoteHead, setBit, stateByte
 } from './framing.ts'
 import type { FrameHeader, HaveSelf, HaveState } from './framing.ts'
@@ -206,7 +206,7 @@ export class ExchangeServer {
           if (!isChunkCid(cid)) throw new ProtocolError('GET names no chunk CID')
           if (header.code === GET_ONCE && !this.#ledger.claim(cid, remote.toString(), Date.now())) {
             this.stats.refusedOnce++
-            return reply(CODE_NOT_FOUND)
+            return reply(CODE_SENT_ELSEWHERE)
           }
           let bytes: Uint8Array
           let release: (() => void) | undefined

@@ -52,6 +52,12 @@ export const GET_ONCE = 1
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1
 export const CODE_ERROR = 2
+/**
+ * A seed's answer to a GET_ONCE for a chunk it sent another downloader lately: it holds the chunk,
+ * get it from the mesh. (NOT_FOUND before, which made the asker forget that the seed holds it: a
+ * reader could then find no holder and fail. An agent older than this code takes it as an error.)
+ */
+export const CODE_SENT_ELSEWHERE = 3
 
 export interface FrameHeader {
   type: number

@@ -118,6 +118,12 @@ export function usable (h: Holdings, key: string, peer: PeerHolding, index: numb
   return until == null || until <= now
 }
 
+/** Whether a connected, good peer holds the chunk, usable now or not (it failed it lately). */
+export function anyHolder (h: Holdings, index: number): boolean {
+  for (const [key, peer] of h.peers) if (peer.connected && getBit(peer.bits, index) && !h.isBad(key)) return true
+  return false
+}
+
 /** How many usable peers hold the chunk. */
 export function holderCount (h: Holdings, index: number, now: number): number {
   let count = 0

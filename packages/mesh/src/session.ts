@@ -13,7 +13,7 @@ import type { ChunkRef } from './chunk-ref.ts'
 import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
-import { downloadersOf, holderCount, isSeed, pickNext, reachesSeed, rendezvousHash } from './scheduling.ts'
+import { anyHolder, downloadersOf, isSeed, pickNext, reachesSeed, rendezvousHash } from './scheduling.ts'
 import type { FetchReason, Holdings, PeerHolding, PolicySettings, Wants } from './scheduling.ts'
 
 /**
@@ -73,8 +73,13 @@ export interface SessionHost {
   dropSession: (session: Session) => void
 }
 
-/** How long a peer that failed a chunk (timeout, error) is not asked for it again. */
-const CHUNK_FAILURE_MS = 30_000
+/**
+ * How long a peer that failed a chunk (timeout, error), or refused it as a seed's first fetch, is
+ * not asked for it again. It still counts as a holder, so a reader waiting for the chunk waits
+ * this out rather than failing with "no peer holds it" (30 s, with readers giving up after 10,
+ * made a slow seed's single timeout a failed read under load: seeding.spec).
+ */
+const CHUNK_FAILURE_MS = 5_000
 /** Session timer: fallbacks, waits for sources, batched announcements. */
 const TICK_MS = 50
 /** HAVE queries a session repeats while readers wait for chunks nobody is known to hold. */
@@ -611,6 +616,9 @@ export class Session {
       } else if (name === 'NotHeldError') {
         const state = this.#peers.get(peer)
         if (state != null) clearBit(state.bits, index)
+      } else if (name === 'SentElsewhereError') {
+        // The seed holds it and gave it to another downloader, whose ANNOUNCE brings it here.
+        this.#excludeFor(index, peer)
       } else if (name !== 'AbortedError') {
         this.#log('fetch of chunk %d from %s failed - %e', index, peer, err)
         this.#excludeFor(index, peer)
@@ -681,8 +689,9 @@ export class Session {
     let starving = false
     for (const [index, waiters] of this.#waiters) {
       // A HAVE still out may name a holder: the wait for one starts when none is left to answer
-      // (each is bounded by its own timeout).
-      const sourced = this.#inflight.has(index) || this.#querying.size > 0 || holderCount(this.#holdings, index, this.#now()) > 0
+      // (each is bounded by its own timeout). A holder not asked for a while (it failed or
+      // refused the chunk) is still one.
+      const sourced = this.#inflight.has(index) || this.#querying.size > 0 || anyHolder(this.#holdings, index)
       for (const waiter of [...waiters]) {
         if (sourced) {
           waiter.noSourceSince = undefined

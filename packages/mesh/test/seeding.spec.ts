@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { cleanup, fullyConnected, MiB, readAll, seedImage, sha512, startAgent } from './fixtures.ts'
 
 /**
@@ -29,6 +30,21 @@ describe('seeding', () => {
     for (const d of downloaders) for (const [k, v] of Object.entries(d.mesh.swarm.fetchReasons)) reasons[k] = (reasons[k] ?? 0) + v
     console.log(`seed sent ${(sent / MiB).toFixed(1)} MiB for a ${(image.manifest.size / MiB).toFixed(0)} MiB image (${ratio.toFixed(3)} copies); reads took ${seconds.toFixed(1)} s; downloaders sent ${downloaders.map(d => (d.mesh.metrics.totals.bytesSent / MiB).toFixed(0)).join(', ')} MiB; fetches ${JSON.stringify(reasons)}`)
     expect(ratio).toBeLessThanOrEqual(1.25)
+  })
+
+  it('a seed refuses a chunk it just sent another downloader as "sent elsewhere", not "not held"', { timeout: 60_000 }, async () => {
+    const seed = await startAgent({ chunkSize: 256 * 1024, init: seedingInit })
+    const image = await seedImage(seed, MiB)
+    const [a, b] = await Promise.all([0, 1].map(async () => await startAgent({ chunkSize: 256 * 1024, bootstrap: seed.mesh.multiaddrs, init: seedingInit })))
+    await fullyConnected([seed, a, b])
+    const cid = image.manifest.cids[0]
+    const first = await a.mesh.exchange.get(peerIdFromString(seed.mesh.peerId), cid, { once: true })
+    expect(sha512(first)).toBe(sha512(image.bytes.subarray(0, 256 * 1024)))
+    // The seed holds it: b must keep it as a holder (and wait for a's ANNOUNCE), not forget it.
+    await expect(b.mesh.exchange.get(peerIdFromString(seed.mesh.peerId), cid, { once: true })).rejects.toMatchObject({ name: 'SentElsewhereError' })
+    expect(seed.mesh.exchange.stats.refusedOnce).toBe(1)
+    // Without the first-fetch flag (another agent's read, not a downloader's first fetch) it is served.
+    expect(sha512(await b.mesh.exchange.get(peerIdFromString(seed.mesh.peerId), cid))).toBe(sha512(first))
   })
 
   it('a late joiner takes the image from an agent that already downloaded it, not from the seed', { timeout: 60_000 }, async () => {
