@@ -1,16 +1,11 @@
 import { Worker } from 'node:worker_threads'
-
-export type HashRequest =
-  | { op: 'update', bytes: Uint8Array }
-  | { op: 'digest' }
-  | { op: 'reset' }
+import { HASH_WORKER_SCRIPT } from './hash-worker.ts'
+import type { HashRequest } from './hash-worker.ts'
 
 interface Waiter {
   resolve: (reply: string | null) => void
   reject: (err: Error) => void
 }
-
-const WORKER_URL = new URL('./hash-worker.ts', import.meta.url)
 
 /** One worker thread computing one digest; requests are answered in the order they were sent. */
 export class HashThread {
@@ -19,7 +14,7 @@ export class HashThread {
   #failure: Error | undefined
 
   constructor (algorithm: string) {
-    this.#worker = new Worker(WORKER_URL, { workerData: { algorithm } })
+    this.#worker = new Worker(HASH_WORKER_SCRIPT, { eval: true, workerData: { algorithm } })
     this.#worker.on('message', (reply: string | null) => { this.#waiting.shift()?.resolve(reply) })
     this.#worker.on('error', (err) => { this.#fail(err) })
     this.#worker.on('exit', (code) => { this.#fail(new Error(`hash worker exited with code ${code}`)) })

@@ -1,3 +1,4 @@
+import { alignedChunks } from './aligned-chunks.ts'
 import { HashThread } from './hash-thread.ts'
 
 export interface ImageDigests {
@@ -12,9 +13,22 @@ export interface ImageDigests {
 export class ImageHasher {
   readonly #md5 = new HashThread('md5')
   readonly #sha512 = new HashThread('sha512')
+  #chunks: Uint8Array[] | undefined
 
   get healthy (): boolean {
     return this.#md5.healthy && this.#sha512.healthy
+  }
+
+  /**
+   * Chunk buffers for the uploads this hasher serves, the same shared memory for each of them:
+   * the workers keep every memory they were sent alive until their own heaps are collected,
+   * which, allocating next to nothing, they seldom are; a memory per upload grew the agent's RSS
+   * by its 9 MiB per upload (docs/benchmarks.md, upload step 5). The caller may use them until
+   * it has finished or reset the digests.
+   */
+  chunkBuffers (chunkSize: number, count: number): Uint8Array[] {
+    if (this.#chunks?.length !== count || this.#chunks[0].length !== chunkSize) this.#chunks = alignedChunks(chunkSize, count)
+    return [...this.#chunks]
   }
 
   /** Settles only when neither worker reads `bytes` any more, even if one of them failed. */

@@ -40,7 +40,8 @@ export class Ingest {
   readonly #dirs = new DirSyncer(syncDir)
   /**
    * Chunk buffers not being written or hashed: one per chunk in flight plus the one being filled,
-   * made on the first byte and reused, so no fresh pages are faulted in per chunk.
+   * taken on the first byte (the hasher's, which every upload through it reuses) and reused, so
+   * no fresh pages are faulted in per chunk.
    */
   #spare: Uint8Array[] | undefined
   readonly #head = new Uint8Array(HEAD_SIZE)
@@ -102,7 +103,7 @@ export class Ingest {
         this.#count(piece)
         for (let offset = 0; offset < piece.length;) {
           // Nothing writes to a chunk from dispatch until its write and both digests are done.
-          this.#spare ??= alignedChunks(chunkSize, this.#ctx.writeConcurrency + 1)
+          this.#spare ??= hasher?.chunkBuffers(chunkSize, this.#ctx.writeConcurrency + 1) ?? alignedChunks(chunkSize, this.#ctx.writeConcurrency + 1)
           chunk ??= this.#spare.pop() as Uint8Array
           const n = Math.min(piece.length - offset, chunkSize - filled)
           chunk.set(piece.subarray(offset, offset + n), filled)
