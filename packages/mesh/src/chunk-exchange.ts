@@ -51,7 +51,7 @@
  * slow reader holds back the server instead of filling its memory (REPORT.md, stream API).
  */
 import { createHash } from 'node:crypto'
-import { ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
+import { CID_BYTES, ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
 import type { ChunkBlocks, Lease } from '@peerglance/interface'
 import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
 import type { FrameStream } from './frame-stream.ts'
@@ -61,7 +61,7 @@ import {
   DEFAULT_STREAMS_PER_PEER
 } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
-import { encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
+import { cidsInBinary, encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
 import { BulkListener, dialBulk } from './bulk-channel.ts'
 import type { BulkAuth } from './bulk-channel.ts'
@@ -295,15 +295,16 @@ export class ChunkExchange implements Startable {
     const bits = new Uint8Array(Math.ceil(cids.length / 8))
     let state: HaveState = HAVE_NONE
     let nearSeed = false
+    const binary = cidsInBinary(cids)
     for (let from = 0; from < cids.length || from === 0; from += MAX_HAVE_CIDS) {
-      const part = cids.slice(from, from + MAX_HAVE_CIDS)
-      const body = encodeHaveRequest(key, mine, cids.length, from, part.map(cidToBytes))
+      const count = Math.min(MAX_HAVE_CIDS, cids.length - from)
+      const body = encodeHaveRequest(key, mine, cids.length, from, binary.subarray(from * CID_BYTES, (from + count) * CID_BYTES))
       const answer = await this.#request(peer, FRAME_HAVE, body, opts, 0, collector)
-      if (answer.byteLength !== 1 + Math.ceil(part.length / 8)) throw new ProtocolError('HAVE answer has the wrong length')
+      if (answer.byteLength !== 1 + Math.ceil(count / 8)) throw new ProtocolError('HAVE answer has the wrong length')
       const said = readStateByte(answer[0])
       state = Math.max(state, said.state) as HaveState
       nearSeed ||= said.nearSeed
-      for (let i = 0; i < part.length; i++) {
+      for (let i = 0; i < count; i++) {
         if ((answer[1 + (i >> 3)] & (0x80 >> (i & 7))) !== 0) setBit(bits, from + i)
       }
       if (cids.length === 0) break

@@ -208,7 +208,7 @@ describe('a member queueing requests behind a chunk it does not read (libp2p)', 
     // It reads nothing (paused: no window for the seed's answers), so GETs of a 4 MiB chunk hold
     // the stream's answers back; then 1 MiB HAVE bodies.
     const cid = cidToBytes(image.manifest.cids[0])
-    const have = encodeHaveRequest('k', { state: HAVE_NONE, bits: new Uint8Array(Math.ceil(29_000 / 8)) }, 29_000, 0, Array.from({ length: 29_000 }, () => cid))
+    const have = encodeHaveRequest('k', { state: HAVE_NONE, bits: new Uint8Array(Math.ceil(29_000 / 8)) }, 29_000, 0, Buffer.concat(Array.from({ length: 29_000 }, () => cid)))
     const frames = [...Array.from({ length: 8 }, (_, i) => getFrame(cid, i + 1)), ...Array.from({ length: 40 }, (_, i) => getFrame(have, 100 + i, 2))]
     for (const f of frames) if (!stream.send(f)) await stream.onDrain({ signal: AbortSignal.timeout(10_000) }).catch(() => {})
     const ended = await Promise.race([closed.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, 10_000))])
