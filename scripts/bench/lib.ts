@@ -184,7 +184,7 @@ export interface BenchAgent {
 export async function startAgent (cleanup: Cleanup, dataDir: string, args: string[] = []): Promise<BenchAgent> {
   await mkdir(dataDir, { recursive: true })
   // BENCH_ENCRYPT=1: chunk files encrypted at rest (chunks.encryptionKeyFile), to measure its cost;
-  // BENCH_WRITE_CONCURRENCY: chunks.writeConcurrency.
+  // BENCH_WRITE_CONCURRENCY: chunks.writeConcurrency; BENCH_CHUNK_KIB: chunks.chunkSize in KiB.
   const chunks: string[] = []
   if (process.env.BENCH_ENCRYPT === '1') {
     const keyFile = `${dataDir}.chunk-key`
@@ -192,6 +192,7 @@ export async function startAgent (cleanup: Cleanup, dataDir: string, args: strin
     chunks.push(`  encryptionKeyFile: ${keyFile}`)
   }
   if (process.env.BENCH_WRITE_CONCURRENCY != null) chunks.push(`  writeConcurrency: ${envInt('BENCH_WRITE_CONCURRENCY', 4)}`)
+  if (process.env.BENCH_CHUNK_KIB != null) chunks.push(`  chunkSize: ${envInt('BENCH_CHUNK_KIB', 1024) * 1024}`)
   if (chunks.length > 0) {
     await writeFile(`${dataDir}.yaml`, `chunks:\n${chunks.join('\n')}\n`)
     args = ['--config', `${dataDir}.yaml`, ...args]
