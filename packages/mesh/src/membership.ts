@@ -4,6 +4,7 @@ import type { NoiseInit } from '@chainsafe/libp2p-noise'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { ConnectionEncrypter, ConnectionGater, MessageStream, PeerId, PrivateKey, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
+import { readNoiseLengthsQuietly } from './noise-lengths.ts'
 
 /**
  * Who belongs to the mesh. Every agent proves membership right after the Noise handshake, inside
@@ -130,6 +131,7 @@ class MemberEncrypter implements ConnectionEncrypter {
   }
 
   async #prove (secured: SecuredConnection, first: boolean, options?: SecureConnectionOptions): Promise<SecuredConnection> {
+    readNoiseLengthsQuietly(secured.connection)
     const lp = lpStream(secured.connection, { maxDataLength: MAX_CREDENTIAL_BYTES })
     try {
       if (first) await lp.write(this.#own, options)
