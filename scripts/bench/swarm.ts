@@ -150,12 +150,18 @@ function threadCpu (pid: number | undefined): Map<string, Cpu> {
 }
 
 /** Per thread name: CPU between two `threadCpu` readings, as "name user/sys". */
+function cpuDelta (before: Cpu | undefined, after: Cpu | undefined): Cpu {
+  return { user: (after?.user ?? 0) - (before?.user ?? 0), sys: (after?.sys ?? 0) - (before?.sys ?? 0) }
+}
+
+const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
+
 function threadDelta (before: Map<string, Cpu>, after: Map<string, Cpu>): string {
   return [...after].map(([name, c]) => {
     const b = before.get(name) ?? { user: 0, sys: 0 }
     return { name, user: c.user - b.user, sys: c.sys - b.sys }
   }).filter(d => d.user + d.sys > 0.05).sort((x, y) => y.user + y.sys - x.user - x.sys)
-    .map(d => `${d.name} ${fmt(d.user, 1)}/${fmt(d.sys, 1)}`).join(', ')
+    .map(d => `${d.name} ${fmt(d.user, 2)}/${fmt(d.sys, 2)}`).join(', ')
 }
 
 function cpuOf (pids: Array<number | undefined>): Cpu {
@@ -345,8 +351,9 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     agents.push(await startAgent(work, 0, undefined, rep))
     const boot = `/ip4/${hostIp(0)}/tcp/${P2P_PORT}/p2p/${agents[0].peerId}`
     agents.push(...await Promise.all(Array.from({ length: N }, async (_, k) => await startAgent(work, k + 1, boot, rep))))
-    // Peer exchange connects every agent to every other.
-    await until('a full mesh', 60_000, async () => {
+    // Peer exchange connects every agent to every other: past its target of 6 peers only by its
+    // rotation (one dial a minute, earlier at start), so ~45 s on a quiet machine, more when loaded.
+    await until('a full mesh', 180_000, async () => {
       const views = await Promise.all(agents.map(async (_, i) => await status(i)))
       return views.every(v => v.peers.length >= N) ? true : undefined
     })
@@ -385,6 +392,8 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     log(`peerglance TCP connections per host by kind, during the download (sent/received):\n  ${flows1.map((f, i) => `h${i} ${flowDelta(flows0[i], f)}`).join('\n  ')}`)
     for (const trace of traces) await stopProcess(trace, 60_000)
     log(`peerglance CPU-s user/sys by thread during the download:\n  ${threads1.map((t, i) => `h${i} ${threadDelta(threads0[i], t)}`).join('\n  ')}`)
+    const mains = threads1.slice(1).map((t, i) => cpuDelta(threads0[i + 1].get('MainThread'), t.get('MainThread')))
+    log(`peerglance downloaders' MainThread CPU-s during the download, mean of h1..h${N}: ${fmt(mean(mains.map(c => c.user)), 2)} user, ${fmt(mean(mains.map(c => c.sys)), 2)} sys`)
     result.seedPayload = await metricIn(0, 'peerglance_peer_bytes_sent_total') - sent0
     // Who sent and received how much (chunk-protocol frames, MiB): duplicates show here first.
     const flows = await Promise.all(agents.map(async (_, i) => `h${i} ${fmt(await metricIn(i, 'peerglance_peer_bytes_sent_total') / MiB, 0)}/${fmt(await metricIn(i, 'peerglance_peer_bytes_received_total') / MiB, 0)}`))

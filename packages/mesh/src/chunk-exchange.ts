@@ -44,8 +44,11 @@
  *   requester checks them against the manifest CID it got from the image's metadata.
  * - BULK: empty body. OK body = u16 BE, the TCP port of the server's bulk channel (bulk-channel.ts:
  *   the same frames over TLS 1.3, on the address of the libp2p connection); NOT_FOUND when it has
- *   none. A requester asks once per peer and then sends its GETs there; HAVE, ANNOUNCE and
- *   MANIFEST stay on libp2p. When the bulk channel cannot be dialled or proven, GETs go on libp2p.
+ *   none. With `code` 1 (BULK_WITH_FLAGS) the answer has a third byte of flags: 1, the channel
+ *   takes ANNOUNCEs (bodies up to 16 KiB) besides GETs (an agent that predates the flags answers
+ *   two bytes whatever the code: GETs only). A requester asks once per peer and then sends its
+ *   GETs, and ANNOUNCEs when it may, there; HAVE and MANIFEST stay on libp2p. When the bulk
+ *   channel cannot be dialled or proven, they go on libp2p.
  *
  * A server writes a response with `send()` and waits for 'drain' when that returns false, so a
  * slow reader holds back the server instead of filling its memory (REPORT.md, stream API).
@@ -61,7 +64,10 @@ import {
   DEFAULT_STREAMS_PER_PEER
 } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
-import { cidsInBinary, encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE, HAVE_NONE, readStateByte, setBit } from './framing.ts'
+import {
+  BULK_TAKES_ANNOUNCE, BULK_WITH_FLAGS, cidsInBinary, encodeAnnounce, encodeHaveRequest, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, GET_ONCE,
+  HAVE_NONE, MAX_BULK_ANNOUNCE_BODY, readStateByte, setBit
+} from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
 import { BulkListener, dialBulk } from './bulk-channel.ts'
 import type { BulkAuth } from './bulk-channel.ts'
@@ -95,8 +101,8 @@ class BulkUnavailableError extends Error {
   override readonly name = 'BulkUnavailableError'
 }
 
-/** What this agent knows of a peer's bulk channel. */
-type BulkPeer = { kind: 'asking', answered: Promise<void> } | { kind: 'none', until: number } | { kind: 'at', host: string, port: number }
+/** What this agent knows of a peer's bulk channel (`announces`: it takes ANNOUNCEs too). */
+type BulkPeer = { kind: 'asking', answered: Promise<void> } | { kind: 'none', until: number } | { kind: 'at', host: string, port: number, announces: boolean }
 
 
 export interface HaveAnswer {
@@ -249,14 +255,19 @@ export class ChunkExchange implements Startable {
       try {
         return await this.#getOn(bulk, cid, opts, lend)
       } catch (err) {
-        if ((err as Error).name !== 'BulkUnavailableError') throw err
-        this.#log('bulk channel to %p unavailable, chunks go on libp2p - %e', peer, err)
-        this.#bulkPeers.set(peer.toString(), { kind: 'none', until: Date.now() + BULK_RETRY_MS })
-        this.#bulkLinks.get(peer.toString())?.close(err as Error)
-        this.#bulkLinks.delete(peer.toString())
+        this.#bulkFailed(peer, err as Error)
       }
     }
     return await this.#getOn(this.#link(peer), cid, opts, lend)
+  }
+
+  /** Rethrows what is not the bulk channel's own failure; otherwise the peer's frames go on libp2p for a while. */
+  #bulkFailed (peer: PeerId, err: Error): void {
+    if (err.name !== 'BulkUnavailableError') throw err
+    this.#log('bulk channel to %p unavailable, chunks go on libp2p - %e', peer, err)
+    this.#bulkPeers.set(peer.toString(), { kind: 'none', until: Date.now() + BULK_RETRY_MS })
+    this.#bulkLinks.get(peer.toString())?.close(err)
+    this.#bulkLinks.delete(peer.toString())
   }
 
   readonly #lend = (length: number): Lease => this.#components.blocks.lendBuffer?.(length) ?? freshBuffer(length)
@@ -314,11 +325,24 @@ export class ChunkExchange implements Startable {
 
   /**
    * Tells a peer what we stored of image `key` since the last time (one way: nothing comes back,
-   * and a failure is only logged).
+   * and a failure is only logged). On the peer's bulk channel when it takes them: on libp2p each
+   * one was a Noise message, a yamux frame and a window update back, 6 % of a downloader's main
+   * thread for a few KiB (docs/benchmarks.md, issue 8); a TLS record is one write and one read.
    */
   async announce (peer: PeerId, key: string, note: HaveSelf & { total: number, indices: readonly number[] }, opts: RequestOptions = {}): Promise<void> {
     if (!this.#running) throw new NotStartedError('the mesh is not running')
-    await this.#link(peer).notify(FRAME_ANNOUNCE, encodeAnnounce(key, note), opts.signal)
+    const body = encodeAnnounce(key, note)
+    const known = this.#bulkState(peer)
+    const bulk = known?.kind === 'at' && known.announces && body.byteLength <= MAX_BULK_ANNOUNCE_BODY ? this.#bulkLink(peer) : undefined
+    if (bulk != null) {
+      try {
+        await bulk.notify(FRAME_ANNOUNCE, body, opts.signal)
+        return
+      } catch (err) {
+        this.#bulkFailed(peer, err as Error)
+      }
+    }
+    await this.#link(peer).notify(FRAME_ANNOUNCE, body, opts.signal)
   }
 
   /** The manifest bytes the peer has for an image, unverified; NotHeldError when it has none. */
@@ -411,14 +435,16 @@ export class ChunkExchange implements Startable {
     const state: BulkPeer = { kind: 'asking', answered }
     this.#bulkPeers.set(key, state)
     const none = (): void => { if (this.#bulkPeers.get(key) === state) this.#bulkPeers.set(key, { kind: 'none', until: Date.now() + BULK_RETRY_MS }) }
-    this.#request(peer, FRAME_BULK, new Uint8Array(0), { timeoutMs: BULK_ASK_TIMEOUT_MS }, 0, collector).then(answer => {
+    this.#request(peer, FRAME_BULK, new Uint8Array(0), { timeoutMs: BULK_ASK_TIMEOUT_MS }, BULK_WITH_FLAGS, collector).then(answer => {
       const host = this.#components.network.remoteHost?.(peer)
-      if (answer.byteLength !== 2 || host == null) {
+      // Two bytes from an agent that predates the flags: GETs only.
+      if ((answer.byteLength !== 2 && answer.byteLength !== 3) || host == null) {
         none()
         return
       }
       const port = new DataView(answer.buffer, answer.byteOffset, 2).getUint16(0)
-      if (this.#bulkPeers.get(key) === state) this.#bulkPeers.set(key, { kind: 'at', host, port })
+      const announces = answer.byteLength === 3 && (answer[2] & BULK_TAKES_ANNOUNCE) !== 0
+      if (this.#bulkPeers.get(key) === state) this.#bulkPeers.set(key, { kind: 'at', host, port, announces })
     }, err => {
       this.#log('peer %p has no bulk channel - %e', peer, err)
       none()

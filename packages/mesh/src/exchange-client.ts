@@ -199,12 +199,12 @@ export class PeerLink {
     }
   }
 
-  /** Sends a one-way frame on the least busy stream (opening one if there is none). */
+  /** Sends a one-way frame on the least busy stream (when there is none, as a request would get one: one dial for all who wait). */
   async notify (type: number, body: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
     if (this.#closed != null) throw this.#closed
     let channel: Channel | undefined
     for (const c of this.#channels) if (!c.closed && (channel == null || c.pending.length < channel.pending.length)) channel = c
-    channel ??= await this.#open(signal)
+    channel ??= await this.#acquire(signal)
     const data = frame(type, 0, 0, body)
     if (!channel.stream.send(data)) await channel.stream.onDrain(signal)
     this.#components.traffic?.sent(this.#key, data.byteLength)

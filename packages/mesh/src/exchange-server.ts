@@ -9,8 +9,8 @@ import type { Logger, PeerId } from '@libp2p/interface'
 import { MAX_QUEUED_REQUESTS } from './constants.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {
-  CODE_ERROR, CODE_NOT_FOUND, CODE_OK, CODE_SENT_ELSEWHERE, collect, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE, FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE,
-  MAX_ERROR_BODY, readNoteHead, setBit, stateByte
+  BULK_TAKES_ANNOUNCE, BULK_WITH_FLAGS, CODE_ERROR, CODE_NOT_FOUND, CODE_OK, CODE_SENT_ELSEWHERE, collect, FRAME_ANNOUNCE, FRAME_BULK, FRAME_GET, FRAME_HAVE,
+  FRAME_MANIFEST, frame, FrameReader, GET_ONCE, HAVE_NONE, MAX_BULK_ANNOUNCE_BODY, MAX_ERROR_BODY, readNoteHead, setBit, stateByte
 } from './framing.ts'
 import type { FrameHeader, HaveSelf, HaveState } from './framing.ts'
 import type { ExchangeTraffic } from './exchange-client.ts'
@@ -71,6 +71,9 @@ export interface ExchangeStats {
   /** HAVE answers that checked chunk files (no session knew the answer, nor a kept one). */
   havesFromFiles: number
   manifestsServed: number
+  /** ANNOUNCEs heard, and of those the ones that came on a bulk channel. */
+  announcesHeard: number
+  bulkAnnouncesHeard: number
   /** Bulk channels (bulk-channel.ts) members opened to us, and connections refused there before any frame. */
   bulkChannels: number
   bulkRefused: number
@@ -108,8 +111,18 @@ interface Reply {
 
 function noop (): void {}
 
+/** The length of a frame the bulk channel takes (a GET of one CID, or an ANNOUNCE); anything else ends the channel. */
+function bulkRequest (header: FrameHeader): number {
+  if (header.type === FRAME_GET && header.length === CID_BYTES) return header.length
+  if (header.type === FRAME_ANNOUNCE) return header.length
+  throw new ProtocolError(`request type ${header.type} of ${header.length} bytes on the bulk channel`)
+}
+
 export class ExchangeServer {
-  readonly stats: ExchangeStats = { getsServed: 0, bulkGetsServed: 0, chunksNotFound: 0, refusedOnce: 0, bytesServed: 0, havesServed: 0, havesFromFiles: 0, manifestsServed: 0, bulkChannels: 0, bulkRefused: 0 }
+  readonly stats: ExchangeStats = {
+    getsServed: 0, bulkGetsServed: 0, chunksNotFound: 0, refusedOnce: 0, bytesServed: 0, havesServed: 0, havesFromFiles: 0, manifestsServed: 0,
+    announcesHeard: 0, bulkAnnouncesHeard: 0, bulkChannels: 0, bulkRefused: 0
+  }
   readonly #ledger = new SeedLedger()
   readonly #components: ServerComponents
   readonly #log: Logger
@@ -157,12 +170,12 @@ export class ExchangeServer {
     const maybeClose = (): void => {
       if (remoteDone && queued === 0 && stream.writable) stream.close().catch(noop)
     }
-    // The bulk channel carries GETs only (HAVE, ANNOUNCE and the rest stay on libp2p).
-    const reader = new FrameReader(bulk ? CID_BYTES : MAX_REQUEST_BODY, header => collect(header.length, body => {
-      if (bulk && header.type !== FRAME_GET) throw new ProtocolError(`request type ${header.type} on the bulk channel`)
+    // The bulk channel carries GETs of one CID and short ANNOUNCEs; a frame of another kind or size
+    // ends it at its header, before its body is read (HAVE, MANIFEST and the rest stay on libp2p).
+    const reader = new FrameReader(bulk ? MAX_BULK_ANNOUNCE_BODY : MAX_REQUEST_BODY, header => collect(bulk ? bulkRequest(header) : header.length, body => {
       // One way: handled at once, and nothing is queued or sent back.
       if (header.type === FRAME_ANNOUNCE) {
-        this.#announced(remote, body)
+        this.#announced(remote, body, bulk)
         return
       }
       if (++queued > MAX_QUEUED_REQUESTS) throw new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} requests queued on one stream`)
@@ -237,8 +250,9 @@ export class ExchangeServer {
         case FRAME_BULK: {
           const port = this.#host.bulkPort()
           if (port == null) return reply(CODE_NOT_FOUND)
-          const out = new Uint8Array(2)
+          const out = new Uint8Array(header.code === BULK_WITH_FLAGS ? 3 : 2)
           new DataView(out.buffer).setUint16(0, port)
+          if (header.code === BULK_WITH_FLAGS) out[2] = BULK_TAKES_ANNOUNCE
           return reply(CODE_OK, out)
         }
         case FRAME_MANIFEST: {
@@ -304,7 +318,9 @@ export class ExchangeServer {
     return out
   }
 
-  #announced (remote: PeerId, body: Uint8Array): void {
+  #announced (remote: PeerId, body: Uint8Array, bulk: boolean): void {
+    this.stats.announcesHeard++
+    if (bulk) this.stats.bulkAnnouncesHeard++
     const { key, state, nearSeed, total, at } = readNoteHead(body, 'ANNOUNCE')
     if ((body.byteLength - at) % 4 !== 0) throw new ProtocolError('ANNOUNCE indices are not whole u32s')
     const view = new DataView(body.buffer, body.byteOffset, body.byteLength)

@@ -50,6 +50,19 @@ export const MAX_ERROR_BODY = 4096
  */
 export const GET_ONCE = 1
 
+/**
+ * The code byte of a BULK request: the asker reads a third byte in the answer, the channel's
+ * flags (an agent that predates them answers two bytes, the port, whatever the code).
+ */
+export const BULK_WITH_FLAGS = 1
+/** Flag of a BULK answer: ANNOUNCEs may come on the bulk channel too. */
+export const BULK_TAKES_ANNOUNCE = 1
+/**
+ * The longest ANNOUNCE body the bulk channel takes (4,096 indices since the last one, ~600 ms of
+ * 1 MiB chunks at 50 Gbit/s); a longer one goes on libp2p.
+ */
+export const MAX_BULK_ANNOUNCE_BODY = 16 * 1024
+
 export const CODE_OK = 0
 export const CODE_NOT_FOUND = 1
 export const CODE_ERROR = 2

@@ -77,7 +77,10 @@ export async function createMesh (components: MeshComponents, init: MeshInit = {
     bulkChannels: () => ({ accepted: exchange.stats.bulkChannels, refused: exchange.stats.bulkRefused }),
     requestsServed: () => {
       const s = exchange.stats
-      return { get: s.getsServed, 'get-bulk': s.bulkGetsServed, 'get-not-found': s.chunksNotFound, 'get-refused-once': s.refusedOnce, have: s.havesServed, 'have-from-files': s.havesFromFiles, manifest: s.manifestsServed }
+      return {
+        get: s.getsServed, 'get-bulk': s.bulkGetsServed, 'get-not-found': s.chunksNotFound, 'get-refused-once': s.refusedOnce, have: s.havesServed, 'have-from-files': s.havesFromFiles, manifest: s.manifestsServed,
+        announce: s.announcesHeard, 'announce-bulk': s.bulkAnnouncesHeard
+      }
     }
   })
   const network: ChunkNetwork = {

@@ -86,7 +86,7 @@ export class MeshMetrics implements ImageTransfers {
     const served = init.requestsServed ?? (() => ({}))
     this.requestsServed = new Gauge({
       name: 'peerglance_peer_requests_served',
-      help: 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest)',
+      help: 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest, announce: one-way ANNOUNCEs heard, announce-bulk: of those on the bulk channel)',
       labelNames: ['kind'] as const,
       registers,
       collect () {

@@ -14,7 +14,7 @@ import { bulkAuth, dialBulk } from '../src/bulk-channel.ts'
 import type { BulkAuth } from '../src/bulk-channel.ts'
 import { Membership, mintCredential } from '../src/membership.ts'
 import { CHUNK_PROTOCOL } from '../src/constants.ts'
-import { encodeHaveRequest, HAVE_NONE } from '../src/framing.ts'
+import { encodeAnnounce, encodeHaveRequest, HAVE_DOWNLOADING, HAVE_NONE, MAX_BULK_ANNOUNCE_BODY } from '../src/framing.ts'
 import { cleanup, fullyConnected, MiB, seedImage, startAgent } from './fixtures.ts'
 
 /** The listener's deadline for the TLS handshake and the credential (bulk-channel.ts), plus slack. */
@@ -168,6 +168,36 @@ describe('attacks on the bulk channel', () => {
     expect(socket.destroyed).toBe(true)
     expect(Buffer.concat(got).byteLength).toBe(0)
     expect(seed.mesh.exchange.stats.havesServed).toBe(0)
+  })
+
+  it('a member\'s ANNOUNCE longer than the bulk channel takes, or a GET of more than a CID, ends it at the header; a short ANNOUNCE is heard', { timeout: 60_000 }, async () => {
+    const seed = await startAgent({ chunkSize: MiB })
+    const image = await seedImage(seed, MiB)
+    const member = await identity('')
+    const dial = async (): Promise<TLSSocket> => await dialBulk('127.0.0.1', seed.mesh.exchange.bulkPort!, peerIdFromString(seed.mesh.peerId), member, AbortSignal.timeout(5_000))
+    const announce = (indices: number): Buffer => Buffer.from(encodeAnnounce('k1', { state: HAVE_DOWNLOADING, total: 1 << 20, indices: Array.from({ length: indices }, (_, i) => i) }))
+    for (const bad of [getFrame(announce(MAX_BULK_ANNOUNCE_BODY / 4), 0, 4), getFrame(Buffer.alloc(37, 1), 9)]) {
+      const socket = await dial()
+      const got: Buffer[] = []
+      socket.on('data', (d: Buffer) => got.push(d))
+      socket.on('error', () => {})
+      socket.resume()
+      // Only the header and a few bytes of the body: the listener must not wait for the rest.
+      socket.write(bad.subarray(0, 16))
+      // The listener ends the connection (the dialler is half-open: it sees the end).
+      const ended = await new Promise<boolean>(resolve => { socket.once('end', () => { resolve(true) }); socket.once('close', () => { resolve(true) }); setTimeout(() => { resolve(false) }, 5_000) })
+      expect(ended).toBe(true)
+      expect(Buffer.concat(got).byteLength).toBe(0)
+      socket.destroy()
+    }
+    expect(seed.mesh.exchange.stats.announcesHeard).toBe(0)
+    const socket = await dial()
+    socket.write(getFrame(announce(100), 0, 4))
+    await expect.poll(() => seed.mesh.exchange.stats.bulkAnnouncesHeard, { timeout: 5_000 }).toBe(1)
+    // The channel stays good for GETs.
+    const answer = await getOn(socket, cidToBytes(image.manifest.cids[0]))
+    expect(answer.readUInt32BE(6)).toBe(MiB)
+    socket.destroy()
   })
 })
 

@@ -6,7 +6,8 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { bulkAuth, dialBulk } from '../src/bulk-channel.ts'
 import { Membership, mintCredential } from '../src/membership.ts'
-import { HAVE_DOWNLOADING } from '../src/framing.ts'
+import { BULK_TAKES_ANNOUNCE, BULK_WITH_FLAGS, frame, FRAME_BULK, HAVE_DOWNLOADING } from '../src/framing.ts'
+import { CHUNK_PROTOCOL } from '../src/constants.ts'
 import { Inbox } from '../src/frame-stream.ts'
 import { cleanup, fullyConnected, MiB, readAll, seedImage, sha512, startAgent } from './fixtures.ts'
 import type { TestAgent } from './fixtures.ts'
@@ -162,6 +163,34 @@ describe('the bulk channel', () => {
     expect(heard).toEqual([{ key: 'k1' }, { key: 'k1', indices: [1] }])
   })
 
+  it('carries ANNOUNCEs too once the peer\'s port is known, on the channels the GETs use', { timeout: 60_000 }, async () => {
+    const [seed, reader] = await twoAgents()
+    const image = await seedImage(seed, 4 * MiB)
+    await readAll(reader.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
+    const channels = seed.mesh.exchange.stats.bulkChannels
+    const heard = seed.mesh.exchange.stats.announcesHeard
+    const peer = peerIdFromString(seed.mesh.peerId)
+    for (let i = 0; i < 3; i++) await reader.mesh.exchange.announce(peer, 'k1', { state: HAVE_DOWNLOADING, total: 4, indices: [i] })
+    await expect.poll(() => seed.mesh.exchange.stats.announcesHeard, { timeout: 5_000 }).toBe(heard + 3)
+    expect(seed.mesh.exchange.stats.bulkAnnouncesHeard).toBe(3)
+    expect(seed.mesh.exchange.stats.bulkChannels).toBe(channels)
+  })
+
+  it('answers BULK with the port alone to an agent that predates the flags, and with the flags to one that asks for them', { timeout: 60_000 }, async () => {
+    const [a, b] = await twoAgents()
+    const stream = await b.mesh.libp2p.dialProtocol(peerIdFromString(a.mesh.peerId), CHUNK_PROTOCOL)
+    const got: Uint8Array[] = []
+    stream.addEventListener('message', evt => { got.push(evt.data.subarray()) })
+    stream.send(frame(FRAME_BULK, 0, 1, new Uint8Array(0)))
+    stream.send(frame(FRAME_BULK, BULK_WITH_FLAGS, 2, new Uint8Array(0)))
+    await expect.poll(() => Buffer.concat(got).byteLength, { timeout: 5_000 }).toBe(10 + 2 + 10 + 3)
+    const answers = Buffer.concat(got)
+    const port = a.mesh.exchange.bulkPort!
+    expect([answers[0], answers.readUInt32BE(2), answers.readUInt16BE(10)]).toEqual([FRAME_BULK, 1, port])
+    expect([answers[12], answers.readUInt32BE(14), answers.readUInt16BE(22), answers[24]]).toEqual([FRAME_BULK, 2, port, BULK_TAKES_ANNOUNCE])
+    stream.abort(new Error('done'))
+  })
+
   it('falls back to libp2p when a peer\'s bulk port cannot be reached', { timeout: 60_000 }, async () => {
     const seed = await startAgent({ chunkSize: MiB, init: { bulkPort: -1 } })
     expect(seed.mesh.exchange.bulkPort).toBeUndefined()
@@ -171,5 +200,8 @@ describe('the bulk channel', () => {
     const got = await readAll(reader.mesh.reader.read(image.imageId, image.manifest, 0, image.manifest.size - 1))
     expect(sha512(got)).toBe(sha512(image.bytes))
     expect(seed.mesh.exchange.stats.bulkChannels).toBe(0)
+    await reader.mesh.exchange.announce(peerIdFromString(seed.mesh.peerId), 'k1', { state: HAVE_DOWNLOADING, total: 6, indices: [0] })
+    await expect.poll(() => seed.mesh.exchange.stats.announcesHeard, { timeout: 5_000 }).toBe(1)
+    expect(seed.mesh.exchange.stats.bulkAnnouncesHeard).toBe(0)
   })
 })

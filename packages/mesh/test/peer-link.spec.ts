@@ -4,7 +4,21 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
 import { collector, PeerLink } from '../src/exchange-client.ts'
 import type { Dial } from '../src/exchange-client.ts'
-import { FRAME_GET } from '../src/framing.ts'
+import type { FrameStream } from '../src/frame-stream.ts'
+import { FRAME_ANNOUNCE, FRAME_GET } from '../src/framing.ts'
+
+/** A stream that takes every frame sent and never answers. */
+function sink (sent: number[]): FrameStream {
+  return {
+    send: data => { sent.push(data.byteLength); return true },
+    onDrain: async () => {},
+    writable: true,
+    close: async () => {},
+    abort: () => {},
+    listen: () => {},
+    debugState: () => ({})
+  }
+}
 
 describe('PeerLink', () => {
   it('dials a peer that went away once for all the requests waiting, which fail with that dial\'s error', async () => {
@@ -40,5 +54,20 @@ describe('PeerLink', () => {
     expect(await second).toBe('DialError')
     expect(await first).toBe('AbortError')
     expect(dials).toBe(2)
+  })
+
+  it('sends one-way frames that come while the first stream opens on that stream: one dial, not one each', async () => {
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    let dials = 0
+    const sent: number[] = []
+    const dial: Dial = async () => {
+      dials++
+      await new Promise(resolve => setTimeout(resolve, 30))
+      return sink(sent)
+    }
+    const link = new PeerLink(peer, {}, defaultLogger().forComponent('test'), dial, 4, 2)
+    await Promise.all(Array.from({ length: 6 }, async () => { await link.notify(FRAME_ANNOUNCE, new Uint8Array(20), undefined) }))
+    expect(sent).toEqual(Array(6).fill(30))
+    expect(dials).toBe(1)
   })
 })
