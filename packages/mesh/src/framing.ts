@@ -207,21 +207,27 @@ export function clearBit (bits: Uint8Array, i: number): void {
 
 /**
  * The image's CIDs in binary, one after another (36 bytes each), as HAVE requests carry them;
- * made once per manifest (kept while its `cids` array lives). Each HAVE parsed every CID string
- * again before: ~0.5 s of the main thread for a 100 GiB image (100,000 chunks), for every peer
- * asked, when a session starts and every second it waits for chunks nobody is known to hold.
+ * made once per manifest and kept for the few images asked about last. Each HAVE parsed every CID
+ * string again before: ~0.5 s of the main thread for a 100 GiB image (100,000 chunks), for every
+ * peer asked, when a session starts and every second it waits for chunks nobody is known to hold.
  */
 export function cidsInBinary (cids: readonly string[]): Uint8Array {
   let binary = binaryCids.get(cids)
   if (binary == null) {
     const bytes = new Uint8Array(cids.length * CID_BYTES)
     cids.forEach((cid, i) => { bytes.set(cidToBytes(cid), i * CID_BYTES) })
-    binaryCids.set(cids, binary = bytes)
+    binary = bytes
+    if (binaryCids.size >= KEPT_BINARY_CIDS) binaryCids.delete(binaryCids.keys().next().value as readonly string[])
+  } else {
+    binaryCids.delete(cids)
   }
+  binaryCids.set(cids, binary)
   return binary
 }
 
-const binaryCids = new WeakMap<readonly string[], Uint8Array>()
+/** Images whose binary CIDs are kept (the least recently asked about goes first). */
+const KEPT_BINARY_CIDS = 8
+const binaryCids = new Map<readonly string[], Uint8Array>()
 
 /**
  * A HAVE request for `cids` (36-byte CIDs one after another, `cidsInBinary`), the part of an

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { cidFromSha256 } from '@peerglance/interface'
 import { cleanup, fullyConnected, KiB, seedImage, startAgent } from './fixtures.ts'
-import { getBit, HAVE_DOWNLOADING } from '../src/framing.ts'
+import { cidsInBinary, getBit, HAVE_DOWNLOADING } from '../src/framing.ts'
 
 // Counts the CID strings parsed into their binary form (what a HAVE request carries).
 const parsed = vi.hoisted(() => ({ count: 0 }))
@@ -28,5 +29,18 @@ describe('HAVE requests', () => {
     }
     // 3,000 CIDs for the first request, none for the four after it (15,000 before).
     expect(parsed.count - before).toBe(cids.length)
+  })
+
+  it('keeps the binary CIDs of the last eight images asked about, not of every image ever asked about', () => {
+    const images = Array.from({ length: 9 }, (_, i) => [cidFromSha256(new Uint8Array(32).fill(i))])
+    const before = parsed.count
+    const first = cidsInBinary(images[0]).slice()
+    for (const cids of images.slice(1)) cidsInBinary(cids)
+    expect(parsed.count - before).toBe(9)
+    // The last eight are kept; the first went out when the ninth came.
+    for (const cids of images.slice(1)) cidsInBinary(cids)
+    expect(parsed.count - before).toBe(9)
+    expect(cidsInBinary(images[0])).toEqual(first)
+    expect(parsed.count - before).toBe(10)
   })
 })
