@@ -18,6 +18,7 @@ import { toHex } from './bytes.ts'
 import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { liveness } from './liveness.ts'
+import { windowUpdatesAtHalf } from './yamux-window.ts'
 import type { Liveness } from './liveness.ts'
 import { peerExchange } from './peer-exchange.ts'
 import type { PeerExchange, PeerExchangeComponents } from './peer-exchange.ts'
@@ -90,6 +91,7 @@ export type MeshLibp2p = Libp2p<MeshServices>
  */
 export async function createMeshNode (init: MeshNodeInit, identity?: MeshIdentity): Promise<MeshLibp2p> {
   const { privateKey, membership, own } = identity ?? await meshIdentity(init)
+  windowUpdatesAtHalf()
   const listen = init.listen ?? DEFAULT_LISTEN
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns === true) peerDiscovery.push(mdns())
