@@ -51,6 +51,10 @@ export class ChunkFiles {
   #direct = true
   /** Chunk files written with O_DIRECT (for tests and benchmarks). */
   directWrites = 0
+  /** Cleared when the file system refuses O_DIRECT reads (read-range.ts): they then go through the page cache. */
+  readsDirect = true
+  /** Chunk files read with O_DIRECT (for tests and benchmarks). */
+  directReads = 0
 
   constructor (root: string, pins: Pins) {
     this.#root = root
@@ -248,7 +252,7 @@ function heldKey (cid: string): string {
 }
 
 /** O_DIRECT needs offsets and lengths in whole logical blocks; 4 KiB covers every common device. */
-const DIRECT_ALIGNMENT = 4096
+export const DIRECT_ALIGNMENT = 4096
 
 /**
  * Creates `file` (it must not exist) with `bytes`, durable when this returns: opened with O_DSYNC,

@@ -18,6 +18,14 @@ export const HEAD_SIZE = 64 * 1024
  */
 export const RECEIVE_SLOTS_BYTES = 24 * 1024 * 1024
 
+/**
+ * Memory for the buffers chunk files are read into to be served (chunk-slots.ts), at least 4
+ * chunks. A slot goes back once the socket has taken its bytes. In the shaped swarm (8 hosts,
+ * 200 Mbit/s, ~25 inbound bulk channels per agent) all 16 were in use at the busiest moments and
+ * the 24 receive slots peaked at 14-18; pages of slots never lent are never touched.
+ */
+export const READ_SLOTS_BYTES = 16 * 1024 * 1024
+
 /** Hash workers kept alive between ingests; more concurrent ingests spawn more and drop the extra when done. */
 export const MAX_IDLE_HASHERS = 2
 /** How long an idle pair of hash workers lives before it is ended to give back its memory. */

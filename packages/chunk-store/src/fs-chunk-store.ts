@@ -1,9 +1,9 @@
 import { AbortedError, ChunkIntegrityError, cidOf, isChunkCid, ShuttingDownError, silentLogger } from '@peerglance/interface'
 import type { AbortOptions, ChunkBlocks, ChunkStore, IngestOptions, IngestResult, Lease, Logger, Manifest, PutChunkOptions, Startable } from '@peerglance/interface'
-import { ChunkFiles } from './chunk-files.ts'
+import { ChunkFiles, DIRECT_ALIGNMENT } from './chunk-files.ts'
 import { ChunkSealer, checkSealing } from './chunk-sealer.ts'
 import { ChunkSlots } from './chunk-slots.ts'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, RECEIVE_SLOTS_BYTES } from './constants.ts'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_WRITE_CONCURRENCY, READ_SLOTS_BYTES, RECEIVE_SLOTS_BYTES } from './constants.ts'
 import { ImageHasherPool } from './image-hasher-pool.ts'
 import { Ingest } from './ingest.ts'
 import { Pins } from './pins.ts'
@@ -21,6 +21,8 @@ export interface FsChunkStoreInit {
   encryptionKeyFile?: string
   /** Chunk-sized buffers lent to receive chunks from peers into (chunk-slots.ts); default 24 MiB of them, at least 4. */
   receiveSlots?: number
+  /** Buffers chunk files are read into to be served (`readChunkLease`); default 16 MiB of them, at least 4. */
+  readSlots?: number
   logger?: Logger
 }
 
@@ -40,6 +42,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   readonly #keyFile: string | undefined
   readonly #hashers = new ImageHasherPool()
   readonly #slots: ChunkSlots
+  readonly #reads: ChunkSlots
   readonly #ingests = new Set<Promise<void>>()
   #shutdown = new AbortController()
   #status: Status = 'stopped'
@@ -54,6 +57,8 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     this.#log = init.logger ?? silentLogger
     this.#files = new ChunkFiles(dir, this.#pins)
     this.#slots = new ChunkSlots(chunkSize, init.receiveSlots ?? Math.max(4, Math.floor(RECEIVE_SLOTS_BYTES / chunkSize)))
+    // Whole blocks for O_DIRECT, and a block more than any chunk, so that a read coming back short says the file is whole.
+    this.#reads = new ChunkSlots(Math.ceil(chunkSize / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT + DIRECT_ALIGNMENT, init.readSlots ?? Math.max(4, Math.floor(READ_SLOTS_BYTES / chunkSize)))
     this.#files.onDrop = cid => { this.#log.warn({ cid }, 'a chunk file changed on disk: dropped, it will be fetched again') }
     this.#dir = dir
     this.#keyFile = init.encryptionKeyFile == null || init.encryptionKeyFile === '' ? undefined : init.encryptionKeyFile
@@ -120,26 +125,36 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   }
 
   async * read (manifest: Manifest, start: number, end: number, opts: AbortOptions = {}): AsyncGenerator<Uint8Array> {
-    yield * readRange(this.#files, manifest, start, end, opts.signal)
+    yield * readRange(this.#files, this.#reads, manifest, start, end, opts.signal)
   }
 
   /** One whole chunk, as stored (it was verified before it got its name); ChunkUnavailableError when absent. */
   async readChunk (cid: string, opts: AbortOptions = {}): Promise<Uint8Array> {
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk read was aborted.', { cause: opts.signal.reason })
-    return await readChunkFile(this.#files, cid)
+    return await readChunkFile(this.#files, this.#reads, cid)
   }
 
   async readChunkLease (cid: string): Promise<Lease> {
-    return await leaseChunkFile(this.#files, cid, this.chunkSize)
+    return await leaseChunkFile(this.#files, this.#reads, cid)
   }
 
   lendBuffer (length: number): Lease {
     return this.#slots.lend(length)
   }
 
-  /** Receive buffers lent and not handed back, and chunk files written around the page cache (for tests). */
-  get stats (): { buffersLent: number, directWrites: number } {
-    return { buffersLent: this.#slots.lent, directWrites: this.#files.directWrites }
+  /**
+   * For tests and benchmarks: receive and read slots lent and not handed back, fresh buffers lent
+   * instead (garbage), chunk files written and read around the page cache.
+   */
+  get stats (): { buffersLent: number, readsLent: number, readsPeak: number, freshBuffers: number, directWrites: number, directReads: number } {
+    return {
+      buffersLent: this.#slots.lent,
+      readsLent: this.#reads.lent,
+      readsPeak: this.#reads.peak,
+      freshBuffers: this.#slots.fresh + this.#reads.fresh,
+      directWrites: this.#files.directWrites,
+      directReads: this.#files.directReads
+    }
   }
 
   /**

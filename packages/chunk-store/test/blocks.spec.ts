@@ -3,8 +3,14 @@ import { stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf } from '@peerglance/interface'
+import type { Lease } from '@peerglance/interface'
 import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
 import { CHUNK, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
+
+/** Whether two leases hold the same bytes of the same memory (not compared with expect: printing a 17 MiB memory runs out of heap). */
+function sameSlot (one: Lease, other: Lease): boolean {
+  return one.bytes.buffer === other.bytes.buffer && one.bytes.byteOffset === other.bytes.byteOffset
+}
 
 describe('FsChunkStore single chunks (ChunkBlocks)', () => {
   const fresh = freshStore()
@@ -26,26 +32,40 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(await stagingEntries(dir)).toEqual([])
   })
 
-  it('leases a chunk in a buffer it reuses once released, and never while leased', async () => {
+  it('leases a chunk in a slot it reuses once released, and never while leased', async () => {
     const [a, b, c] = [randomBytes(CHUNK), randomBytes(CHUNK), randomBytes(CHUNK)]
     for (const bytes of [a, b, c]) await store.putChunk(cidOf(bytes), bytes)
     const first = await store.readChunkLease(cidOf(a))
     expect(Buffer.from(first.bytes).equals(a)).toBe(true)
-    // Leased: another read gets another buffer and leaves the first one's bytes alone.
+    // Leased: another read gets another slot and leaves the first one's bytes alone.
     const second = await store.readChunkLease(cidOf(b))
-    expect(second.bytes.buffer).not.toBe(first.bytes.buffer)
+    expect(sameSlot(second, first)).toBe(false)
     expect(Buffer.from(first.bytes).equals(a)).toBe(true)
+    expect(store.stats.readsLent).toBe(2)
     first.release()
     first.release()
     const third = await store.readChunkLease(cidOf(c))
-    expect(third.bytes.buffer).toBe(first.bytes.buffer)
+    expect(sameSlot(third, first)).toBe(true)
     expect(Buffer.from(third.bytes).equals(c)).toBe(true)
     expect(Buffer.from(second.bytes).equals(b)).toBe(true)
-    // Released twice, handed out once: the next lease is a fresh buffer, not the third's.
+    // Released twice, handed out once: the next lease is another slot, not the third's.
     const fourth = await store.readChunkLease(cidOf(a))
-    expect(fourth.bytes.buffer).not.toBe(third.bytes.buffer)
+    expect(sameSlot(fourth, third)).toBe(false)
     for (const lease of [second, third, fourth]) lease.release()
+    expect(store.stats).toMatchObject({ readsLent: 0, freshBuffers: 0 })
     await expect(store.readChunkLease(cidOf(randomBytes(10)))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
+    expect(store.stats.readsLent).toBe(0)
+  })
+
+  it('reads the chunk files it serves around the page cache', async () => {
+    const [whole, last] = [randomBytes(CHUNK), randomBytes(1000)]
+    for (const bytes of [whole, last]) await store.putChunk(cidOf(bytes), bytes)
+    for (const bytes of [whole, last]) {
+      const lease = await store.readChunkLease(cidOf(bytes))
+      expect(Buffer.from(lease.bytes).equals(bytes)).toBe(true)
+      lease.release()
+    }
+    expect(store.stats.directReads).toBe(2)
   })
 
   it('leases every length up to its chunk size from one pool, and a longer chunk in a buffer nobody keeps', async () => {
@@ -57,7 +77,7 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(Buffer.from(first.bytes).equals(short)).toBe(true)
     first.release()
     const second = await store.readChunkLease(cidOf(shorter))
-    expect(second.bytes.buffer).toBe(first.bytes.buffer)
+    expect(sameSlot(second, first)).toBe(true)
     expect(Buffer.from(second.bytes).equals(shorter)).toBe(true)
     second.release()
     // A chunk of an image cut with larger chunks (read with the store's own chunk size).
@@ -67,12 +87,46 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     await other.putChunk(cidOf(large), large)
     await other.stop()
     const third = await store.readChunkLease(cidOf(large))
-    expect(third.bytes.buffer).not.toBe(first.bytes.buffer)
+    expect(third.bytes.buffer === first.bytes.buffer).toBe(false)
     expect(Buffer.from(third.bytes).equals(large)).toBe(true)
     third.release()
     const fourth = await store.readChunkLease(cidOf(short))
-    expect(fourth.bytes.buffer).toBe(first.bytes.buffer)
+    expect(sameSlot(fourth, first)).toBe(true)
     fourth.release()
+    expect(store.stats.readsLent).toBe(0)
+  })
+
+  it('with every read slot out, waits for one to come back rather than read into a fresh buffer, for a while', { timeout: 20_000 }, async () => {
+    const few = new FsChunkStore({ dir, chunkSize: CHUNK, readSlots: 2 })
+    await few.start()
+    const chunks = [randomBytes(CHUNK), randomBytes(CHUNK), randomBytes(CHUNK)]
+    for (const bytes of chunks) await few.putChunk(cidOf(bytes), bytes)
+    const [a, b] = [await few.readChunkLease(cidOf(chunks[0])), await few.readChunkLease(cidOf(chunks[1]))]
+    let waited: Lease | undefined
+    const c = few.readChunkLease(cidOf(chunks[2])).then(lease => (waited = lease))
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(waited).toBeUndefined()
+    b.release()
+    await c
+    expect(sameSlot(waited as Lease, b)).toBe(true)
+    expect(Buffer.from((waited as Lease).bytes).equals(chunks[2])).toBe(true)
+    expect(Buffer.from(a.bytes).equals(chunks[0])).toBe(true)
+    expect(few.stats.freshBuffers).toBe(0)
+    // A holder that keeps its slot (a peer that reads nothing) stalls nobody for long: after the
+    // wait, a fresh buffer.
+    const t0 = performance.now()
+    const d = await few.readChunkLease(cidOf(chunks[1]))
+    expect(performance.now() - t0).toBeGreaterThan(1_900)
+    expect(few.stats.freshBuffers).toBe(1)
+    expect(Buffer.from(d.bytes).equals(chunks[1])).toBe(true)
+    // No slot moved since: the next read does not wait at all.
+    const t1 = performance.now()
+    const e = await few.readChunkLease(cidOf(chunks[0]))
+    expect(performance.now() - t1).toBeLessThan(300)
+    expect(few.stats.freshBuffers).toBe(2)
+    for (const lease of [a, waited as Lease, d, e]) lease.release()
+    expect(few.stats.readsLent).toBe(0)
+    await few.stop()
   })
 
   it('refuses bytes that do not hash to the CID and stores nothing', async () => {

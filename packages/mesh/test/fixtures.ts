@@ -34,6 +34,8 @@ export interface AgentOptions {
   dir?: string
   /** The store's buffers for chunks from peers (FsChunkStoreInit.receiveSlots). */
   receiveSlots?: number
+  /** The store's buffers for chunk files it serves (FsChunkStoreInit.readSlots). */
+  readSlots?: number
 }
 
 /** Quick settings so failure paths end within a test's time. */
@@ -49,7 +51,7 @@ export const FAST: MeshInit = {
 
 export async function startAgent (opts: AgentOptions = {}): Promise<TestAgent> {
   const dir = opts.dir ?? await mkdtemp(join(tmpdir(), 'peerglance-mesh-'))
-  const store = new FsChunkStore({ dir: join(dir, 'chunks'), chunkSize: opts.chunkSize ?? 64 * KiB, receiveSlots: opts.receiveSlots })
+  const store = new FsChunkStore({ dir: join(dir, 'chunks'), chunkSize: opts.chunkSize ?? 64 * KiB, receiveSlots: opts.receiveSlots, readSlots: opts.readSlots })
   await store.start()
   const manifests = new Map<string, Uint8Array>()
   const blocks = opts.wrap?.(store) ?? store
