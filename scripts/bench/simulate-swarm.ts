@@ -45,6 +45,8 @@ export interface SwarmModelInit extends Omit<TopologyInit, 'hosts'> {
 export interface SwarmResult {
   /** Virtual ms at which each downloader held the whole image and its reader was done; NaN if never. */
   finished: number[]
+  /** Virtual ms at which each downloader's reader got its first chunk (its first byte); NaN if never. */
+  firstChunk: number[]
   /** The Kumar–Ross bound, ms: max(S/u_seed, S/d_min, N·S/(u_seed + Σu_i)). */
   boundMs: number
   imageBytes: number
@@ -114,6 +116,7 @@ class SimAgent implements SessionHost {
   neighbours: SimAgent[] = []
   session: Session | undefined
   finishedAt = NaN
+  firstChunkAt = NaN
   readDone = false
   readonly #load = new Map<string, number>()
   readonly #fetching = new Map<string, Promise<ChunkRef>>()
@@ -385,6 +388,7 @@ export class SwarmModel {
     const degrees = this.agents.map(a => a.neighbours.length)
     return {
       finished: this.agents.slice(1).map(a => a.finishedAt),
+      firstChunk: this.agents.slice(1).map(a => a.firstChunkAt),
       boundMs,
       imageBytes,
       seedSent: net.carried[net.hostUp(0)],
@@ -411,6 +415,7 @@ export class SwarmModel {
       }
       try {
         await current
+        if (i === 0) agent.firstChunkAt = this.sim.now
       } catch {
         if (this.#over) return
         // A 503 to the client (no holder in time): it asks again, as Nova's download would.
