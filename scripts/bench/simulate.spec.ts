@@ -94,6 +94,7 @@ describe('swarm simulator: the real download sessions over the model', () => {
     })
     const r = await model.run()
     expect(r.finished.every(Number.isFinite)).toBe(true)
+    expect(r.firstChunk.every(t => Number.isFinite(t) && t <= Math.min(...r.finished))).toBe(true)
     // Bound never beaten: no host before S/d, the last not before the Kumar–Ross bound.
     for (const t of r.finished) expect(t).toBeGreaterThanOrEqual(r.imageBytes / 125_000)
     expect(Math.max(...r.finished)).toBeGreaterThanOrEqual(r.boundMs)
