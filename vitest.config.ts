@@ -41,7 +41,8 @@ export default defineConfig({
           // Against the real Glance 25 that scripts/glance.sh starts behind that Keystone.
           name: 'upstream',
           include: ['test/upstream/**/*.spec.ts'],
-          globalSetup: ['test/upstream/global-setup.ts'],
+          // Keystone's first: this Glance and the tests use it, so this run counts as its user too.
+          globalSetup: ['test/keystone/global-setup.ts', 'test/upstream/global-setup.ts'],
           pool: 'forks',
           testTimeout: 300_000,
           hookTimeout: 120_000,
