@@ -80,6 +80,13 @@ export interface SessionHost {
  * made a slow seed's single timeout a failed read under load: seeding.spec).
  */
 const CHUNK_FAILURE_MS = 5_000
+/**
+ * Failed tries of one chunk (timeouts, errors, "not held") after which a reader waiting for it
+ * gets ChunkUnavailableError once no fetch of it is in flight. Holders that failed a chunk still
+ * count as holders, so that a slow seed's one timeout does not fail a read; this bounds the wait
+ * when the only peers that claim a chunk never send it (a stalling or lying member).
+ */
+const MAX_TRIES_WHILE_WAITING = 3
 /** Session timer: fallbacks, waits for sources, batched announcements. */
 const TICK_MS = 50
 /** HAVE queries a session repeats while readers wait for chunks nobody is known to hold. */
@@ -97,6 +104,8 @@ interface Waiter {
   resolve: (chunk: ChunkRef) => void
   reject: (err: Error) => void
   since: number
+  /** The chunk's failed tries when this waiter came (`#tries`). */
+  triesBefore: number
   /** Since when no usable peer holds the chunk (for ChunkUnavailableError). */
   noSourceSince?: number
 }
@@ -149,6 +158,8 @@ export class Session {
   readonly #inflight = new Map<number, Fetch>()
   readonly #waiters = new Map<number, Waiter[]>()
   readonly #failed = new Map<number, Map<string, number>>()
+  /** Chunk index → fetches of it that failed, until it is held here. */
+  readonly #tries = new Map<number, number>()
   /** Peers a HAVE request is out to. */
   readonly #querying = new Set<string>()
   readonly #announce: number[] = []
@@ -346,7 +357,7 @@ export class Session {
     }
     // The fetch in flight, or the next one, hands each waiter a reference (#fetched).
     const { promise, resolve, reject } = Promise.withResolvers<ChunkRef>()
-    const waiter: Waiter = { resolve, reject, since: this.#now() }
+    const waiter: Waiter = { resolve, reject, since: this.#now(), triesBefore: this.#tries.get(index) ?? 0 }
     let list = this.#waiters.get(index)
     if (list == null) this.#waiters.set(index, list = [])
     list.push(waiter)
@@ -610,6 +621,7 @@ export class Session {
     if (this.#closed != null) return
     if (!shared) {
       const name = err.name
+      if (name !== 'AbortedError' && name !== 'SentElsewhereError') this.#tries.set(index, (this.#tries.get(index) ?? 0) + 1)
       if (name === 'ChunkIntegrityError') {
         this.#log.error('peer %s sent a chunk that does not match %s; not asking it again', peer, this.manifest.cids[index])
         this.host.markBad(peer)
@@ -642,6 +654,7 @@ export class Session {
     this.localCount++
     this.#lastProgress = this.#now()
     this.#failed.delete(index)
+    this.#tries.delete(index)
     this.#wants.available.delete(index)
     this.#wants.urgentSince.delete(index)
     if (announce) {
@@ -692,7 +705,12 @@ export class Session {
       // (each is bounded by its own timeout). A holder not asked for a while (it failed or
       // refused the chunk) is still one.
       const sourced = this.#inflight.has(index) || this.#querying.size > 0 || anyHolder(this.#holdings, index)
+      const tries = this.#tries.get(index) ?? 0
       for (const waiter of [...waiters]) {
+        if (tries - waiter.triesBefore >= MAX_TRIES_WHILE_WAITING && !this.#inflight.has(index)) {
+          waiter.reject(new ChunkUnavailableError(`No peer sent chunk ${index} (${this.manifest.cids[index]}) of image ${this.imageId} in ${tries - waiter.triesBefore} tries.`))
+          continue
+        }
         if (sourced) {
           waiter.noSourceSince = undefined
           continue

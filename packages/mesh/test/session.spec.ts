@@ -160,6 +160,21 @@ describe('download session: waits for a chunk', () => {
     await session.close(new Error('done'))
   })
 
+  it('a member that claims a chunk and never sends it keeps a reader waiting only for a few tries, not for ever', async () => {
+    const { session, clock, fetches } = sessionOf(['liar'], {
+      have: async () => ({ state: HAVE_NONE, nearSeed: false, bits: BOTH }),
+      fetch: async () => { throw new RequestTimeoutError('liar did not answer within 15000 ms') }
+    })
+    await session.scanning
+    session.readers = 1 // an HTTP reader streaming the image: the session does not give up by itself
+    const read = outcome(session.chunk(0))
+    await clock.advance(60_000)
+    expect(read.error?.name).toBe('ChunkUnavailableError')
+    expect(read.error?.message).toMatch(/in 3 tries/)
+    expect(fetches.filter(f => f === 'c0@liar')).toHaveLength(3)
+    await session.close(new Error('done'))
+  })
+
   it('a peer that does not hold the chunk is no holder: with no other, the reader gets "no peer holds it" in time', async () => {
     const { session, clock } = sessionOf(['seed'], {
       have: async () => ({ state: HAVE_NONE, nearSeed: false, bits: new Uint8Array(1) }),
