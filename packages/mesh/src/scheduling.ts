@@ -111,16 +111,21 @@ export const RARITY_SAMPLE = 16
 /** Fetches no reader waits for, in flight per peer, when several downloaders share the seeds' chunks. */
 export const BACKGROUND_PER_PEER = 2
 
-/** A peer may be asked for chunk `index`: connected, holds it, not bad, has not just failed it. */
+/** A connected, good peer that holds chunk `index` (whether or not it failed it lately). */
+function holds (h: Holdings, key: string, peer: PeerHolding, index: number): boolean {
+  return peer.connected && getBit(peer.bits, index) && !h.isBad(key)
+}
+
+/** A peer may be asked for chunk `index`: it holds it (`holds`) and has not just failed it. */
 export function usable (h: Holdings, key: string, peer: PeerHolding, index: number, now: number): boolean {
-  if (!peer.connected || !getBit(peer.bits, index) || h.isBad(key)) return false
+  if (!holds(h, key, peer, index)) return false
   const until = h.failed.get(index)?.get(key)
   return until == null || until <= now
 }
 
-/** Whether a connected, good peer holds the chunk, usable now or not (it failed it lately). */
+/** Whether some peer holds the chunk, usable now or not (it failed it lately). */
 export function anyHolder (h: Holdings, index: number): boolean {
-  for (const [key, peer] of h.peers) if (peer.connected && getBit(peer.bits, index) && !h.isBad(key)) return true
+  for (const [key, peer] of h.peers) if (holds(h, key, peer, index)) return true
   return false
 }
 
