@@ -19,6 +19,7 @@ import { fastNoiseCrypto } from './noise-crypto.ts'
 import { loadOrCreatePeerKey } from './peer-key.ts'
 import { liveness } from './liveness.ts'
 import { windowUpdatesAtHalf } from './yamux-window.ts'
+import { skipRepeatedProtocolMerges } from './stream-protocols.ts'
 import type { Liveness } from './liveness.ts'
 import { peerExchange } from './peer-exchange.ts'
 import type { PeerExchange, PeerExchangeComponents } from './peer-exchange.ts'
@@ -95,7 +96,7 @@ export async function createMeshNode (init: MeshNodeInit, identity?: MeshIdentit
   const listen = init.listen ?? DEFAULT_LISTEN
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns === true) peerDiscovery.push(mdns())
-  return await createLibp2p<MeshServices>({
+  const node = await createLibp2p<MeshServices>({
     start: false,
     privateKey,
     ...(init.logger != null ? { logger: init.logger } : {}),
@@ -159,6 +160,8 @@ export async function createMeshNode (init: MeshNodeInit, identity?: MeshIdentit
       }) as (components: any) => PeerExchange
     }
   })
+  skipRepeatedProtocolMerges(node.peerStore)
+  return node
 }
 
 /** Who this agent is (its libp2p key) and how it proves it belongs to the mesh: libp2p and the bulk channel use both. */
