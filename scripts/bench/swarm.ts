@@ -16,6 +16,7 @@
 //   node scripts/bench/swarm.ts --chunk-mib 4          # the agents' chunks.chunkSize (default 1 MiB)
 //   node scripts/bench/swarm.ts --only peerglance --perf /tmp/perf   # perf record (cpu-clock, kernel stacks) of the agents
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
+//   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
 // namespaces (removing one removes its veths and bridge), the work dir under /tmp; all of it and
@@ -32,6 +33,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { fmt, GiB, log, machineCpu, mdTable, median, MiB, runBench } from './lib.ts'
 import type { Cleanup } from './lib.ts'
+import { parseSamples, samplerScript, summarize } from './swarm-trace.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const AGENT_BIN = join(ROOT, 'packages/agent/bin/peerglance.js')
@@ -56,6 +58,7 @@ const { values: opts } = parseArgs({
     perf: { type: 'string' },
     'node-args': { type: 'string' },
     'agent-log': { type: 'string' },
+    trace: { type: 'string' },
     'timeout-s': { type: 'string', default: '600' }
   }
 })
@@ -376,8 +379,11 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     const flows0 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
     const threads0 = agents.map(a => threadCpu(a.child.pid))
     const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
+    const links = opts.trace != null ? await startLinkTrace(`rep${rep}`) : undefined
+    let epoch0 = 0
     const result = await measure('peerglance', () => agents.map(a => a.child.pid), async () => {
       const t0 = performance.now()
+      epoch0 = Date.now() / 1000
       const done = await Promise.all(Array.from({ length: N }, async (_, k) => {
         const out = await curlIn(k + 1, ['-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${API}/v2/images/${id}/file`], TIMEOUT_MS)
         const sec = (performance.now() - t0) / 1000
@@ -388,6 +394,7 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       return { done, note: '' }
     })
     const threads1 = agents.map(a => threadCpu(a.child.pid))
+    if (links != null) log(await links.stop(epoch0, result.done))
     const flows1 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
     log(`peerglance TCP connections per host by kind, during the download (sent/received):\n  ${flows1.map((f, i) => `h${i} ${flowDelta(flows0[i], f)}`).join('\n  ')}`)
     for (const trace of traces) await stopProcess(trace, 60_000)
@@ -437,6 +444,34 @@ function flowDelta (before: Map<string, Flows>, after: Map<string, Flows>): stri
     const b = before.get(kind) ?? { n: 0, sent: 0, received: 0, segsOut: 0, segsIn: 0 }
     return `${kind} ${c.n} conns, ${fmt((c.sent - b.sent) / MiB, 1)}/${fmt((c.received - b.received) / MiB, 1)} MiB, ${c.segsOut - b.segsOut}/${c.segsIn - b.segsIn} data segments`
   }).join('; ')
+}
+
+/**
+ * Samples every host link's byte counters each 100 ms in the bridge namespace (--trace DIR: the
+ * raw samples go to DIR/LABEL-links.txt); `stop` says where the seed's link was not full.
+ */
+async function startLinkTrace (label: string): Promise<{ stop: (epoch0: number, done: number[]) => Promise<string> }> {
+  await mkdir(opts.trace!, { recursive: true })
+  const file = join(opts.trace!, `${label}-links.txt`)
+  const child = spawnIn(bridgeNs, 'bash', ['-c', samplerScript(N + 1, 100)], { stdout: 'pipe' })
+  let text = ''
+  child.stdout?.on('data', (d: Buffer) => { text += d.toString() })
+  await sleep(300)
+  return {
+    async stop (epoch0, done) {
+      await sleep(300)
+      await stopProcess(child, 2_000)
+      await writeFile(file, text)
+      const rate = RATE_MBIT * 1e6 / 8
+      const s = summarize(parseSamples(text, N + 1, epoch0), rate, done)
+      return [
+        `seed link (${file}): first byte at ${fmt(s.seedFirst, 2)} s, done (99.5 %) at ${fmt(s.seedDone, 2)} s, needed ${fmt(s.seedNeeded, 2)} s at full rate: idle ${fmt(s.seedIdle, 2)} s before it was done`,
+        `  under 80 % of its rate: ${s.gaps.map(g => `${fmt(g.from, 1)}-${fmt(g.to, 1)} s at ${fmt(100 * g.rate)} %`).join(', ') || 'never'}`,
+        `  hosts done after the seed: ${[...s.after].sort((a, b) => a - b).map(a => fmt(a, 2)).join(' ')} s`,
+        `  seed rate per 0.5 s, % of its link: ${s.profile.map(p => fmt(100 * p)).join(' ')}`
+      ].join('\n')
+    }
+  }
 }
 
 /** `strace -c -f` attached to each agent for the download phase; summaries in --strace DIR. */

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest'
+import { parseSamples, samplerScript, summarize } from './swarm-trace.ts'
+
+const RATE = 1_000_000
+
+/** Samples every 100 ms of a seed sending at `seedRate(t)` (÷ RATE) and one host receiving it. */
+function trace (until: number, seedRate: (t: number) => number): string {
+  const lines: string[] = []
+  let sent = 5_000
+  for (let k = 0; k * 0.1 <= until + 1e-9; k++) {
+    const t = k * 0.1
+    if (k > 0) sent += seedRate(t - 0.05) * RATE * 0.1
+    lines.push(`${(1000 + t).toFixed(6)} ${Math.round(sent)} 0 0 ${Math.round(sent)}`)
+  }
+  return lines.join('\n')
+}
+
+describe('the swarm bench link trace', () => {
+  it('finds when the seed started, idled and was done, and the hosts\' tail after it', () => {
+    // Starts at 0.5 s, full rate, idle 3.0–3.5 s, half rate 5.0–6.0 s, done at 8.0 s.
+    const rate = (t: number): number => t < 0.5 ? 0 : t < 3 ? 1 : t < 3.5 ? 0 : t < 5 ? 1 : t < 6 ? 0.5 : t < 8 ? 1 : 0
+    const samples = parseSamples(`garbage\n${trace(10, rate)}\n1 2`, 2, 1000)
+    expect(samples).toHaveLength(101)
+    const s = summarize(samples, RATE, [8.5, 9.25])
+    expect(s.seedFirst).toBeCloseTo(0.5, 5)
+    expect(s.seedDone).toBeCloseTo(8.0, 1)
+    // 7 s of sending at full rate minus 0.5 s idle and 0.5 s at half: 6.5 s needed (99.5 % of it).
+    expect(s.seedNeeded).toBeCloseTo(6.5 * 0.995, 2)
+    expect(s.seedIdle).toBeGreaterThan(0.95)
+    expect(s.seedIdle).toBeLessThan(1.1)
+    expect(s.gaps.map(g => [g.from, g.to].map(x => Math.round(x * 10) / 10))).toEqual([[3, 3.5], [5, 6]])
+    expect(s.gaps[0].rate).toBeCloseTo(0, 5)
+    expect(s.gaps[1].rate).toBeCloseTo(0.5, 5)
+    expect(s.after.map(a => Math.round(a * 10) / 10)).toEqual([0.5, 1.3])
+    expect(s.profile).toHaveLength(19)
+    expect(s.profile[0]).toBe(0)
+    expect(s.profile[2]).toBeCloseTo(1, 5)
+    expect(s.profile[6]).toBeCloseTo(0, 5)
+  })
+
+  it('reads the counters of every host in one loop', () => {
+    const script = samplerScript(3, 100)
+    expect(script).toContain('/sys/class/net/h2/statistics/rx_bytes')
+    expect(script).toContain('sleep 0.1')
+    expect(script).not.toContain('h3')
+  })
+})

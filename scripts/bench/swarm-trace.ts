@@ -1,0 +1,97 @@
+// What each host's link carried over time in the shaped swarm (scripts/bench/swarm.ts --trace):
+// the bound is the seed's uplink (S / u_seed), so every moment it does not send at its rate adds
+// to the slowest host. A sampler in the bridge namespace reads each host veth's counters every
+// ~100 ms (on the bridge side, a host's rx is what it sent, its tx what it received, after the
+// host's own HTB); `summarize` says where the seed's link was not full and how long the hosts
+// took after it was done.
+
+/** One reading: seconds since the download began, then bytes per host (cumulative). */
+export interface LinkSample {
+  t: number
+  /** What host i sent (its upload), cumulative bytes. */
+  sent: number[]
+  /** What host i received (its download), cumulative bytes. */
+  received: number[]
+}
+
+export interface LinkSummary {
+  /** The seed's first byte beyond the idle trickle, s. */
+  seedFirst: number
+  /** When the seed had sent 99.5 % of what it sent, s: its share of the bound is over. */
+  seedDone: number
+  /** Seed bytes ÷ its rate: what its link needed at full rate, s. */
+  seedNeeded: number
+  /** seedDone − seedFirst − seedNeeded: the seed link's idle time before it was done, s. */
+  seedIdle: number
+  /** Intervals (≥ 2 samples) before seedDone where the seed sent under 80 % of its rate. */
+  gaps: Array<{ from: number, to: number, rate: number }>
+  /** Each host's completion (from the bench), minus seedDone. */
+  after: number[]
+  /** The seed's rate ÷ its capacity per 0.5 s, up to the last host done. */
+  profile: number[]
+}
+
+/** The sampler: a bash loop (no fork per reading but `sleep`) printing "t sent0 received0 sent1 …". */
+export function samplerScript (hosts: number, everyMs: number): string {
+  const reads = Array.from({ length: hosts }, (_, i) =>
+    `read -r s < /sys/class/net/h${i}/statistics/rx_bytes; read -r r < /sys/class/net/h${i}/statistics/tx_bytes; line+=" $s $r"`).join('; ')
+  return `while :; do line=$EPOCHREALTIME; ${reads}; echo "$line"; sleep ${everyMs / 1000}; done`
+}
+
+/** Parses the sampler's output; times relative to `epoch0` (s since the Unix epoch). */
+export function parseSamples (text: string, hosts: number, epoch0: number): LinkSample[] {
+  const out: LinkSample[] = []
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number)
+    if (f.length !== 1 + 2 * hosts || f.some(x => !Number.isFinite(x))) continue
+    out.push({ t: f[0] - epoch0, sent: f.filter((_, k) => k > 0 && k % 2 === 1), received: f.filter((_, k) => k > 0 && k % 2 === 0) })
+  }
+  return out
+}
+
+/**
+ * Where the seed's link (host 0) was not full between its first byte and its last, and the tail.
+ * `rate` is the link's capacity in bytes per second; `done` the hosts' completion times (s).
+ */
+export function summarize (samples: LinkSample[], rate: number, done: number[]): LinkSummary {
+  const at = samples.filter(s => s.t >= 0)
+  if (at.length < 2) throw new Error('too few link samples')
+  const base = at[0].sent[0]
+  const total = at[at.length - 1].sent[0] - base
+  // The idle trickle (pings, gossip) is a few KB/s: the first sample 64 KiB past the start is data.
+  const first = at.find(s => s.sent[0] - base > 64 * 1024) ?? at[0]
+  const last = at.find(s => s.sent[0] - base >= 0.995 * total) ?? at[at.length - 1]
+  const prev = at[Math.max(0, at.indexOf(first) - 1)]
+  const seedFirst = prev.t
+  const seedDone = last.t
+  const seedNeeded = 0.995 * total / rate
+  const gaps: LinkSummary['gaps'] = []
+  let open: { from: number, to: number, bytes: number, n: number } | undefined
+  for (let k = at.indexOf(first); k < at.length && at[k].t <= seedDone; k++) {
+    const dt = at[k].t - at[k - 1].t
+    const bytes = at[k].sent[0] - at[k - 1].sent[0]
+    if (dt > 0 && bytes / dt < 0.8 * rate) {
+      if (open == null) open = { from: at[k - 1].t, to: at[k].t, bytes, n: 1 }
+      else { open.to = at[k].t; open.bytes += bytes; open.n++ }
+    } else if (open != null) {
+      if (open.n >= 2) gaps.push({ from: open.from, to: open.to, rate: open.bytes / (open.to - open.from) / rate })
+      open = undefined
+    }
+  }
+  if (open != null && open.n >= 2) gaps.push({ from: open.from, to: open.to, rate: open.bytes / (open.to - open.from) / rate })
+  const end = Math.max(...done)
+  const profile: number[] = []
+  for (let t = 0; t < end; t += 0.5) {
+    const a = sampleAt(at, t)
+    const b = sampleAt(at, t + 0.5)
+    profile.push(b.t > a.t ? (b.sent[0] - a.sent[0]) / (b.t - a.t) / rate : 0)
+  }
+  return { seedFirst, seedDone, seedNeeded, seedIdle: seedDone - seedFirst - seedNeeded, gaps, after: done.map(d => d - seedDone), profile }
+}
+
+/** The last sample at or before t (the first one if none). */
+function sampleAt (samples: LinkSample[], t: number): LinkSample {
+  let lo = 0
+  for (let k = 0; k < samples.length && samples[k].t <= t; k++) lo = k
+  return samples[lo]
+}
