@@ -9,6 +9,7 @@
 //   node scripts/bench/simulate.ts                                   # 1,000 hosts, 10 GiB, 10 Gbit/s, racks of 40, 4:1
 //   node scripts/bench/simulate.ts --hosts 100 --size-gib 1 --reps 3
 //   node scripts/bench/simulate.ts --chunk-mib 1 --step-ms 1
+//   node scripts/bench/simulate.ts --hosts 8 --size-gib 0.25 --rate-gbit 0.2 --chunk-mib 1 --oversub 1 --trace   # the seed's link over time
 import { cpuUsage } from 'node:process'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -26,7 +27,8 @@ const { values: opts } = parseArgs({
     'step-ms': { type: 'string', default: '5' },
     reps: { type: 'string', default: '1' },
     seed: { type: 'string', default: '1' },
-    'rack-peers': { type: 'string', default: '0' }
+    'rack-peers': { type: 'string', default: '0' },
+    trace: { type: 'boolean', default: false }
   }
 })
 
@@ -71,7 +73,17 @@ for (let rep = 0; rep < reps; rep++) {
     const held = model.agents.reduce((sum, a) => sum + (a.index === 0 ? 0 : a.heldCount), 0)
     console.error(`rep ${rep + 1}: t=${fmt(model.sim.now / 1000, 0)} s virtual, ${fmt(100 * held / (hosts * model.n), 1)} % of chunks held, ${fmt((performance.now() - wall) / 1000, 0)} s wall`)
   })
+  // The seed's uplink per 0.5 virtual s (--trace): where it was not full, and the tail after it.
+  const seedBytes: number[] = []
+  if (opts.trace) model.sim.every(500, () => { seedBytes.push(model.network.carried[model.network.hostUp(0)]) })
   const r = await model.run()
+  if (opts.trace) {
+    const perStep = hostRate * 500
+    const profile = seedBytes.map((b, k) => (b - (seedBytes[k - 1] ?? 0)) / perStep)
+    const doneAt = (seedBytes.findIndex(b => b >= 0.995 * r.seedSent) + 1) * 0.5
+    console.error(`rep ${rep + 1}: seed link % per 0.5 s: ${profile.map(p => fmt(100 * p)).join(' ')}`)
+    console.error(`rep ${rep + 1}: seed done (99.5 %) by ${fmt(doneAt, 1)} s, idle before ${fmt(doneAt - 0.995 * r.seedSent / hostRate / 1000, 2)} s; hosts done after it: ${r.finished.map(f => fmt(f / 1000 - doneAt, 2)).sort().join(' ')} s`)
+  }
   const used = cpuUsage(cpu)
   const done = r.finished.filter(Number.isFinite)
   const at = (p: number): number => done.length === r.finished.length ? percentile(done, p) : NaN

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { parseSamples, samplerScript, summarize } from './swarm-trace.ts'
+import { parseCounter, parseSamples, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
 
 const RATE = 1_000_000
 
@@ -41,7 +41,15 @@ describe('the swarm bench link trace', () => {
   it('reads the counters of every host in one loop', () => {
     const script = samplerScript(3, 100)
     expect(script).toContain('/sys/class/net/h2/statistics/rx_bytes')
-    expect(script).toContain('sleep 0.1')
+    expect(script).toContain('read -t 0.1 -u $pause')
     expect(script).not.toContain('h3')
+  })
+
+  it('reads counters of one value and finds when they reached a share of their end', () => {
+    const points = parseCounter('1000.0 500\n1000.5 600\nbad\n1001.0 1500\n1001.5 2500', 1000)
+    expect(points).toEqual([[0, 0], [0.5, 100], [1, 1000], [1.5, 2000]])
+    expect(reachedAt(points, 0.5)).toBe(1)
+    expect(reachedAt(points, 1)).toBe(1.5)
+    expect(reachedAt([], 0.5)).toBeNaN()
   })
 })

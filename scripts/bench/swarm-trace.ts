@@ -31,11 +31,48 @@ export interface LinkSummary {
   profile: number[]
 }
 
-/** The sampler: a bash loop (no fork per reading but `sleep`) printing "t sent0 received0 sent1 …". */
+/** A bash loop running `body` every `everyMs` without a fork per reading (`read -t` on an empty pipe is the sleep). */
+function loop (body: string, everyMs: number): string {
+  return `exec {pause}<> <(:); while :; do ${body}; read -t ${everyMs / 1000} -u $pause; done`
+}
+
+/** The sampler in the bridge namespace, printing "t sent0 received0 sent1 …". */
 export function samplerScript (hosts: number, everyMs: number): string {
   const reads = Array.from({ length: hosts }, (_, i) =>
     `read -r s < /sys/class/net/h${i}/statistics/rx_bytes; read -r r < /sys/class/net/h${i}/statistics/tx_bytes; line+=" $s $r"`).join('; ')
-  return `while :; do line=$EPOCHREALTIME; ${reads}; echo "$line"; sleep ${everyMs / 1000}; done`
+  return loop(`line=$EPOCHREALTIME; ${reads}; echo "$line"`, everyMs)
+}
+
+/** A sampler in a host's namespace: "t bytes" its loopback carried (the HTTP download to curl). */
+export function loopbackSamplerScript (everyMs: number): string {
+  return loop('read -r x < /sys/class/net/lo/statistics/tx_bytes; echo "$EPOCHREALTIME $x"', everyMs)
+}
+
+/** The seed's queues: its established sockets (`ss -tn`: Recv-Q Send-Q local peer) every `everyMs`. */
+export function queueSamplerScript (everyMs: number): string {
+  return loop('echo "T $EPOCHREALTIME"; ss -tnH state established', everyMs)
+}
+
+/** Per reading: bytes the seed's bulk sockets (neither `skipPorts`) had queued to send, and on how many sockets. */
+export function parseQueues (text: string, epoch0: number, skipPorts: number[]): Array<{ t: number, queued: number, busy: number }> {
+  const out: Array<{ t: number, queued: number, busy: number }> = []
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f[0] === 'T' && f.length === 2) {
+      out.push({ t: Number(f[1]) - epoch0, queued: 0, busy: 0 })
+      continue
+    }
+    const last = out[out.length - 1]
+    if (last == null || f.length < 4) continue
+    const ports = [f[2], f[3]].map(ep => Number(ep.slice(ep.lastIndexOf(':') + 1)))
+    if (ports.some(p => skipPorts.includes(p))) continue
+    const sendQ = Number(f[1])
+    if (sendQ > 0) {
+      last.queued += sendQ
+      last.busy++
+    }
+  }
+  return out
 }
 
 /** Parses the sampler's output; times relative to `epoch0` (s since the Unix epoch). */
@@ -87,6 +124,25 @@ export function summarize (samples: LinkSample[], rate: number, done: number[]):
     profile.push(b.t > a.t ? (b.sent[0] - a.sent[0]) / (b.t - a.t) / rate : 0)
   }
   return { seedFirst, seedDone, seedNeeded, seedIdle: seedDone - seedFirst - seedNeeded, gaps, after: done.map(d => d - seedDone), profile }
+}
+
+/** "t bytes" lines as [t − epoch0, bytes − the first reading]. */
+export function parseCounter (text: string, epoch0: number): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  let first: number | undefined
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number)
+    if (f.length !== 2 || !f.every(Number.isFinite)) continue
+    first ??= f[1]
+    out.push([f[0] - epoch0, f[1] - first])
+  }
+  return out
+}
+
+/** When a cumulative counter first reached `share` of its last value (NaN if never). */
+export function reachedAt (points: Array<[number, number]>, share: number): number {
+  const total = points.length > 0 ? points[points.length - 1][1] : 0
+  return points.find(([, v]) => v >= share * total)?.[0] ?? NaN
 }
 
 /** The last sample at or before t (the first one if none). */

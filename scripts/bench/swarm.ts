@@ -33,7 +33,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { fmt, GiB, log, machineCpu, mdTable, median, MiB, runBench } from './lib.ts'
 import type { Cleanup } from './lib.ts'
-import { parseSamples, samplerScript, summarize } from './swarm-trace.ts'
+import { loopbackSamplerScript, parseCounter, parseQueues, parseSamples, queueSamplerScript, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const AGENT_BIN = join(ROOT, 'packages/agent/bin/peerglance.js')
@@ -456,19 +456,44 @@ async function startLinkTrace (label: string): Promise<{ stop: (epoch0: number, 
   const child = spawnIn(bridgeNs, 'bash', ['-c', samplerScript(N + 1, 100)], { stdout: 'pipe' })
   let text = ''
   child.stdout?.on('data', (d: Buffer) => { text += d.toString() })
+  // What the seed had queued in its sockets: an empty queue while its link idles means nobody asked.
+  const queues = spawnIn(hostNs(0), 'bash', ['-c', queueSamplerScript(200)], { stdout: 'pipe' })
+  let queueText = ''
+  queues.stdout?.on('data', (d: Buffer) => { queueText += d.toString() })
+  // Each downloader's loopback: the HTTP download to its curl, against what its link received.
+  const loopbacks = Array.from({ length: N }, (_, k) => {
+    const sampler = spawnIn(hostNs(k + 1), 'bash', ['-c', loopbackSamplerScript(100)], { stdout: 'pipe' })
+    const out = { sampler, text: '' }
+    sampler.stdout?.on('data', (d: Buffer) => { out.text += d.toString() })
+    return out
+  })
   await sleep(300)
   return {
     async stop (epoch0, done) {
       await sleep(300)
       await stopProcess(child, 2_000)
+      await stopProcess(queues, 2_000)
+      for (const l of loopbacks) await stopProcess(l.sampler, 2_000)
       await writeFile(file, text)
+      await writeFile(join(opts.trace!, `${label}-seed-queues.txt`), queueText)
+      const q = parseQueues(queueText, epoch0, [P2P_PORT, 9292]).filter(r => r.t >= 0 && r.t <= Math.max(...done))
+      const perHalf = new Map<number, Array<{ queued: number, busy: number }>>()
+      for (const r of q) perHalf.set(Math.floor(r.t * 2), [...(perHalf.get(Math.floor(r.t * 2)) ?? []), r])
       const rate = RATE_MBIT * 1e6 / 8
-      const s = summarize(parseSamples(text, N + 1, epoch0), rate, done)
+      const samples = parseSamples(text, N + 1, epoch0)
+      const s = summarize(samples, rate, done)
+      const hosts = loopbacks.map((l, k) => {
+        const link = samples.map((x): [number, number] => [x.t, x.received[k + 1] - samples[0].received[k + 1]])
+        const http = parseCounter(l.text, epoch0)
+        return `h${k + 1} link ${fmt(reachedAt(link, 0.5), 1)}/${fmt(reachedAt(link, 0.9), 1)}/${fmt(reachedAt(link, 0.999), 2)}, curl ${fmt(reachedAt(http, 0.5), 1)}/${fmt(reachedAt(http, 0.9), 1)}/${fmt(reachedAt(http, 0.999), 2)}, done ${fmt(done[k], 2)}`
+      })
       return [
         `seed link (${file}): first byte at ${fmt(s.seedFirst, 2)} s, done (99.5 %) at ${fmt(s.seedDone, 2)} s, needed ${fmt(s.seedNeeded, 2)} s at full rate: idle ${fmt(s.seedIdle, 2)} s before it was done`,
         `  under 80 % of its rate: ${s.gaps.map(g => `${fmt(g.from, 1)}-${fmt(g.to, 1)} s at ${fmt(100 * g.rate)} %`).join(', ') || 'never'}`,
         `  hosts done after the seed: ${[...s.after].sort((a, b) => a - b).map(a => fmt(a, 2)).join(' ')} s`,
-        `  seed rate per 0.5 s, % of its link: ${s.profile.map(p => fmt(100 * p)).join(' ')}`
+        `  seed rate per 0.5 s, % of its link: ${s.profile.map(p => fmt(100 * p)).join(' ')}`,
+        `  per downloader, when 50/90/99.9 % had come over its link and gone to its curl (s):\n    ${hosts.join('\n    ')}`,
+        `  seed's bulk sockets' send queues per 0.5 s, KiB (sockets with data): ${[...perHalf.values()].map(rs => `${fmt(mean(rs.map(r => r.queued)) / 1024)}(${fmt(mean(rs.map(r => r.busy)))})`).join(' ')}`
       ].join('\n')
     }
   }
