@@ -71,7 +71,8 @@ function parsed (cid: string): CID {
   if (found == null) {
     found = CID.parse(cid)
     keep(byString, cid, found)
-    keep(named, latin1(found.bytes), cid)
+    // Bytes name the CID's canonical string, not a spelling of it in another base that was parsed.
+    keep(named, latin1(found.bytes), found.toString())
   }
   return found
 }

@@ -58,4 +58,13 @@ describe('chunk CIDs', () => {
     expect(() => cidFromBytes(bytes)).toThrow()
     expect(() => cidFromBytes(bytes)).toThrow()
   })
+
+  it('decode bytes to the canonical string even after the CID was parsed in another base', async () => {
+    const { base58btc } = await import('multiformats/bases/base58')
+    const cid = cidFromSha256(randomBytes(32))
+    const other = parse(cid).toString(base58btc)
+    expect(other).not.toBe(cid)
+    const bytes = Uint8Array.from(cidToBytes(other))
+    expect(cidFromBytes(bytes)).toBe(cid)
+  })
 })
