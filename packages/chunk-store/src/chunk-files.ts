@@ -1,7 +1,7 @@
 import { isChunkCid, sha256DigestOf } from '@peerglance/interface'
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ChunkSealer } from './chunk-sealer.ts'
 import { CHUNKS_DIR, STAGING_DIR } from './constants.ts'
@@ -9,7 +9,7 @@ import { KeyedLock } from './keyed-lock.ts'
 import type { Pins } from './pins.ts'
 
 /**
- * The on-disk layout: `chunks/<xy>/<cid>` for whole, verified chunks and `staging/` for files
+ * The on-disk layout: `chunks/<x>/<cid>` for whole, verified chunks and `staging/` for files
  * being written. A chunk appears under its name only by rename once its bytes are on the device
  * (O_DSYNC writes), so a name never points at partial bytes.
  */
@@ -41,6 +41,8 @@ export class ChunkFiles {
   #unsynced = false
   /** Bytes of the chunk files under `chunks/`: counted once by `prepare`, then kept up to date. */
   bytes = 0
+  /** Chunk files moved from the two-character layout by the last `prepare`. */
+  moved = 0
   /** Bumped whenever a chunk file is added or deleted (ChunkBlocks `generation`). */
   generation = 0
   /** Set when chunk files are encrypted at rest (chunk-sealer.ts). */
@@ -71,8 +73,12 @@ export class ChunkFiles {
     if (await mkdir(this.#chunks, { recursive: true }) != null) await syncDir(this.#root)
     this.bytes = 0
     this.#held.clear()
+    this.#dirs.clear()
     // Fan-out directories already there need no mkdir before the first rename into them.
-    for (const sub of await readdir(this.#chunks)) this.#dirs.set(join(this.#chunks, sub), Promise.resolve())
+    for (const sub of await readdir(this.#chunks)) {
+      if (sub.length === 1) this.#dirs.set(join(this.#chunks, sub), Promise.resolve())
+    }
+    this.moved = await this.#moveTwoCharacterLayout()
     for await (const cid of this.list()) {
       this.bytes += await sizeOf(this.path(cid))
       this.#held.add(heldKey(cid))
@@ -145,8 +151,19 @@ export class ChunkFiles {
 
   async #publish (tmp: string, cid: string, durable: boolean): Promise<void> {
     const dir = this.#dirOf(cid)
-    // Fan-out directories are made on first use (making all 1024 up front took ~0.5 s here), and
-    // a durable rename into a new one waits until its entry in chunks/ is durable.
+    await this.#dir(dir, durable)
+    if (durable && this.#unsynced) {
+      this.#unsynced = false
+      await syncDir(this.#chunks)
+    }
+    await rename(tmp, join(dir, cid))
+  }
+
+  /**
+   * Fan-out directories are made on first use, and a durable rename into a new one waits until
+   * its entry in chunks/ is durable.
+   */
+  async #dir (dir: string, durable: boolean): Promise<void> {
     let made = this.#dirs.get(dir)
     if (made == null) {
       made = this.#makeDir(dir, durable)
@@ -154,11 +171,6 @@ export class ChunkFiles {
       made.catch(() => { this.#dirs.delete(dir) })
     }
     await made
-    if (durable && this.#unsynced) {
-      this.#unsynced = false
-      await syncDir(this.#chunks)
-    }
-    await rename(tmp, join(dir, cid))
   }
 
   async #makeDir (dir: string, durable: boolean): Promise<void> {
@@ -170,6 +182,43 @@ export class ChunkFiles {
     }
     if (durable) await syncDir(this.#chunks)
     else this.#unsynced = true
+  }
+
+  /**
+   * Stores before this layout fanned out into 1,024 directories (`chunks/<xy>/`): a new store made
+   * a directory, a new inode, for nearly every chunk of its first images, and an upload fsynced
+   * hundreds of them. Their chunk files move to `chunks/<x>/` once, each by a link, the
+   * directories made durable, then the old name unlinked, so that a crash at any point leaves every
+   * chunk under at least one name this layout or that one finds. Returns how many moved.
+   */
+  async #moveTwoCharacterLayout (): Promise<number> {
+    let moved = 0
+    for (const sub of await readdir(this.#chunks)) {
+      if (sub.length !== 2) continue
+      const from = join(this.#chunks, sub)
+      let names: string[]
+      try {
+        names = (await readdir(from)).filter(name => isChunkCid(name) && name.slice(-3, -1) === sub)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') continue
+        throw err
+      }
+      const linked: string[] = []
+      const dirs = new Set<string>()
+      for (const name of names) {
+        const dir = this.#dirOf(name)
+        await this.#dir(dir, true)
+        if (await linkOrMove(join(from, name), join(dir, name))) linked.push(name)
+        dirs.add(dir)
+      }
+      for (const dir of dirs) await syncDir(dir)
+      for (const name of linked) await unlink(join(from, name))
+      moved += names.length
+      // Anything else in it (not ours) keeps the directory; list() skips it.
+      await rmdir(from).catch(() => {})
+    }
+    if (moved > 0) await syncDir(this.#chunks)
+    return moved
   }
 
   /** Deletes a chunk file that failed to open (changed on disk), so it is fetched again. */
@@ -236,10 +285,30 @@ export class ChunkFiles {
   }
 }
 
-// The last base32 character of a 36-byte CID carries only 3 bits, so fan out on the two before
-// it (as IPFS flatfs does with next-to-last/2): 1024 evenly filled directories.
+// The last base32 character of a 36-byte CID carries only 3 bits, so fan out on the one before it:
+// 32 evenly filled directories. A store of 1 MiB chunks holds ~3,200 names per directory per 100
+// GiB, which ext4's and XFS's hashed directories look up in constant time; with 1,024 (two
+// characters, as IPFS flatfs does) a new store made a directory for nearly every chunk of its
+// first images, each a new inode: ~10 % of a downloader's thread-pool time in the shaped swarm
+// (docs/benchmarks.md, "The chunk files on a downloader").
 function fanOut (cid: string): string {
-  return cid.slice(-3, -1)
+  return cid.slice(-2, -1)
+}
+
+/** Gives `to` the file `from` names; false when the link could not be made and the file was renamed instead. */
+async function linkOrMove (from: string, to: string): Promise<boolean> {
+  try {
+    await link(from, to)
+    return true
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    // A crash after the link and before the unlink: the new name is the same chunk.
+    if (code === 'EEXIST') return true
+    // File systems without hard links.
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err
+    await rename(from, to)
+    return false
+  }
 }
 
 async function sizeOf (path: string): Promise<number> {

@@ -72,6 +72,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
       this.#files.sealer = this.#keyFile == null ? undefined : await ChunkSealer.fromFile(this.#keyFile)
       await checkSealing(this.#dir, this.#files.sealer)
       if (swept > 0) this.#log.info({ files: swept }, 'swept staging leftovers')
+      if (this.#files.moved > 0) this.#log.info({ files: this.#files.moved }, 'moved chunk files into the 32-directory layout')
       this.#shutdown = new AbortController()
       this.#status = 'started'
     })

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf } from '@peerglance/interface'
 import type { Lease } from '@peerglance/interface'
-import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
-import { CHUNK, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
+import { FsChunkStore } from '../src/index.ts'
+import { CHUNK, chunkFile, concat, manifestOf, pieces, stagingEntries, storedCids, freshStore } from './fixtures.ts'
 
 /** Whether two leases hold the same bytes of the same memory (not compared with expect: printing a 17 MiB memory runs out of heap). */
 function sameSlot (one: Lease, other: Lease): boolean {
@@ -246,7 +245,7 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     const bytes = randomBytes(CHUNK)
     const cid = cidOf(bytes)
     await store.putChunk(cid, bytes)
-    const file = join(dir, CHUNKS_DIR, cid.slice(-3, -1), cid)
+    const file = chunkFile(dir, cid)
     const before = await stat(file)
     const { generation, bytesStored } = store
     const lease = store.lendBuffer(CHUNK)
@@ -264,7 +263,7 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     const bytes = randomBytes(CHUNK)
     const cid = cidOf(bytes)
     await store.putChunk(cid, bytes)
-    await unlink(join(dir, CHUNKS_DIR, cid.slice(-3, -1), cid))
+    await unlink(chunkFile(dir, cid))
     const generation = store.generation
     await expect(store.readChunk(cid)).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
     expect(await store.has(cid)).toBe(false)

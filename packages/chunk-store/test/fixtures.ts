@@ -48,6 +48,11 @@ export function digest (algorithm: string, bytes: Uint8Array): string {
   return createHash(algorithm).update(bytes).digest('hex')
 }
 
+/** Where the store keeps a chunk's file: `chunks/<x>/<cid>`, x the character before the CID's last. */
+export function chunkFile (dir: string, cid: string): string {
+  return join(dir, CHUNKS_DIR, cid.slice(-2, -1), cid)
+}
+
 /** The CIDs of every chunk file on disk, sorted. */
 export async function storedCids (dir: string): Promise<string[]> {
   const cids: string[] = []

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
-import { join } from 'node:path'
 import { beforeEach, describe, expect, it } from 'vitest'
 import type { Manifest } from '@peerglance/interface'
-import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
-import { CHUNK, concat, manifestOf, pieces, freshStore } from './fixtures.ts'
+import { FsChunkStore } from '../src/index.ts'
+import { CHUNK, chunkFile, concat, manifestOf, pieces, freshStore } from './fixtures.ts'
 
 describe('FsChunkStore read', () => {
   const fresh = freshStore()
@@ -65,7 +64,7 @@ describe('FsChunkStore read', () => {
 
   it('fails with ChunkUnavailableError naming a chunk whose file is gone', async () => {
     const gone = manifest.cids[3]
-    await unlink(join(dir, CHUNKS_DIR, gone.slice(-3, -1), gone))
+    await unlink(chunkFile(dir, gone))
     const parts: Uint8Array[] = []
     const err = await (async () => { for await (const part of store.read(manifest, 0, data.length - 1)) parts.push(part) })().catch(err => err)
     expect(err).toMatchObject({ name: 'ChunkUnavailableError', message: expect.stringContaining(gone) })
@@ -76,7 +75,7 @@ describe('FsChunkStore read', () => {
 
   it('lets a reader stop early, even with a missing chunk right ahead', async () => {
     const gone = manifest.cids[1]
-    await unlink(join(dir, CHUNKS_DIR, gone.slice(-3, -1), gone))
+    await unlink(chunkFile(dir, gone))
     for await (const part of store.read(manifest, 0, data.length - 1)) {
       expect(part).toHaveLength(CHUNK)
       break

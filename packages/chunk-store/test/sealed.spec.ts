@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cidOf } from '@peerglance/interface'
-import { CHUNKS_DIR, FsChunkStore } from '../src/index.ts'
-import { CHUNK, concat, manifestOf, pieces, storedCids } from './fixtures.ts'
+import { FsChunkStore } from '../src/index.ts'
+import { CHUNK, chunkFile, concat, manifestOf, pieces, storedCids } from './fixtures.ts'
 
 const dirs: string[] = []
 const stores: FsChunkStore[] = []
@@ -26,7 +26,7 @@ async function sealedStore (key = randomBytes(32).toString('hex'), dir?: string)
   return { store, dir, keyFile }
 }
 
-const fileOf = (dir: string, cid: string): string => join(dir, CHUNKS_DIR, cid.slice(-3, -1), cid)
+const fileOf = chunkFile
 
 describe('chunk files encrypted at rest', () => {
   it('hold no plaintext, keep CIDs over the plaintext, and read back byte-exact', async () => {
