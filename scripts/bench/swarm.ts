@@ -17,14 +17,15 @@
 //   node scripts/bench/swarm.ts --only peerglance --perf /tmp/perf   # perf record (cpu-clock, kernel stacks) of the agents
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
+//   node scripts/bench/swarm.ts --work-dir /var/tmp   # where the agents' stores go (default /tmp; see the file system probe it prints)
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
-// namespaces (removing one removes its veths and bridge), the work dir under /tmp; all of it and
+// namespaces (removing one removes its veths and bridge), the work dir under --work-dir (/tmp); all of it and
 // every process it started (by pid) go on exit, error, SIGINT or SIGTERM. Every wait is bounded.
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes, randomFillSync } from 'node:crypto'
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs'
+import { closeSync, constants as fsConstants, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -59,7 +60,8 @@ const { values: opts } = parseArgs({
     'node-args': { type: 'string' },
     'agent-log': { type: 'string' },
     trace: { type: 'string' },
-    'timeout-s': { type: 'string', default: '600' }
+    'timeout-s': { type: 'string', default: '600' },
+    'work-dir': { type: 'string', default: '/tmp' }
   }
 })
 const N = positiveInt(opts.hosts, '--hosts')
@@ -374,6 +376,7 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     await new Promise(resolve => setTimeout(resolve, 5_000))
     const idle1 = cpuOf(agents.map(a => a.child.pid))
     log(`peerglance agents idle: ${fmt((idle1.user + idle1.sys - idle0.user - idle0.sys) / 5, 3)} CPU-s per second, all ${N + 1} together; h1's connections in those 5 s: ${flowDelta(idleFlows0, await connectionsIn(1))}`)
+    log(fileSystemProbe(join(work, `fs-probe-${rep}`)))
     const traces = opts.strace != null ? await startStrace(agents.map(a => a.child.pid!), `rep${rep}`) : []
     if (opts.perf != null) traces.push(await startPerf(agents.map(a => a.child.pid!), `rep${rep}`))
     const flows0 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
@@ -497,6 +500,24 @@ async function startLinkTrace (label: string): Promise<{ stop: (epoch0: number, 
       ].join('\n')
     }
   }
+}
+
+/**
+ * What a new file and a new directory cost the kernel here now: this machine's ext4 has no journal,
+ * and then every inode allocation steps past each free inode deleted in the last 60 s (360 s while its
+ * table block is dirty). After mass deletions (test suites, a previous rep's stores) that is 0.2-0.7
+ * ms per inode instead of ~0.02, and a downloader makes one per chunk: it moves the agents' CPU per
+ * GiB between runs of the same code (docs/benchmarks.md, "The chunk files on a downloader").
+ */
+function fileSystemProbe (dir: string): string {
+  mkdirSync(dir, { recursive: true })
+  const t0 = process.cpuUsage()
+  for (let i = 0; i < 64; i++) closeSync(openSync(join(dir, `f${i}`), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL))
+  const t1 = process.cpuUsage()
+  for (let i = 0; i < 16; i++) mkdirSync(join(dir, `d${i}`))
+  const t2 = process.cpuUsage()
+  rmSync(dir, { recursive: true, force: true })
+  return `file system probe: ${fmt((t1.system - t0.system) / 64 / 1000, 3)} ms of kernel CPU per file created, ${fmt((t2.system - t1.system) / 16 / 1000, 3)} per directory (~0.02 without recently deleted inodes to step past)`
 }
 
 /** `strace -c -f` attached to each agent for the download phase; summaries in --strace DIR. */
@@ -626,7 +647,7 @@ await runBench(async cleanup => {
   cleanup.add(async () => {
     for (const child of started) child.kill('SIGKILL')
   })
-  const work = join('/tmp', `${PREFIX}-${randomBytes(3).toString('hex')}`)
+  const work = join(opts['work-dir'], `${PREFIX}-${randomBytes(3).toString('hex')}`)
   await mkdir(work)
   cleanup.add(async () => { await rm(work, { recursive: true, force: true }) })
   const b = bound()
