@@ -6,7 +6,8 @@
 //   swarm      Mesh reader (sessions, scheduling, verification), chunks not stored
 //   swarm+fs   Mesh reader into an FsChunkStore: verify, putChunk (verify again, write, fdatasync, rename)
 // and options (see parseVariant), e.g. exchange:stock (stock Noise crypto), exchange:s1 (1 stream),
-// exchange:libp2p (chunks on libp2p streams: no bulk channel, as before issue 8's TLS channel).
+// exchange:libp2p (chunks on libp2p streams: no bulk channel, as before issue 8's TLS channel),
+// exchange:lent (received into a store's lent buffers, as in an agent: verified on a hash worker).
 // Each side reports its own CPU seconds (process.cpuUsage) for the transfer window.
 //
 //   node scripts/bench/p2p-transfer.ts
@@ -29,7 +30,9 @@ const TARGET = 0.5
 /**
  * A variant is a base (`tcp`, `exchange`, `swarm`, `swarm+fs`) and options after colons:
  * `stock` (stock Noise crypto instead of ours), `s<N>` (chunk streams per peer), `d<N>`
- * (requests pipelined per stream), `semi<MB>` (node --max-semi-space-size for both sides).
+ * (requests pipelined per stream), `semi<MB>` (node --max-semi-space-size for both sides), `lent`
+ * (exchange: chunks received into an FsChunkStore's lent buffers and released at once), `hashalways`,
+ * `hashnever` (where those are hashed: ChunkExchangeInit.hashOffThread, default when the main thread is busy).
  */
 type Variant = string
 const VARIANTS: Variant[] = ['tcp', 'exchange:stock', 'exchange', 'swarm', 'swarm+fs']
@@ -44,6 +47,10 @@ interface VariantSpec {
   runtimeFlags?: boolean
   /** -1: no bulk channel, chunks on libp2p streams (`libp2p`); 0 (default): the TLS bulk channel. */
   bulkPort: number
+  /** `lent`: chunks are received into an FsChunkStore's lent buffers, as an agent's are, not fresh ones. */
+  lent?: boolean
+  /** `hashalways` / `hashnever`: where chunks in lent buffers are hashed (ChunkExchangeInit.hashOffThread; default when busy). */
+  hashOffThread?: 'always' | 'never'
 }
 
 function parseVariant (variant: Variant): VariantSpec {
@@ -53,6 +60,8 @@ function parseVariant (variant: Variant): VariantSpec {
   for (const opt of opts) {
     if (opt === 'stock') spec.noise = 'stock'
     else if (opt === 'libp2p') spec.bulkPort = -1
+    else if (opt === 'lent') spec.lent = true
+    else if (opt === 'hashalways' || opt === 'hashnever') spec.hashOffThread = opt === 'hashalways' ? 'always' : 'never'
     else if (/^s\d+$/.test(opt)) spec.streams = Number(opt.slice(1))
     else if (/^d\d+$/.test(opt)) spec.depth = Number(opt.slice(1))
     else if (/^semi\d+$/.test(opt)) spec.nodeFlags.push(`--max-semi-space-size=${opt.slice(4)}`)
@@ -92,9 +101,10 @@ async function seedRole (dir: string, mib: number, variant: Variant): Promise<vo
  * Chunks are kept in memory for a moment, not written: the network path without the disk. The
  * last 64 stay readable, enough for a reader that trails the fetches by the read-ahead window.
  */
-function discardingBlocks (): ChunkBlocks {
+function discardingBlocks (lender?: FsChunkStore): ChunkBlocks {
   const recent = new Map<string, Uint8Array>()
   return {
+    ...(lender != null ? { lendBuffer: (length: number) => lender.lendBuffer(length) } : {}),
     has: async cid => recent.has(cid),
     readChunk: async cid => {
       const bytes = recent.get(cid)
@@ -113,13 +123,16 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as Manifest
   const store = spec.base === 'swarm+fs' ? new FsChunkStore({ dir: join(dir, 'chunks') }) : undefined
   await store?.start()
-  const mesh = await createMesh({ chunks: store ?? discardingBlocks(), getManifestBytes: async () => undefined }, {
+  const lender = spec.lent === true && store == null ? new FsChunkStore({ dir: join(dir, 'lender') }) : undefined
+  await lender?.start()
+  const mesh = await createMesh({ chunks: store ?? discardingBlocks(lender), getManifestBytes: async () => undefined }, {
     dataDir: dir,
     bootstrap: [seedAddr],
     noiseCrypto: spec.noise,
     bulkPort: spec.bulkPort,
     streamsPerPeer: spec.streams,
-    pipelineDepth: spec.depth
+    pipelineDepth: spec.depth,
+    hashOffThread: spec.hashOffThread
   })
   await mesh.start()
   const seedId = seedAddr.slice(seedAddr.lastIndexOf('/') + 1)
@@ -136,8 +149,13 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
       const worker = async (): Promise<void> => {
         while (next < manifest.cids.length) {
           const cid = manifest.cids[next++]
-          const chunk = await mesh.exchange.get(peer, cid)
-          bytes += chunk.byteLength
+          if (lender != null) {
+            const lease = await mesh.exchange.getLease(peer, cid)
+            bytes += lease.bytes.byteLength
+            lease.release()
+          } else {
+            bytes += (await mesh.exchange.get(peer, cid)).byteLength
+          }
         }
       }
       await Promise.all(Array.from({ length: 16 }, worker))
@@ -151,6 +169,7 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
   })
   await mesh.stop()
   await store?.stop()
+  await lender?.stop()
 }
 
 async function tcpServerRole (total: number): Promise<void> {

@@ -32,9 +32,13 @@ export class ChunkSlots {
   /** Fresh buffers handed out instead (every slot out, or longer than a slot): garbage once released. */
   fresh = 0
 
-  constructor (size: number, count: number) {
+  readonly #shared: boolean
+
+  /** `shared`: the slots are a SharedArrayBuffer, which a worker reads in place (chunk-digests.ts). */
+  constructor (size: number, count: number, { shared = false } = {}) {
     this.#size = size
     this.#count = count
+    this.#shared = shared
   }
 
   /** Bytes in each slot. */
@@ -77,8 +81,7 @@ export class ChunkSlots {
   #slot (length: number): Lease | undefined {
     if (this.#count === 0) return undefined
     if (this.#free == null) {
-      // Not shared: no worker reads them, and copying each piece received into shared memory was slower.
-      this.#free = alignedChunks(this.#size, this.#count, { shared: false }).reverse()
+      this.#free = alignedChunks(this.#size, this.#count, { shared: this.#shared }).reverse()
       this.#memory = this.#free[0].buffer
     }
     const slot = this.#free.pop()

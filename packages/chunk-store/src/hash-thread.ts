@@ -36,6 +36,11 @@ export class HashThread {
     return (await this.#request({ op: 'digest' })) ?? ''
   }
 
+  /** The hex digest of `bytes` alone (the running digest is left as it is); posted like `update`'s. */
+  async digestOf (bytes: Uint8Array): Promise<string> {
+    return (await this.#request({ op: 'digestOf', bytes })) ?? ''
+  }
+
   /** Drops the running digest; resolves once every earlier request has been answered. */
   async reset (): Promise<void> {
     await this.#request({ op: 'reset' })

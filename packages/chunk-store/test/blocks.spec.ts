@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { stat, unlink } from 'node:fs/promises'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { cidOf } from '@peerglance/interface'
@@ -224,6 +224,30 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(slots.some(l => l.bytes.buffer !== buffer)).toBe(true)
     for (const l of [long, ...slots]) l.release()
     expect(store.stats.buffersLent).toBe(0)
+  })
+
+  it('hashes a lent receive buffer on a worker that reads it in place, rightly, and a fresh buffer not at all', async () => {
+    const lease = store.lendBuffer(CHUNK)
+    expect(lease.bytes.buffer).toBeInstanceOf(SharedArrayBuffer)
+    const bytes = randomBytes(CHUNK)
+    lease.bytes.set(bytes)
+    const digest = await lease.sha256?.()
+    expect(Buffer.from(digest ?? []).toString('hex')).toBe(createHash('sha256').update(bytes).digest('hex'))
+    expect(store.stats.workerDigests).toBe(1)
+    // Digests asked at once are each the digest of their own bytes.
+    const more = Array.from({ length: 6 }, () => store.lendBuffer(CHUNK))
+    for (const l of more) l.bytes.set(randomBytes(CHUNK))
+    const digests = await Promise.all(more.map(async l => Buffer.from(await l.sha256?.() ?? []).toString('hex')))
+    expect(digests).toEqual(more.map(l => createHash('sha256').update(l.bytes).digest('hex')))
+    expect(store.stats.workerDigests).toBe(7)
+    // Bytes outside the slots (longer than a chunk) are hashed by the caller, as they arrive.
+    const long = store.lendBuffer(CHUNK + 1)
+    expect(long.sha256).toBeUndefined()
+    // A store stopped (its worker ended) and started again still answers rightly.
+    await store.stop()
+    await store.start()
+    expect(Buffer.from(await lease.sha256?.() ?? []).toString('hex')).toBe(createHash('sha256').update(bytes).digest('hex'))
+    for (const l of [lease, long, ...more]) l.release()
   })
 
   it('knows what it holds from its listing at start, its puts and its deletes', async () => {

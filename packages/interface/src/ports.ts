@@ -138,6 +138,11 @@ export interface Lease {
   readonly bytes: Uint8Array
   /** Hands the buffer back; calls after the first do nothing. */
   release: () => void
+  /**
+   * Optional: the SHA-256 of `bytes`, computed off the calling thread (a store's receive buffers
+   * are memory a hash worker reads in place). `bytes` must not change until it settles.
+   */
+  sha256?: () => Promise<Uint8Array>
 }
 
 export interface PutChunkOptions extends AbortOptions {

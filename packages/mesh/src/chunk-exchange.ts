@@ -54,6 +54,7 @@
  * slow reader holds back the server instead of filling its memory (REPORT.md, stream API).
  */
 import { createHash } from 'node:crypto'
+import type { Hash } from 'node:crypto'
 import { CID_BYTES, ChunkIntegrityError, cidToBytes, sha256DigestOf } from '@peerglance/interface'
 import type { ChunkBlocks, Lease } from '@peerglance/interface'
 import type { ComponentLogger, Logger, PeerId, Startable } from '@libp2p/interface'
@@ -75,6 +76,7 @@ import { collector, PeerLink } from './exchange-client.ts'
 import type { ChunkNetwork, ExchangeTraffic, ResultSink } from './exchange-client.ts'
 import { Inbox, libp2pFrameStream, socketFrameStream } from './frame-stream.ts'
 import { ExchangeServer } from './exchange-server.ts'
+import { OffloadGate } from './offload-gate.ts'
 import type { ExchangeStats, HaveHandler } from './exchange-server.ts'
 
 export type { ChunkNetwork, ExchangeTraffic } from './exchange-client.ts'
@@ -138,6 +140,12 @@ export interface ChunkExchangeInit {
   maxInboundStreams?: number
   maxOutboundStreams?: number
   requestTimeoutMs?: number
+  /**
+   * Where a chunk received into a buffer that can hash itself elsewhere (`Lease.sha256`, the
+   * store's receive slots) is hashed: on the store's worker while this thread is near saturated
+   * (`'when-busy'`, the default: offload-gate.ts), `'always'`, or `'never'` (here, as it arrives).
+   */
+  hashOffThread?: 'when-busy' | 'always' | 'never'
 }
 
 export interface RequestOptions {
@@ -166,6 +174,7 @@ export class ChunkExchange implements Startable {
   readonly #maxInbound: number
   readonly #maxOutbound: number
   readonly #timeoutMs: number
+  readonly #offload: (bytes: number) => boolean
   readonly #links = new Map<string, PeerLink>()
   readonly #bulkLinks = new Map<string, PeerLink>()
   readonly #bulkPeers = new Map<string, BulkPeer>()
@@ -183,6 +192,9 @@ export class ChunkExchange implements Startable {
     this.#maxInbound = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
     this.#maxOutbound = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.#timeoutMs = init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+    const mode = init.hashOffThread ?? 'when-busy'
+    const gate = mode === 'when-busy' ? new OffloadGate() : undefined
+    this.#offload = gate != null ? bytes => gate.offload(bytes) : () => mode === 'always'
     // The same components object, not a copy: the swarm sets `haves` on it later (answerHavesWith).
     this.#server = new ExchangeServer(components, this.#log, { running: () => this.#running, bulkPort: () => this.#bulkPort })
   }
@@ -276,22 +288,27 @@ export class ChunkExchange implements Startable {
     const expected = sha256DigestOf(cid)
     return await this.#requestOn(link, FRAME_GET, cidToBytes(cid), opts, opts.once === true ? GET_ONCE : 0, length => {
       if (length > MAX_CHUNK_BYTES) throw new ProtocolError(`peer announced ${length} bytes for chunk ${cid}, more than any chunk`)
-      const hash = createHash('sha256')
       const body = lend(length)
+      // Hashed whole at the end by the lease's worker when this thread is busy (offload-gate.ts);
+      // otherwise piece by piece as the pieces arrive, so verifying adds no wait at the end.
+      const offThread = body.sha256 != null && this.#offload(length) ? body.sha256.bind(body) : undefined
+      const hash = offThread == null ? createHash('sha256') : undefined
+      const digest = offThread ?? (() => (hash as Hash).digest())
       let filled = 0
-      // Hash each piece as it arrives, so verifying adds no wait at the end of a chunk.
+      const verdict = (actual: Uint8Array): Lease => {
+        if (equalBytes(actual, expected)) return body
+        body.release()
+        throw new ChunkIntegrityError(`peer sent bytes that do not hash to ${cid}`)
+      }
       return {
         write (piece) {
-          hash.update(piece)
+          hash?.update(piece)
           body.bytes.set(piece, filled)
           filled += piece.byteLength
         },
         finish () {
-          if (!equalBytes(hash.digest(), expected)) {
-            body.release()
-            throw new ChunkIntegrityError(`peer sent bytes that do not hash to ${cid}`)
-          }
-          return body
+          const digested = digest()
+          return digested instanceof Promise ? digested.then(verdict) : verdict(digested)
         },
         drop: body.release
       }

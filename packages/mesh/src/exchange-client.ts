@@ -35,13 +35,17 @@ export interface ClientComponents {
 /** Opens one more stream to the peer: a libp2p chunk stream, or a bulk channel. */
 export type Dial = (signal: AbortSignal | undefined) => Promise<FrameStream>
 
-/** Collects an OK body; `finish` returns it, or throws when it is not acceptable (a bad hash). */
+/**
+ * Collects an OK body; `finish` returns it, or throws when it is not acceptable (a bad hash), or
+ * a promise of either (a hash computed elsewhere): it lets go itself when it throws or rejects.
+ */
 export interface ResultSink<T = Uint8Array> {
   write: (piece: Uint8Array) => void
-  finish: () => T
+  finish: () => T | Promise<T>
   /**
    * The body will not be finished (its stream closed), or nobody waits for it any more: let go
-   * of what holds it (a lent buffer). Not called after `finish`, which lets go itself when it throws.
+   * of what holds it (a lent buffer). Not called after `finish`, which lets go itself when it
+   * throws, but for a `finish` whose promise settled after its caller gave up.
    */
   drop?: () => void
 }
@@ -157,11 +161,23 @@ export class PeerLink {
                 inner.drop?.()
                 return
               }
+              let result: T | Promise<T>
               try {
-                resolve(inner.finish())
+                result = inner.finish()
               } catch (err) {
                 reject(err as Error)
+                return
               }
+              if (!(result instanceof Promise)) {
+                resolve(result)
+                return
+              }
+              // Finished later: the caller may have given up (timeout, abort) meanwhile, and then
+              // nobody takes the body, which must go back.
+              result.then(value => {
+                if (pending.abandoned) inner.drop?.()
+                else resolve(value)
+              }, reject)
             }
           }
         }

@@ -65,17 +65,21 @@ describe('faults during read-through', () => {
     expect(a.mesh.exchange.stats.getsServed).toBeLessThan(image.manifest.cids.length)
   }, 20_000)
 
-  it('a peer that serves corrupted chunks is detected, the read finishes byte-exact, and the peer is not asked again', async () => {
+  it.each(['never', 'always'] as const)('a peer that serves corrupted chunks is detected, the read finishes byte-exact, and the peer is not asked again (hashed off the main thread: %s)', async hashOffThread => {
     const bad = await startAgent({ wrap: corrupting })
     const good = await startAgent()
     const first = await shared(bad, good, 30 * 64 * KiB)
     const second = await shared(bad, good, 30 * 64 * KiB)
-    const leech = await startAgent({ bootstrap: [...bad.mesh.multiaddrs, ...good.mesh.multiaddrs] })
+    // Chunks verified as they arrive, or on the store's hash worker (as when the main thread is busy).
+    const leech = await startAgent({ bootstrap: [...bad.mesh.multiaddrs, ...good.mesh.multiaddrs], init: { hashOffThread } })
     await fullyConnected([bad, good, leech])
 
     const got = await readAll(leech.mesh.reader.read(first.imageId, first.manifest, 0, first.manifest.size - 1))
     expect(sha512(got)).toBe(sha512(first.bytes))
     expect(leech.mesh.metrics.totals.badChunks).toBeGreaterThanOrEqual(1)
+    // The worker hashed each chunk received, the corrupted ones too; or none.
+    if (hashOffThread === 'always') expect(leech.store.stats.workerDigests).toBeGreaterThan(first.manifest.cids.length)
+    else expect(leech.store.stats.workerDigests).toBe(0)
     expect(bad.mesh.exchange.stats.getsServed).toBeGreaterThanOrEqual(1)
     // The bad bytes came over the bulk channel (TLS), checked there as on libp2p.
     expect(bad.mesh.exchange.stats.bulkGetsServed).toBeGreaterThanOrEqual(1)

@@ -15,7 +15,8 @@ describe('chunks received into lent buffers', () => {
     const seed = await startAgent()
     const image = await seedImage(seed, 48 * CHUNK + 1000)
     // Four buffers for 16 fetches in flight: each is reused many times over during the read.
-    const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs, receiveSlots: 4 })
+    // Verified on the store's hash worker, as when the main thread is busy.
+    const leech = await startAgent({ bootstrap: seed.mesh.multiaddrs, receiveSlots: 4, init: { hashOffThread: 'always' } })
     await fullyConnected([seed, leech])
     const { manifest } = image
     const expected = (i: number): Buffer => image.bytes.subarray(i * CHUNK, Math.min((i + 1) * CHUNK, manifest.size))
@@ -37,6 +38,8 @@ describe('chunks received into lent buffers', () => {
     // Written from the lent buffers around the page cache, more chunks than there are buffers:
     // they were reused (the others came in fresh buffers while all four were out).
     expect(leech.store.stats.directWrites).toBeGreaterThan(4)
+    // And verified there by the store's hash worker, not on the main thread.
+    expect(leech.store.stats.workerDigests).toBeGreaterThanOrEqual(leech.store.stats.directWrites)
     await until(() => leech.store.stats.buffersLent === 0, 5_000, 'every lent buffer back')
     expect(sha512(await readAll(leech.mesh.reader.read(image.imageId, manifest, 0, manifest.size - 1)))).toBe(sha512(image.bytes))
   })
