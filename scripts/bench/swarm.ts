@@ -15,6 +15,9 @@
 //   node scripts/bench/swarm.ts --only peerglance --prof /tmp/prof --strace /tmp/strace
 //   node scripts/bench/swarm.ts --chunk-mib 4          # the agents' chunks.chunkSize (default 1 MiB)
 //   node scripts/bench/swarm.ts --only peerglance --perf /tmp/perf   # perf record (cpu-clock, kernel stacks) of the agents
+//   node scripts/bench/swarm.ts --only peerglance --perf /tmp/perf "--node-args=--perf-prof --perf-prof-path=/tmp/perf --interpreted-frames-native-stack"
+//     then `perf inject --jit -i /tmp/perf/rep0.data -o /tmp/perf/rep0.jit.data`: JavaScript frames named by
+//     code object and time (V8's jitdump); --perf-basic-prof's map names code by the first owner of its address
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
 //   node scripts/bench/swarm.ts --work-dir /var/tmp   # where the agents' stores go (default /tmp; see the file system probe it prints)
@@ -536,7 +539,8 @@ async function startStrace (pids: number[], label: string): Promise<ChildProcess
 /** `perf record` of the agents' threads (cpu-clock: this VM has no hardware counters; kernel stacks) for the download phase. */
 async function startPerf (pids: number[], label: string): Promise<ChildProcess> {
   await mkdir(opts.perf!, { recursive: true })
-  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '499', '-g', '-p', pids.join(','), '-o', join(opts.perf!, `${label}.data`)], { stdio: 'ignore' })
+  // The monotonic clock: V8's jitdump (--perf-prof) stamps code with it, for `perf inject --jit`.
+  const child = spawn('perf', ['record', '-q', '-k', 'mono', '-e', 'cpu-clock', '-F', '499', '-g', '-p', pids.join(','), '-o', join(opts.perf!, `${label}.data`)], { stdio: 'ignore' })
   started.add(child)
   child.once('exit', () => started.delete(child))
   await sleep(1000)
