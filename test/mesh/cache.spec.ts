@@ -60,6 +60,8 @@ describe('an agent whose cache passes its high watermark', () => {
     await waitFor(async () => await localShare(a.url, ids[0]) === 0, { what: 'image 0 evicted on A once B holds it', timeoutMs: 15_000 })
     expect(await localShare(a.url, ids[1])).toBe(1)
     expect(await localShare(a.url, ids[2])).toBe(1)
+    // The log line comes over the agent's stdout, which may be read after its HTTP answer.
+    await waitFor(() => logsMatching(mesh.agents[0].logs, 'evicted image').length > 0, { what: 'the eviction logged' })
     expect(logsMatching(mesh.agents[0].logs, 'evicted image').map(l => l.imageId)).toEqual([ids[0]])
     // A reads it back from B, the last holder now.
     expect((await download(a.url, `/v2/images/${ids[0]}/file`)).sha512).toBe(sha512(data[0]))
