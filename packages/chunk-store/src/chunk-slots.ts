@@ -13,9 +13,11 @@ interface Waiter {
  * (`FsChunkStore.lendBuffer`) and written with O_DIRECT from there, and chunk files are read into
  * them with O_DIRECT to be served (`readChunkLease`). Through the page cache a fetched chunk cost
  * ~3 kernel CPU-s per GiB, and a fresh 1 MiB buffer per chunk left garbage whose external bytes
- * started V8's full collections. A fixed number of slots in one memory, made on first use; the
- * last one handed back is lent first, so the pages in use stay few. Beyond them, and for lengths
- * over the slot size, a lease is a fresh buffer nobody reuses.
+ * started V8's full collections. A fixed number of slots in one shared memory (a worker verifies
+ * received chunks in place, chunk-digests.ts; and V8 leaves it out of its external memory,
+ * aligned-chunks.ts), made on first use; the last one handed back is lent first, so the pages in
+ * use stay few. Beyond them, and for lengths over the slot size, a lease is a fresh buffer nobody
+ * reuses.
  */
 export class ChunkSlots {
   readonly #size: number
@@ -32,13 +34,9 @@ export class ChunkSlots {
   /** Fresh buffers handed out instead (every slot out, or longer than a slot): garbage once released. */
   fresh = 0
 
-  readonly #shared: boolean
-
-  /** `shared`: the slots are a SharedArrayBuffer, which a worker reads in place (chunk-digests.ts). */
-  constructor (size: number, count: number, { shared = false } = {}) {
+  constructor (size: number, count: number) {
     this.#size = size
     this.#count = count
-    this.#shared = shared
   }
 
   /** Bytes in each slot. */
@@ -81,7 +79,7 @@ export class ChunkSlots {
   #slot (length: number): Lease | undefined {
     if (this.#count === 0) return undefined
     if (this.#free == null) {
-      this.#free = alignedChunks(this.#size, this.#count, { shared: this.#shared }).reverse()
+      this.#free = alignedChunks(this.#size, this.#count).reverse()
       this.#memory = this.#free[0].buffer
     }
     const slot = this.#free.pop()

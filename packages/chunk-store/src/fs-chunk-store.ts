@@ -58,9 +58,9 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     this.#writeConcurrency = writeConcurrency
     this.#log = init.logger ?? silentLogger
     this.#files = new ChunkFiles(dir, this.#pins)
-    // Shared memory, so that a worker verifies the chunks received in place (`Lease.sha256`):
+    // Shared memory (chunk-slots.ts), so that a worker verifies the chunks received in place (`Lease.sha256`):
     // copying each piece into it costs ~0.03 CPU-s per GiB more than into a plain buffer.
-    this.#slots = new ChunkSlots(chunkSize, init.receiveSlots ?? Math.max(4, Math.floor(RECEIVE_SLOTS_BYTES / chunkSize)), { shared: true })
+    this.#slots = new ChunkSlots(chunkSize, init.receiveSlots ?? Math.max(4, Math.floor(RECEIVE_SLOTS_BYTES / chunkSize)))
     // Whole blocks for O_DIRECT, and a block more than any chunk, so that a read coming back short says the file is whole.
     this.#reads = new ChunkSlots(Math.ceil(chunkSize / DIRECT_ALIGNMENT) * DIRECT_ALIGNMENT + DIRECT_ALIGNMENT, init.readSlots ?? Math.max(4, Math.floor(READ_SLOTS_BYTES / chunkSize)))
     this.#files.onDrop = cid => { this.#log.warn({ cid }, 'a chunk file changed on disk: dropped, it will be fetched again') }
