@@ -1,8 +1,10 @@
-import { getHeapSpaceStatistics } from 'node:v8'
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8'
 import { collectGarbage } from '@peerglance/chunk-store'
 
-/** How often the agent looks at its heap. */
-const CHECK_MS = 10_000
+/** How often the agent looks at its CPU use. */
+const LOOK_MS = 1_000
+/** Looks in a row that must find it idle before it looks at its heap: 10 s idle. */
+const IDLE_LOOKS = 10
 /** Idle: less CPU than this share of one core since the last look (moving data takes far more). */
 const IDLE_SHARE = 0.05
 /** Worth a full collection: a young generation grown past this, or the heap grown this much since the last one. */
@@ -11,29 +13,43 @@ const GROWTH_BYTES = 8 * 1024 * 1024
 
 export interface Collected { heapBefore: number, heapAfter: number, youngBefore: number }
 
+function processCpuMs (): number {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1000
+}
+
 /**
  * One full collection when the agent has been idle for a while and its heap holds what busier
  * times left: V8 grows the young generation to its cap (2 × 8 MiB here) during start-up and any
  * transfer, and shrinks it only in a collection that is meant to reduce memory, which an idle
  * process never triggers; start-up also leaves ~12 MB of garbage in the old generation. One
  * collection (~30 ms) gives back ~25 MB of RSS (docs/benchmarks.md, "The agent at rest"). It runs
- * at most once per CHECK_MS, and again only once the heap has grown back.
+ * at most once per IDLE_LOOKS looks, and again only once the heap has grown back.
+ *
+ * Idle means every one of the last IDLE_LOOKS seconds, not their sum: one look back over 10 s
+ * also passed in the first half second of a download, whose first chunks had already grown the
+ * young generation, and collected the whole heap then (a 100-270 ms pause in 6 of 8 downloaders
+ * of one swarm run, docs/benchmarks.md, "V8's full collections during a download").
+ * `cpuMs` (the process's CPU time, ms) is for tests.
  */
-export function collectWhenIdle (onCollected: (c: Collected) => void): () => void {
-  let last = process.cpuUsage()
+export function collectWhenIdle (onCollected: (c: Collected) => void, { cpuMs = processCpuMs } = {}): () => void {
+  let last = cpuMs()
+  let idleLooks = 0
   /** The heap after the last collection (none yet: start-up left its garbage). */
   let floor = 0
   const timer = setInterval(() => {
-    const used = process.cpuUsage(last)
-    last = process.cpuUsage()
-    if ((used.user + used.system) / 1000 > IDLE_SHARE * CHECK_MS) return
-    const heap = process.memoryUsage()
+    const now = cpuMs()
+    idleLooks = now - last > IDLE_SHARE * LOOK_MS ? 0 : idleLooks + 1
+    last = now
+    if (idleLooks < IDLE_LOOKS) return
+    idleLooks = 0
+    const heapBefore = getHeapStatistics().total_heap_size
     const young = getHeapSpaceStatistics().find(s => s.space_name === 'new_space')?.space_size ?? 0
-    if (young <= YOUNG_BYTES && heap.heapTotal <= floor + GROWTH_BYTES) return
+    if (young <= YOUNG_BYTES && heapBefore <= floor + GROWTH_BYTES) return
     collectGarbage('major')
-    floor = process.memoryUsage().heapTotal
-    onCollected({ heapBefore: heap.heapTotal, heapAfter: floor, youngBefore: young })
-  }, CHECK_MS)
+    floor = getHeapStatistics().total_heap_size
+    onCollected({ heapBefore, heapAfter: floor, youngBefore: young })
+  }, LOOK_MS)
   timer.unref()
   return () => { clearInterval(timer) }
 }
