@@ -42,13 +42,16 @@ async function upstreamImage (name: string, data: Uint8Array): Promise<string> {
   return id
 }
 
-/** Every agent lists the image, active. */
+/** Every agent lists the image, active; if not, the failure says what each agent logged of the upstream. */
 async function listed (id: string): Promise<void> {
   for (const agent of mesh.agents) {
     await waitFor(async () => {
       const res = await fetch(`${agent.url}/v2/images/${id}`)
       return res.status === 200 && (await res.json() as { status: string }).status === 'active'
-    }, { timeoutMs: 20_000 })
+    }, { timeoutMs: 20_000 }).catch((err: Error) => {
+      const said = mesh.agents.map((a, i) => `agent ${i}: ${a.logs.filter(l => /upstream|mirror/.test(String(l.msg))).slice(-5).map(l => JSON.stringify(l)).join('\n') || 'nothing'}`)
+      throw new Error(`${err.message}: image ${id} not active at ${agent.url}\n${said.join('\n')}`)
+    })
   }
 }
 

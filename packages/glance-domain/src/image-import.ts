@@ -367,13 +367,21 @@ export class ImportService {
     if (marked !== image) await this.#c.metadata.putImage(marked)
   }
 
+  /**
+   * Ends the task and releases the image's lock in the same turn: the store shows each write at
+   * once and writes them to disk in call order, so a client that sees the task end finds the lock
+   * gone (Glance drops it before it fails the task; awaiting the task's disk write first left a
+   * window, seen under load), and after a crash the task is never open while its lock is gone.
+   */
   async #finish (task: TaskRecord, outcome: Pick<TaskRecord, 'status' | 'result' | 'message'>): Promise<void> {
     const at = new Date()
-    await this.#c.metadata.putTask({ ...task, ...outcome, updated_at: isoSeconds(at), expires_at: isoSeconds(new Date(at.getTime() + TASK_TTL_MS)) })
+    const writes = [this.#c.metadata.putTask({ ...task, ...outcome, updated_at: isoSeconds(at), expires_at: isoSeconds(new Date(at.getTime() + TASK_TTL_MS)) })]
     const image = this.#c.metadata.getImage(task.image_id)
-    if (image == null || image.properties[IMPORT_TASK_PROPERTY] !== task.id) return
-    const { [IMPORT_TASK_PROPERTY]: _, ...properties } = image.properties
-    await this.#c.metadata.putImage({ ...image, properties })
+    if (image != null && image.properties[IMPORT_TASK_PROPERTY] === task.id) {
+      const { [IMPORT_TASK_PROPERTY]: _, ...properties } = image.properties
+      writes.push(this.#c.metadata.putImage({ ...image, properties }))
+    }
+    await Promise.all(writes)
   }
 
   /** The sites an import goes to (glance/common/utils.py get_stores_from_request); unknown ones are a 409. */
