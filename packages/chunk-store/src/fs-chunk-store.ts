@@ -179,9 +179,11 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     if (this.#status !== 'started') throw new ShuttingDownError('The image store is not running.')
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk write was aborted.', { cause: opts.signal.reason })
     if (!isChunkCid(cid) || (opts.verified !== true && cidOf(bytes) !== cid)) throw new ChunkIntegrityError(`The bytes offered for chunk ${String(cid)} do not hash to it.`)
-    // Chunks in lent slots are not on the heap; what dies around them (TLS reads) is scavenged.
-    received(bytes.byteLength)
-    const put = this.#files.put(cid, bytes, { durableName: false, aligned: this.#slots.owns(bytes) })
+    // A chunk received into a slot leaves no garbage around it (the bulk channel reads into one
+    // buffer): V8's own scavenges do, ours would triple them. Other bytes came as socket reads.
+    const aligned = this.#slots.owns(bytes)
+    if (!aligned) received(bytes.byteLength)
+    const put = this.#files.put(cid, bytes, { durableName: false, aligned })
     // stop() waits for writes in flight, as it does for ingests.
     const settled = put.then(noop, noop)
     this.#ingests.add(settled)

@@ -12,7 +12,9 @@ let sinceScavenge = 0
  * mark-compacts ("GC in old space requested": the dead socket buffers' external bytes reaching
  * the limit), 0.5-1.5 CPU-s per GiB on V8's helper threads; every 8 MiB, at most 6 in 8 uploads
  * (docs/benchmarks.md, upload step 4), for ~0.1 ms per scavenge. Chunks from peers likewise: a
- * 1 GiB fetch peaked at 245 MiB RSS without, 162 every 8 MiB (swarm step 6).
+ * 1 GiB fetch peaked at 245 MiB RSS without, 162 every 8 MiB (swarm step 6), when each socket
+ * read was a fresh buffer; chunks received into the store's slots no longer count (a scavenge in
+ * a busy downloader copies its live young objects: ours tripled V8's own for nothing).
  */
 export const COLLECT_EVERY = 8 * 1024 * 1024
 
