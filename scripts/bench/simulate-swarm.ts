@@ -117,6 +117,9 @@ class SimAgent implements SessionHost {
   session: Session | undefined
   finishedAt = NaN
   firstChunkAt = NaN
+  /** Virtual ms at which the reader had read half and 90 % of the image, and the store held them. */
+  readAt: { half: number, most: number } = { half: NaN, most: NaN }
+  heldAt: { half: number, most: number } = { half: NaN, most: NaN }
   readDone = false
   readonly #load = new Map<string, number>()
   readonly #fetching = new Map<string, Promise<ChunkRef>>()
@@ -154,6 +157,8 @@ class SimAgent implements SessionHost {
     if (this.held[index] === 1) return
     this.held[index] = 1
     this.heldCount++
+    if (this.heldCount === Math.ceil(this.held.length / 2)) this.heldAt.half = this.model.sim.now
+    if (this.heldCount === Math.ceil(this.held.length * 0.9)) this.heldAt.most = this.model.sim.now
     this.model.noteProgress(this)
   }
 
@@ -416,6 +421,8 @@ export class SwarmModel {
       try {
         await current
         if (i === 0) agent.firstChunkAt = this.sim.now
+        if (i + 1 === Math.ceil(this.n / 2)) agent.readAt.half = this.sim.now
+        if (i + 1 === Math.ceil(this.n * 0.9)) agent.readAt.most = this.sim.now
       } catch {
         if (this.#over) return
         // A 503 to the client (no holder in time): it asks again, as Nova's download would.

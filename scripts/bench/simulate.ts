@@ -77,17 +77,18 @@ for (let rep = 0; rep < reps; rep++) {
   const seedBytes: number[] = []
   if (opts.trace) model.sim.every(500, () => { seedBytes.push(model.network.carried[model.network.hostUp(0)]) })
   const r = await model.run()
+  const s = (ms: number): string => fmt(ms / 1000, 2)
   if (opts.trace) {
     const perStep = hostRate * 500
     const profile = seedBytes.map((b, k) => (b - (seedBytes[k - 1] ?? 0)) / perStep)
     const doneAt = (seedBytes.findIndex(b => b >= 0.995 * r.seedSent) + 1) * 0.5
+    for (const a of model.agents.slice(1)) console.error(`rep ${rep + 1}: ${a.self} held 50/90 % at ${s(a.heldAt.half)}/${s(a.heldAt.most)} s, read them at ${s(a.readAt.half)}/${s(a.readAt.most)} s, done ${s(a.finishedAt)}`)
     console.error(`rep ${rep + 1}: seed link % per 0.5 s: ${profile.map(p => fmt(100 * p)).join(' ')}`)
     console.error(`rep ${rep + 1}: seed done (99.5 %) by ${fmt(doneAt, 1)} s, idle before ${fmt(doneAt - 0.995 * r.seedSent / hostRate / 1000, 2)} s; hosts done after it: ${r.finished.map(f => fmt(f / 1000 - doneAt, 2)).sort().join(' ')} s`)
   }
   const used = cpuUsage(cpu)
   const done = r.finished.filter(Number.isFinite)
   const at = (p: number): number => done.length === r.finished.length ? percentile(done, p) : NaN
-  const s = (ms: number): string => fmt(ms / 1000, 2)
   const ratio = (ms: number): string => fmt(ms / r.boundMs, 2)
   const reasons = Object.entries(r.reasons).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')
   rows.push([

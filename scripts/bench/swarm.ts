@@ -416,6 +416,9 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     const served = await Promise.all(agents.map(async (_, i) => (await curlIn(i, [`${API}/metrics`], 10_000)).split('\n')
       .filter(line => line.startsWith('peerglance_peer_requests_served{')).map(line => line.replace(/^.*kind="([^"]+)"\} /, '$1=')).join(' ')))
     log(`peerglance requests served per host:\n  ${served.map((line, i) => `h${i} ${line}`).join('\n  ')}`)
+    const fetches = await Promise.all(agents.slice(1).map(async (_, k) => (await curlIn(k + 1, [`${API}/metrics`], 10_000)).split('\n')
+      .filter(line => line.startsWith('peerglance_chunk_fetches{')).map(line => line.replace(/^.*kind="([^"]+)"\} /, '$1=')).join(' ')))
+    log(`peerglance chunk fetches per downloader, by scheduling step and source (and failures by error):\n  ${fetches.map((line, k) => `h${k + 1} ${line}`).join('\n  ')}`)
     return result
   } finally {
     await Promise.all(agents.map(async a => { await stopProcess(a.child, 20_000) }))

@@ -81,7 +81,8 @@ export async function createMesh (components: MeshComponents, init: MeshInit = {
         get: s.getsServed, 'get-bulk': s.bulkGetsServed, 'get-not-found': s.chunksNotFound, 'get-refused-once': s.refusedOnce, have: s.havesServed, 'have-from-files': s.havesFromFiles, manifest: s.manifestsServed,
         announce: s.announcesHeard, 'announce-bulk': s.bulkAnnouncesHeard
       }
-    }
+    },
+    fetches: (): Record<string, number> => ({ ...swarm.fetchReasons, ...swarm.fetchFailures })
   })
   const network: ChunkNetwork = {
     handle: async (protocol, handler, options) => { await libp2p.handle(protocol, handler, options) },

@@ -17,6 +17,8 @@ export interface MeshMetricsInit {
   bulkChannels?: () => { accepted: number, refused: number }
   /** Reads the requests peers made of this agent, by kind (the exchange's stats). */
   requestsServed?: () => Record<string, number>
+  /** Reads the chunk fetches this agent started, by scheduling step and source, and how they failed (the swarm's `fetches`). */
+  fetches?: () => Record<string, number>
   /** Images with per-image series at most (DEFAULT_MAX_IMAGE_SERIES). */
   maxImageSeries?: number
 }
@@ -40,6 +42,7 @@ export class MeshMetrics implements ImageTransfers {
   readonly connectedPeers: Gauge
   readonly bulkChannels: Gauge<'outcome'>
   readonly requestsServed: Gauge<'kind'>
+  readonly fetches: Gauge<'kind'>
   readonly totals = { bytesSent: 0, bytesReceived: 0, clientBytesServed: 0, cacheHits: 0, cacheMisses: 0, chunksFetched: 0, badChunks: 0 }
   /** Images that have series now, least recently active first. */
   readonly #imageSeries = new Set<string>()
@@ -84,6 +87,16 @@ export class MeshMetrics implements ImageTransfers {
       }
     })
     const served = init.requestsServed ?? (() => ({}))
+    const fetches: () => Record<string, number> = init.fetches ?? (() => ({}))
+    this.fetches = new Gauge({
+      name: 'peerglance_chunk_fetches',
+      help: 'Chunk fetches this agent started since it started, by scheduling step and source (e.g. mine/from-seed, announced/from-downloader), and those that failed, by error (e.g. mine/from-seed/SentElsewhereError)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect () {
+        for (const [kind, count] of Object.entries(fetches())) this.set({ kind }, count)
+      }
+    })
     this.requestsServed = new Gauge({
       name: 'peerglance_peer_requests_served',
       help: 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest, announce: one-way ANNOUNCEs heard, announce-bulk: of those on the bulk channel)',

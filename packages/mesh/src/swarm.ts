@@ -393,11 +393,8 @@ export class Swarm implements ImageReader, Startable, SessionHost {
    * where seed egress comes from, for tests and benchmarks.
    */
   readonly fetchReasons: Record<string, number> = {}
-
-  #counted (reason: string, fromDownloader: boolean): void {
-    const key = `${reason}/${fromDownloader ? 'from-downloader' : 'from-seed'}`
-    this.fetchReasons[key] = (this.fetchReasons[key] ?? 0) + 1
-  }
+  /** Fetches that failed, by the same key and the error (`mine/from-seed/SentElsewhereError`). */
+  readonly fetchFailures: Record<string, number> = {}
 
   isBad (peer: string): boolean {
     const until = this.#bad.get(peer)
@@ -445,7 +442,8 @@ export class Swarm implements ImageReader, Startable, SessionHost {
       existing.takers++
       return { promise: existing.chunk.then(take => take()), shared: true }
     }
-    this.#counted(reason, fromDownloader)
+    const kind = `${reason}/${fromDownloader ? 'from-downloader' : 'from-seed'}`
+    this.fetchReasons[kind] = (this.fetchReasons[kind] ?? 0) + 1
     this.#addLoad(peer, 1)
     const started = performance.now()
     const entry = { chunk: undefined as unknown as Promise<() => ChunkRef>, takers: 1 }
@@ -464,6 +462,8 @@ export class Swarm implements ImageReader, Startable, SessionHost {
       return shareLease(lease, entry.takers)
     }, err => {
       done()
+      const failure = `${kind}/${(err as Error).name}`
+      this.fetchFailures[failure] = (this.fetchFailures[failure] ?? 0) + 1
       throw err
     })
     this.#fetching.set(cid, entry)

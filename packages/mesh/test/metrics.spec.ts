@@ -27,3 +27,16 @@ describe('per-image series', () => {
     expect((await registry.metrics()).split('\n')).toContain('peerglance_client_bytes_served_total 10')
   })
 })
+
+describe('chunk fetches', () => {
+  it('are read by scheduling step and source, and failures by error, when scraped', async () => {
+    const registry = new Registry()
+    const fetches: Record<string, number> = { 'mine/from-seed': 3 }
+    const metrics = new MeshMetrics({ registry, fetches: () => fetches })
+    expect(metrics.fetches).toBeDefined()
+    fetches['mine/from-seed/SentElsewhereError'] = 1
+    const lines = (await registry.metrics()).split('\n')
+    expect(lines).toContain('peerglance_chunk_fetches{kind="mine/from-seed"} 3')
+    expect(lines).toContain('peerglance_chunk_fetches{kind="mine/from-seed/SentElsewhereError"} 1')
+  })
+})
