@@ -181,7 +181,11 @@ class SimAgent implements SessionHost {
       this.#load.set(peer, this.load(peer) - 1)
       if (this.#fetching.get(cid) === promise) this.#fetching.delete(cid)
     }
-    promise.then(done, done)
+    promise.then(done, (err: Error) => {
+      done()
+      const failure = `${kind}/${err.name}`
+      this.model.reasons[failure] = (this.model.reasons[failure] ?? 0) + 1
+    })
     return { promise, shared: false }
   }
 

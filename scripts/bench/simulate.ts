@@ -10,6 +10,7 @@
 //   node scripts/bench/simulate.ts --hosts 100 --size-gib 1 --reps 3
 //   node scripts/bench/simulate.ts --chunk-mib 1 --step-ms 1
 //   node scripts/bench/simulate.ts --hosts 8 --size-gib 0.25 --rate-gbit 0.2 --chunk-mib 1 --oversub 1 --trace   # the seed's link over time
+//   node scripts/bench/simulate.ts --hosts 8 --size-gib 0.25 --rate-gbit 0.2 --chunk-mib 1 --oversub 1 --peer-target 8   # all connected, as in the shaped swarm
 import { cpuUsage } from 'node:process'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -28,6 +29,7 @@ const { values: opts } = parseArgs({
     reps: { type: 'string', default: '1' },
     seed: { type: 'string', default: '1' },
     'rack-peers': { type: 'string', default: '0' },
+    'peer-target': { type: 'string' },
     trace: { type: 'boolean', default: false }
   }
 })
@@ -66,7 +68,9 @@ for (let rep = 0; rep < reps; rep++) {
     coreLatencyMs: 0.25,
     stepMs,
     seed: seed + rep,
-    rackPeers: Math.round(Number(opts['rack-peers']))
+    rackPeers: Math.round(Number(opts['rack-peers'])),
+    // The agents' DEFAULT_PEER_TARGET unless given: the shaped swarm's 9 agents are all connected (--peer-target 8).
+    ...(opts['peer-target'] != null ? { peerTarget: Math.round(positive(opts['peer-target'], '--peer-target')) } : {})
   })
   // Progress on stderr every 5 virtual seconds (a 1,000-host run takes minutes of CPU).
   model.sim.every(5000, () => {

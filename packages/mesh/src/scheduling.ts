@@ -10,9 +10,13 @@
  *    feed each other.
  * 3. Chunks this agent is responsible for (`ownerOf`), in image order, from any holder.
  * 4. When none of those can start: chunks only seeds hold, from the end of the image, whoever
- *    is responsible for them (`stealScan`). The seed's ledger serves each to the first asker, so
- *    an owner with a longer share left gets them from us instead (announced), and a seed with
- *    room is not left idle while some downloader still works through its share.
+ *    is responsible for them: first those we rank second for by the same hashing (`runnerUpOf`,
+ *    `stealScan`), then any (`stealAnyScan`). The seed's ledger serves each to the first asker,
+ *    so an owner with a longer share left gets them from us instead (announced), and a seed with
+ *    room is not left idle while some downloader still works through its share. Ranked second
+ *    first, because all downloaders scanning the same chunks from the end collided: the seed
+ *    refused 172–254 of ~430 first fetches as sent elsewhere in the shaped swarm, each a
+ *    request that held a slot of the asker's pipeline to the seed and brought nothing.
  * 5. Chunks whose responsible downloader has been silent for `backgroundFallbackMs`.
  *
  * Fetches no reader waits for (steps 2–5) keep at most `BACKGROUND_PER_PEER` in flight per peer
@@ -21,7 +25,11 @@
  * that held it first while other holders idle; and each downloader's share of a seed's upload
  * stays even, so no downloader ends up the only holder of many chunks all the others want.
  * (Simulator, 8 hosts at 200 Mbit/s: slowest host 1.25–1.43 × the bound with 8 per peer and no
- * step 4, 1.07–1.11 with both; docs/benchmarks.md.)
+ * step 4, 1.07–1.11 with both; docs/benchmarks.md.) One, not two: a peer sends every request it
+ * holds at once, each on its own connection (up to 4 per peer), so a chunk takes as long as all
+ * the chunks its sender sends meanwhile; one per peer halves that, so chunks are passed on
+ * sooner and the last ones spread faster (shaped swarm, A/B: slowest host 17.7 → 15.5 s median
+ * under load; the simulator, one connection per pair, cannot see it and stays at 1.07–1.10).
  *
  * Seeding: a chunk only seeds hold is fetched from a seed by ONE downloader, the one that ranks
  * first for it by rendezvous hashing over the current downloaders (`ownerOf`); the others wait
@@ -77,8 +85,9 @@ export interface Holdings {
   readonly downloaders: readonly string[]
   /** `rendezvousHash(key, peer)`, cached by the caller. */
   readonly hashOf: (peer: string) => number
-  /** `ownerOf` by chunk index, filled as computed; the caller empties it when `downloaders` change. */
+  /** `ownerOf` and `runnerUpOf` by chunk index, filled as computed; the caller empties them when `downloaders` change. */
   readonly owners?: Array<string | undefined>
+  readonly runnersUp?: Array<string | undefined>
   readonly isBad: (peer: string) => boolean
   /** Fetches in flight to the peer, over all sessions. */
   readonly load: (peer: string) => number
@@ -101,15 +110,16 @@ export interface Wants {
   readonly available: Set<number>
   ownedScan: number
   fallbackScan: number
-  /** Step 4's scan, downwards from the last chunk. */
+  /** Step 4's scans, downwards from the last chunk: of the chunks we rank second for, and of any. */
   stealScan: number
+  stealAnyScan: number
 }
 
 /** Candidates compared for rarity per pick among announced chunks. */
 export const RARITY_SAMPLE = 16
 
-/** Fetches no reader waits for, in flight per peer, when several downloaders share the seeds' chunks. */
-export const BACKGROUND_PER_PEER = 2
+/** Fetches no reader waits for, in flight per peer, when several downloaders share the seeds' chunks (see above). */
+export const BACKGROUND_PER_PEER = 1
 
 /** A connected, good peer that holds chunk `index` (whether or not it failed it lately). */
 function holds (h: Holdings, key: string, peer: PeerHolding, index: number): boolean {
@@ -204,19 +214,36 @@ export function downloadersOf (self: string, selfNearSeed: boolean, peers: Reado
 export function ownerOf (h: Holdings, index: number): string {
   if (h.downloaders.length === 0) return h.self
   if (h.downloaders.length === 1) return h.downloaders[0]
-  const cached = h.owners?.[index]
-  if (cached != null) return cached
+  return h.owners?.[index] ?? rank(h, index)[0]
+}
+
+/** The downloader with the second highest score for the chunk (none when fewer than two share). */
+export function runnerUpOf (h: Holdings, index: number): string | undefined {
+  if (h.downloaders.length < 2) return undefined
+  return h.runnersUp?.[index] ?? rank(h, index)[1]
+}
+
+/** The chunk's owner and runner-up by rendezvous score (ties to the lower peer id), cached when the caller keeps them. */
+function rank (h: Holdings, index: number): [string, string] {
   let best = -1
+  let second = -1
   let owner = ''
+  let runnerUp = ''
   for (const peer of h.downloaders) {
     const score = mix(h.hashOf(peer) ^ Math.imul(index + 1, 0x9e3779b1))
     if (score > best || (score === best && peer < owner)) {
+      second = best
+      runnerUp = owner
       best = score
       owner = peer
+    } else if (score > second || (score === second && peer < runnerUp)) {
+      second = score
+      runnerUp = peer
     }
   }
   if (h.owners != null) h.owners[index] = owner
-  return owner
+  if (h.runnersUp != null) h.runnersUp[index] = runnerUp
+  return [owner, runnerUp]
 }
 
 /** How long the chunk's owner has said nothing (0 when it is us; Infinity when unknown). */
@@ -310,10 +337,20 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
     }
     return { index, peer, reason: 'mine' }
   }
-  // 4. Nothing of our share can start: the others' chunks that only seeds hold, from the end.
+  // 4. Nothing of our share can start: the others' chunks that only seeds hold, from the end;
+  // those we rank second for first, so that downloaders done with their shares ask for different ones.
   if (sharing && h.downloaders.length > 1) {
+    let busy = false
     for (; w.stealScan >= 0; w.stealScan--) {
       const index = w.stealScan
+      if (!w.wanted(index) || runnerUpOf(h, index) !== h.self || !onlySeedsHold(h, index, now)) continue
+      const peer = chooseLater(index)
+      busy = peer == null
+      if (busy) break
+      return { index, peer: peer as string, reason: 'unclaimed' }
+    }
+    for (; !busy && w.stealAnyScan >= 0; w.stealAnyScan--) {
+      const index = w.stealAnyScan
       if (!w.wanted(index) || !onlySeedsHold(h, index, now)) continue
       const peer = chooseLater(index)
       if (peer == null) break

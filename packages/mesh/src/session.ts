@@ -175,6 +175,7 @@ export class Session {
   #pumpQueued = false
   #downloaders: string[] = []
   readonly #owners: Array<string | undefined> = []
+  readonly #runnersUp: Array<string | undefined> = []
   /** A seed of the image is connected: this session takes a share of the first fetches from seeds. */
   #nearSeed = false
   readonly #peerHash = new Map<string, number>()
@@ -209,6 +210,7 @@ export class Session {
       get downloaders () { return session.#downloaders },
       hashOf: peer => this.#hashOf(peer),
       owners: this.#owners,
+      runnersUp: this.#runnersUp,
       isBad: peer => host.isBad(peer),
       load: peer => host.load(peer)
     }
@@ -225,7 +227,8 @@ export class Session {
       available: new Set(),
       ownedScan: 0,
       fallbackScan: 0,
-      stealScan: this.n - 1
+      stealScan: this.n - 1,
+      stealAnyScan: this.n - 1
     }
   }
 
@@ -523,6 +526,7 @@ export class Session {
     if (changed) {
       this.#rescan()
       this.#owners.length = 0
+      this.#runnersUp.length = 0
     }
     if (near !== this.#nearSeed) {
       this.#nearSeed = near
@@ -535,6 +539,7 @@ export class Session {
   #rescan (): void {
     this.#wants.ownedScan = 0
     this.#wants.stealScan = this.n - 1
+    this.#wants.stealAnyScan = this.n - 1
   }
 
   #hashOf (peer: string): number {
@@ -639,6 +644,7 @@ export class Session {
     }
     if (index < this.#wants.ownedScan) this.#wants.ownedScan = index
     if (index > this.#wants.stealScan) this.#wants.stealScan = index
+    if (index > this.#wants.stealAnyScan) this.#wants.stealAnyScan = index
     this.pump()
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from '../src/framing.ts'
 import type { HaveState } from '../src/framing.ts'
-import { BACKGROUND_PER_PEER, chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, reachesSeed, rendezvousHash } from '../src/scheduling.ts'
+import { BACKGROUND_PER_PEER, chooseSource, downloadersOf, holderCount, ownerOf, ownerSilence, pickNext, reachesSeed, rendezvousHash, runnerUpOf } from '../src/scheduling.ts'
 import type { Holdings, PeerHolding, PolicySettings, Wants } from '../src/scheduling.ts'
 
 const N = 64
@@ -45,7 +45,8 @@ function wantsOf (opts: Partial<Wants> & { local?: Set<number>, inflight?: Set<n
     available: opts.available ?? new Set(),
     ownedScan: opts.ownedScan ?? 0,
     fallbackScan: opts.fallbackScan ?? 0,
-    stealScan: opts.stealScan ?? N - 1
+    stealScan: opts.stealScan ?? N - 1,
+    stealAnyScan: opts.stealAnyScan ?? N - 1
   }
 }
 
@@ -173,6 +174,43 @@ describe('scheduling policy', () => {
     // Not while the seed's pipeline from us is full.
     const busy = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [N - 1]) }, { load: { seed: BACKGROUND_PER_PEER } })
     expect(pickNext(busy, wantsOf({ inflight: mine }), SETTINGS, NOW, first)).toBeUndefined()
+  })
+
+  it('downloaders done with their shares take different chunks from the seed: those they rank second for first', () => {
+    // Three downloaders; d1's share is not under way yet, so me and d2 (each with its own share in
+    // flight) take chunks only the seed holds. Scanning from the end alike, both asked for the same
+    // ones, and the seed refused one of each pair (sent elsewhere).
+    const peers = { seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, []), d2: holding(HAVE_DOWNLOADING, []) }
+    const views = ['me', 'd2'].map(self => {
+      const others = Object.fromEntries(Object.entries({ ...peers, me: holding(HAVE_DOWNLOADING, []) }).filter(([k]) => k !== self))
+      const h = holdingsOf(others, { self })
+      const own = new Set<number>()
+      for (let i = 0; i < N; i++) if (ownerOf(h, i) === self) own.add(i)
+      return { self, h, own }
+    })
+    const taken = views.map(({ self, h, own }) => {
+      const picks: number[] = []
+      const w = wantsOf({ inflight: own })
+      for (let k = 0; k < 4; k++) {
+        const pick = pickNext(h, w, SETTINGS, NOW, first)
+        expect(pick).toMatchObject({ peer: 'seed', reason: 'unclaimed' })
+        if (pick == null) break
+        expect(ownerOf(h, pick.index)).not.toBe(self)
+        expect(runnerUpOf(h, pick.index)).toBe(self)
+        picks.push(pick.index)
+        own.add(pick.index)
+      }
+      return picks
+    })
+    // From the end down, and none asked for by both.
+    for (const picks of taken) expect(picks).toEqual([...picks].sort((a, b) => b - a))
+    expect(taken[0].filter(i => taken[1].includes(i))).toEqual([])
+    // Once none is left that it ranks second for, any from the end.
+    const [{ h, own }] = views
+    const rest = new Set(own)
+    for (let i = 0; i < N; i++) if (runnerUpOf(h, i) === 'me') rest.add(i)
+    const last = [...Array(N).keys()].reverse().find(i => !rest.has(i))
+    expect(pickNext(h, wantsOf({ inflight: rest }), SETTINGS, NOW, first)).toMatchObject({ index: last, peer: 'seed', reason: 'unclaimed' })
   })
 
   it('keeps fewer fetches in flight per peer for what nobody waits for than for what a reader waits for', () => {
