@@ -154,7 +154,9 @@ async function fetchRole (dir: string, variant: Variant, seedAddr: string, manif
             bytes += lease.bytes.byteLength
             lease.release()
           } else {
-            bytes += (await mesh.exchange.get(peer, cid)).byteLength
+            // Awaited first: `bytes += await …` reads `bytes` before the await, and 16 workers lose each other's counts.
+            const chunk = await mesh.exchange.get(peer, cid)
+            bytes += chunk.byteLength
           }
         }
       }
