@@ -33,6 +33,8 @@ export class ChunkSlots {
   peak = 0
   /** Fresh buffers handed out instead (every slot out, or longer than a slot): garbage once released. */
   fresh = 0
+  /** Takers that waited the whole `waitMs` for a slot (each a stall of the one who asked). */
+  waitedOut = 0
 
   constructor (size: number, count: number) {
     this.#size = size
@@ -64,6 +66,7 @@ export class ChunkSlots {
         resolve,
         timer: setTimeout(() => {
           this.#waiters.splice(this.#waiters.indexOf(waiter), 1)
+          this.waitedOut++
           resolve(this.#fresh(this.#size))
         }, waitMs)
       }

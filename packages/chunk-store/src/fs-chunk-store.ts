@@ -156,12 +156,13 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
    * For tests and benchmarks: receive and read slots lent and not handed back, fresh buffers lent
    * instead (garbage), chunk files written and read around the page cache, lent buffers hashed on the worker.
    */
-  get stats (): { buffersLent: number, readsLent: number, readsPeak: number, freshBuffers: number, directWrites: number, directReads: number, workerDigests: number } {
+  get stats (): { buffersLent: number, readsLent: number, readsPeak: number, readWaitsOut: number, freshBuffers: number, directWrites: number, directReads: number, workerDigests: number } {
     return {
       workerDigests: this.#digests.onWorker,
       buffersLent: this.#slots.lent,
       readsLent: this.#reads.lent,
       readsPeak: this.#reads.peak,
+      readWaitsOut: this.#reads.waitedOut,
       freshBuffers: this.#slots.fresh + this.#reads.fresh,
       directWrites: this.#files.directWrites,
       directReads: this.#files.directReads

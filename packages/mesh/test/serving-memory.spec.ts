@@ -85,9 +85,12 @@ describe('serving chunks on the bulk channel', () => {
     expect(seed.store.stats.readsLent).toBe(4)
     // The slots stopped moving: the other member's reads wait once (at most 2 s, read-range.ts),
     // then go on in buffers of their own (2 s per batch of reads without that rule: 9-10 s).
-    const t0 = performance.now()
     const bodies = await getAll(await channelTo(seed), image.manifest.cids, all)
-    expect(performance.now() - t0).toBeLessThan(5_000)
+    // Counted, not timed (a wall-clock bound failed on a loaded machine): each read that waited
+    // out its 2 s is a stall; once none moved, the others take buffers of their own at once.
+    // At most the reads the server prepares ahead on the new channel (4) wait; without the rule, all 16 did.
+    expect(seed.store.stats.readWaitsOut).toBeGreaterThan(0)
+    expect(seed.store.stats.readWaitsOut).toBeLessThanOrEqual(4)
     for (const i of all) expect(bodies.get(i)?.equals(image.bytes.subarray(i * MiB, (i + 1) * MiB))).toBe(true)
     expect(seed.store.stats.freshBuffers).toBeGreaterThan(0)
     for (const hog of hogs) hog.destroy()
