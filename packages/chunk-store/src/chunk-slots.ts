@@ -41,11 +41,6 @@ export class ChunkSlots {
     this.#count = count
   }
 
-  /** Bytes in each slot. */
-  get size (): number {
-    return this.#size
-  }
-
   /** `length` bytes in a slot, or in a fresh buffer when none is free. */
   lend (length: number): Lease {
     return (length <= this.#size ? this.#slot(length) : undefined) ?? this.#fresh(length)

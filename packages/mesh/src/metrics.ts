@@ -86,26 +86,18 @@ export class MeshMetrics implements ImageTransfers {
         this.set({ outcome: 'refused' }, now.refused)
       }
     })
-    const served = init.requestsServed ?? (() => ({}))
-    const fetches: () => Record<string, number> = init.fetches ?? (() => ({}))
-    this.fetches = new Gauge({
-      name: 'peerglance_chunk_fetches',
-      help: 'Chunk fetches this agent started since it started, by scheduling step and source (e.g. mine/from-seed, announced/from-downloader), and those that failed, by error (e.g. mine/from-seed/SentElsewhereError)',
+    /** A gauge of counts a component keeps by kind, read at each scrape. */
+    const byKind = (name: string, help: string, read: (() => Record<string, number>) | undefined): Gauge<'kind'> => new Gauge({
+      name,
+      help,
       labelNames: ['kind'] as const,
       registers,
       collect () {
-        for (const [kind, count] of Object.entries(fetches())) this.set({ kind }, count)
+        for (const [kind, count] of Object.entries(read?.() ?? {})) this.set({ kind }, count)
       }
     })
-    this.requestsServed = new Gauge({
-      name: 'peerglance_peer_requests_served',
-      help: 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest, announce: one-way ANNOUNCEs heard, announce-bulk: of those on the bulk channel)',
-      labelNames: ['kind'] as const,
-      registers,
-      collect () {
-        for (const [kind, count] of Object.entries(served())) this.set({ kind }, count as number)
-      }
-    })
+    this.fetches = byKind('peerglance_chunk_fetches', 'Chunk fetches this agent started since it started, by scheduling step and source (e.g. mine/from-seed, announced/from-downloader), and those that failed, by error (e.g. mine/from-seed/SentElsewhereError)', init.fetches)
+    this.requestsServed = byKind('peerglance_peer_requests_served', 'Chunk-protocol requests peers made of this agent since it started, by kind (get, get-bulk: of those on the bulk channel, get-not-found, get-refused-once, have, have-from-files, manifest, announce: one-way ANNOUNCEs heard, announce-bulk: of those on the bulk channel)', init.requestsServed)
   }
 
   sent (bytes: number): void {

@@ -340,22 +340,18 @@ export function pickNext (h: Holdings, w: Wants, s: PolicySettings, now: number,
   // 4. Nothing of our share can start: the others' chunks that only seeds hold, from the end;
   // those we rank second for first, so that downloaders done with their shares ask for different ones.
   if (sharing && h.downloaders.length > 1) {
-    let busy = false
-    for (; w.stealScan >= 0; w.stealScan--) {
-      const index = w.stealScan
-      if (!w.wanted(index) || runnerUpOf(h, index) !== h.self || !onlySeedsHold(h, index, now)) continue
-      const peer = chooseLater(index)
-      busy = peer == null
-      if (busy) break
-      return { index, peer: peer as string, reason: 'unclaimed' }
+    // One scan downwards from w[scan]; 'busy' stops both where the next chunk's sources have no room.
+    const steal = (scan: 'stealScan' | 'stealAnyScan', ranked: boolean): Pick | 'busy' | undefined => {
+      for (; w[scan] >= 0; w[scan]--) {
+        const index = w[scan]
+        if (!w.wanted(index) || (ranked && runnerUpOf(h, index) !== h.self) || !onlySeedsHold(h, index, now)) continue
+        const peer = chooseLater(index)
+        return peer == null ? 'busy' : { index, peer, reason: 'unclaimed' }
+      }
+      return undefined
     }
-    for (; !busy && w.stealAnyScan >= 0; w.stealAnyScan--) {
-      const index = w.stealAnyScan
-      if (!w.wanted(index) || !onlySeedsHold(h, index, now)) continue
-      const peer = chooseLater(index)
-      if (peer == null) break
-      return { index, peer, reason: 'unclaimed' }
-    }
+    const stolen = steal('stealScan', true) ?? steal('stealAnyScan', false)
+    if (stolen != null && stolen !== 'busy') return stolen
   }
   // 5. Chunks whose owner has gone quiet: from any holder.
   const quiet = new Set<string>()

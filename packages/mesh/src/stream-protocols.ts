@@ -31,9 +31,9 @@ export function skipRepeatedProtocolMerges (peerStore: PeerStore, now: () => num
     written.set(key, { peer, at: now() })
   }
   const wrap = (write: Write, replaces: (data: PeerData) => boolean): Write => async (id, data, options) => {
+    // Forgotten while the write runs, so that a merge meanwhile is not answered from the old record.
     if (replaces(data)) written.delete(id.toString())
     const peer = await write(id, data, options)
-    if (replaces(data)) written.delete(id.toString())
     remember(peer)
     return peer
   }
