@@ -6,7 +6,6 @@ import { HashThread } from './hash-thread.ts'
 interface Thread {
   hasher: HashThread
   busy: number
-  lastUsed: number
 }
 
 /**
@@ -14,19 +13,27 @@ interface Thread {
  * receive slots are shared memory: nothing is copied). On a receiver's main thread this hash was
  * 54 % of its profile and what capped agent→agent transfer (docs/benchmarks.md, issue 8); on a
  * worker it uses another core. The mesh asks for it only while its main thread is near saturated
- * (offload-gate.ts). The worker starts on first use and ends after HASHER_IDLE_MS without one,
- * giving back its memory (~14 MB); while a worker is broken, digests are computed on the calling
- * thread, so they are always right.
+ * (offload-gate.ts). The worker starts on first use and ends `idleMs` after its last digest
+ * settled, giving back its memory (~14 MB), as ImageHasherPool ends its idle workers; while a
+ * worker is broken, digests are computed on the calling thread, so they are always right.
  */
 export class ChunkDigests {
+  readonly #idleMs: number
   #thread: Thread | undefined
   #idle: NodeJS.Timeout | undefined
   /** Digests a worker computed (the others were computed on the calling thread). */
   onWorker = 0
+  /** Workers started so far. */
+  started = 0
+
+  constructor (opts: { idleMs?: number } = {}) {
+    this.#idleMs = opts.idleMs ?? HASHER_IDLE_MS
+  }
 
   /** The digest of `bytes`, which must not change until it settles; off this thread when they are shared memory. */
   async sha256 (bytes: Uint8Array): Promise<Uint8Array> {
     if (!(bytes.buffer instanceof SharedArrayBuffer)) return sha256Here(bytes)
+    clearTimeout(this.#idle)
     const thread = this.#ready()
     if (thread.busy++ === 0) thread.hasher.ref()
     try {
@@ -36,8 +43,10 @@ export class ChunkDigests {
     } catch {
       return sha256Here(bytes)
     } finally {
-      thread.lastUsed = performance.now()
-      if (--thread.busy === 0) thread.hasher.unref()
+      if (--thread.busy === 0) {
+        thread.hasher.unref()
+        if (thread === this.#thread) this.#endWhenIdle()
+      }
     }
   }
 
@@ -45,8 +54,7 @@ export class ChunkDigests {
   async close (): Promise<void> {
     const thread = this.#thread
     this.#thread = undefined
-    clearInterval(this.#idle)
-    this.#idle = undefined
+    clearTimeout(this.#idle)
     await thread?.hasher.terminate()
   }
 
@@ -54,16 +62,14 @@ export class ChunkDigests {
     if (this.#thread?.hasher.healthy === true) return this.#thread
     const hasher = new HashThread('sha256')
     hasher.unref()
-    const thread: Thread = { hasher, busy: 0, lastUsed: performance.now() }
-    this.#thread = thread
-    if (this.#idle == null) {
-      this.#idle = setInterval(() => {
-        const current = this.#thread
-        if (current == null || (current.busy === 0 && performance.now() - current.lastUsed >= HASHER_IDLE_MS)) void this.close()
-      }, HASHER_IDLE_MS)
-      this.#idle.unref()
-    }
-    return thread
+    this.started++
+    this.#thread = { hasher, busy: 0 }
+    return this.#thread
+  }
+
+  #endWhenIdle (): void {
+    this.#idle = setTimeout(() => { void this.close() }, this.#idleMs)
+    this.#idle.unref()
   }
 }
 
