@@ -21,6 +21,7 @@
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
 //   node scripts/bench/swarm.ts --work-dir /var/tmp   # where the agents' stores go (default /tmp; see the file system probe it prints)
+//   node scripts/bench/swarm.ts --bridge-nf           # keep the bridge's netfilter hooks (br_netfilter) on, as before session 8
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
 // namespaces (removing one removes its veths and bridge), the work dir under --work-dir (/tmp); all of it and
@@ -64,7 +65,8 @@ const { values: opts } = parseArgs({
     'agent-log': { type: 'string' },
     trace: { type: 'string' },
     'timeout-s': { type: 'string', default: '600' },
-    'work-dir': { type: 'string', default: '/tmp' }
+    'work-dir': { type: 'string', default: '/tmp' },
+    'bridge-nf': { type: 'boolean', default: false }
   }
 })
 const N = positiveInt(opts.hosts, '--hosts')
@@ -226,6 +228,11 @@ async function buildNetwork (cleanup: Cleanup): Promise<void> {
   made.push(bridgeNs)
   await run('ip', ['-n', bridgeNs, 'link', 'add', 'br0', 'type', 'bridge'])
   await run('ip', ['-n', bridgeNs, 'link', 'set', 'br0', 'up'])
+  // With br_netfilter loaded (Docker loads it), every bridged packet also walks iptables: ~2 % of
+  // the agents' samples, charged to whichever process the softirq interrupts, so more to busy agents than
+  // to a mostly idle aria2c. A network between hypervisors has no such hop; the switch is per
+  // namespace, so only ours is changed. `--bridge-nf` keeps it.
+  if (opts['bridge-nf'] !== true) await run('ip', ['netns', 'exec', bridgeNs, 'sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w "$f" ] && echo 0 > "$f"; done; true'])
   for (let i = 0; i <= N; i++) {
     const ns = hostNs(i)
     await run('ip', ['netns', 'add', ns])
