@@ -21,7 +21,7 @@
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
 //   node scripts/bench/swarm.ts --work-dir /var/tmp   # where the agents' stores go (default /tmp; see the file system probe it prints)
-//   node scripts/bench/swarm.ts --bridge-nf           # keep the bridge's netfilter hooks (br_netfilter) on, as before session 8
+//   node scripts/bench/swarm.ts --bridge-nf off       # the bridge forwards without netfilter's hooks (br_netfilter is loaded here)
 //
 // Needs root (namespaces). Everything it makes carries the prefix `pgswarm-<tag>-<pid>`: the
 // namespaces (removing one removes its veths and bridge), the work dir under --work-dir (/tmp); all of it and
@@ -66,7 +66,7 @@ const { values: opts } = parseArgs({
     trace: { type: 'string' },
     'timeout-s': { type: 'string', default: '600' },
     'work-dir': { type: 'string', default: '/tmp' },
-    'bridge-nf': { type: 'boolean', default: false }
+    'bridge-nf': { type: 'string', default: 'on' }
   }
 })
 const N = positiveInt(opts.hosts, '--hosts')
@@ -231,8 +231,9 @@ async function buildNetwork (cleanup: Cleanup): Promise<void> {
   // With br_netfilter loaded (Docker loads it), every bridged packet also walks iptables: ~2 % of
   // the agents' samples, charged to whichever process the softirq interrupts, so more to busy agents than
   // to a mostly idle aria2c. A network between hypervisors has no such hop; the switch is per
-  // namespace, so only ours is changed. `--bridge-nf` keeps it.
-  if (opts['bridge-nf'] !== true) await run('ip', ['netns', 'exec', bridgeNs, 'sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w "$f" ] && echo 0 > "$f"; done; true'])
+  // namespace, so `--bridge-nf off` changes only ours.
+  if (!['on', 'off'].includes(opts['bridge-nf'])) throw new Error(`--bridge-nf is on or off, not ${opts['bridge-nf']}`)
+  if (opts['bridge-nf'] === 'off') await run('ip', ['netns', 'exec', bridgeNs, 'sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w "$f" ] && echo 0 > "$f"; done; true'])
   for (let i = 0; i <= N; i++) {
     const ns = hostNs(i)
     await run('ip', ['netns', 'add', ns])
