@@ -36,7 +36,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { fmt, GiB, log, machineCpu, mdTable, median, MiB, runBench } from './lib.ts'
+import { fmt, GiB, log, machineCpu, mdTable, median, MiB, processMemory, resetPeakRss, runBench } from './lib.ts'
 import type { Cleanup } from './lib.ts'
 import { loopbackSamplerScript, parseCounter, parseQueues, parseSamples, queueSamplerScript, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
 
@@ -392,6 +392,7 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     if (opts.perf != null) traces.push(await startPerf(agents.map(a => a.child.pid!), `rep${rep}`))
     const flows0 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
     const threads0 = agents.map(a => threadCpu(a.child.pid))
+    for (const a of agents) await resetPeakRss(a.child.pid!)
     const sent0 = await metricIn(0, 'peerglance_peer_bytes_sent_total')
     const links = opts.trace != null ? await startLinkTrace(`rep${rep}`) : undefined
     let epoch0 = 0
@@ -408,6 +409,9 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
       return { done, note: '' }
     })
     const threads1 = agents.map(a => threadCpu(a.child.pid))
+    // Peak RSS in the download (VmHWM, reset before it) and private part now, MB: issue 8's < 150 MB target.
+    const rss = agents.map(a => processMemory(a.child.pid!))
+    log(`peerglance RSS in the download, MB, peak (private now): ${rss.map((m, i) => `h${i} ${fmt(m.hwmKiB * 1024 / 1e6, 0)} (${fmt(m.anonKiB * 1024 / 1e6, 0)})`).join(', ')}`)
     if (links != null) log(await links.stop(epoch0, result.done))
     const flows1 = await Promise.all(agents.map(async (_, i) => await connectionsIn(i)))
     log(`peerglance TCP connections per host by kind, during the download (sent/received):\n  ${flows1.map((f, i) => `h${i} ${flowDelta(flows0[i], f)}`).join('\n  ')}`)
