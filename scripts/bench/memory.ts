@@ -1,7 +1,8 @@
 // (d) The agent's peak RSS while it receives and then serves a 4 GiB image, and that of a second
 // agent fetching it from the first (BENCH_FETCH=1, the default). Target: < 150 MB while serving
 // or fetching. Last, the agent is restarted and serves the image once more (BENCH_RESTART=1, the
-// default): serving apart from what the uploads left in the process. The peak is VmHWM from
+// default): serving apart from what the uploads left in the process. Then the fetcher and the
+// restarted agent are read at rest, 16 s after their last transfer. The peak is VmHWM from
 // /proc/<pid>/status, reset (clear_refs 5) before each phase; VmRSS is also sampled every 100 ms.
 // Baselines measured in the same run: an idle agent, and bare Node processes (plain JS, and a .ts
 // file loaded through Node's type stripping).
@@ -19,6 +20,8 @@ import {
 import type { BenchAgent, Cleanup, CurlResult, Load } from './lib.ts'
 
 const TARGET_MB = 150
+/** How long after its last transfer an agent's RSS is read "at rest". */
+const REST_MS = 16_000
 const MB = 1e6
 
 interface Phase {
@@ -115,6 +118,8 @@ await runBench(async cleanup => {
   }
 
   const phases: Phase[] = []
+  /** When the fetcher's last fetch ended (performance.now()). */
+  let fetchedAt = 0
   let id = ''
   for (let rep = 0; rep < reps; rep++) {
     // Upload: a fresh image each rep; the previous one is deleted, so every chunk is written again.
@@ -142,18 +147,31 @@ await runBench(async cleanup => {
       const got = await measure('fetch from the other agent, 1 × curl on the fetcher', rep, async () => [await curl(['-o', '/dev/null', `${fetcher.url}/v2/images/${id}/file`])], fetcher.pid)
       if (got.results[0].httpCode !== 200 || got.results[0].sizeDownload !== size) throw new Error(`fetch: ${got.results[0].httpCode}, ${got.results[0].sizeDownload} bytes`)
       phases.push(got.phase)
+      fetchedAt = performance.now()
     }
   }
 
+  // At rest after moving data, as an agent spends most of its life: what the transfers left once
+  // the agent has been idle for REST_MS (its idle collection comes after 10 s).
+  const atRest: Array<{ name: string, memory: ReturnType<typeof processMemory> }> = []
+  const rest = async (name: string, pid: number, since: number): Promise<void> => {
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, since + REST_MS - performance.now())))
+    atRest.push({ name, memory: processMemory(pid) })
+  }
   // Serving apart from what uploading left in the process: the agent restarted on the same data.
+  let served: BenchAgent | undefined
+  let servedAt = 0
   if (envInt('BENCH_RESTART', 1) === 1 && id !== '') {
     await agent.stop()
-    const restarted = await startAgent(cleanup, dataDir)
+    const restarted = served = await startAgent(cleanup, dataDir)
     await new Promise(resolve => setTimeout(resolve, 1000))
-    const served = await measure('download after a restart, 1 × curl', reps - 1, async () => [await curl(['-o', '/dev/null', `${restarted.url}/v2/images/${id}/file`])], restarted.pid)
-    if (served.results[0].httpCode !== 200 || served.results[0].sizeDownload !== size) throw new Error(`download after a restart: ${served.results[0].httpCode}, ${served.results[0].sizeDownload} bytes`)
-    phases.push(served.phase)
+    const download = await measure('download after a restart, 1 × curl', reps - 1, async () => [await curl(['-o', '/dev/null', `${restarted.url}/v2/images/${id}/file`])], restarted.pid)
+    if (download.results[0].httpCode !== 200 || download.results[0].sizeDownload !== size) throw new Error(`download after a restart: ${download.results[0].httpCode}, ${download.results[0].sizeDownload} bytes`)
+    phases.push(download.phase)
+    servedAt = performance.now()
   }
+  if (fetcher != null && fetchedAt > 0) await rest(`fetcher at rest, ${REST_MS / 1000} s after its fetch`, fetcher.pid, fetchedAt)
+  if (served != null) await rest(`agent at rest, ${REST_MS / 1000} s after serving (restarted)`, served.pid, servedAt)
 
   const mb = (kib: number): string => fmt(kib * 1024 / MB)
   const rows: string[][] = [
@@ -162,6 +180,7 @@ await runBench(async cleanup => {
     ['agent idle, after start (baseline)', mb(idle.hwmKiB), `RSS now ${mb(idle.rssKiB)}`, '1.00', fmt(idle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(idle.rssKiB), '', mb(idle.anonKiB), '', ''],
     ...fetcherIdle == null ? [] : [['fetcher idle, connected', mb(fetcherIdle.hwmKiB), `RSS now ${mb(fetcherIdle.rssKiB)}`, fmt(fetcherIdle.hwmKiB / idle.hwmKiB, 2), fmt(fetcherIdle.hwmKiB * 1024 / MB / TARGET_MB, 2), mb(fetcherIdle.rssKiB), '', mb(fetcherIdle.anonKiB), '', '']]
   ]
+  for (const { name, memory } of atRest) rows.push([name, '', `RSS now ${mb(memory.rssKiB)}`, fmt(memory.rssKiB / idle.hwmKiB, 2), fmt(memory.rssKiB * 1024 / MB / TARGET_MB, 2), '', '', mb(memory.anonKiB), '', ''])
   const verdicts: string[] = []
   for (const name of [...new Set(phases.map(p => p.phase))]) {
     const ps = phases.filter(p => p.phase === name)

@@ -9,19 +9,31 @@ interface Waiter {
 }
 
 /**
+ * How long every slot must have been back before the memory goes: a transfer hands slots back
+ * many times a second, and an agent at rest held the pages its last transfer touched (16 MiB of
+ * receive slots after a fetch, up to 16 of read slots after serving) for good, ~25 MB of RSS.
+ * Shorter than the idle collector's 10 s (agent/src/idle-collector.ts), whose full collection
+ * then frees it.
+ */
+export const SLOTS_IDLE_MS = 5_000
+
+/**
  * Page-aligned, chunk-sized buffers the store reuses: chunks from peers are received into them
  * (`FsChunkStore.lendBuffer`) and written with O_DIRECT from there, and chunk files are read into
  * them with O_DIRECT to be served (`readChunkLease`). Through the page cache a fetched chunk cost
  * ~3 kernel CPU-s per GiB, and a fresh 1 MiB buffer per chunk left garbage whose external bytes
  * started V8's full collections. A fixed number of slots in one shared memory (a worker verifies
  * received chunks in place, chunk-digests.ts; and V8 leaves it out of its external memory,
- * aligned-chunks.ts), made on first use; the last one handed back is lent first, so the pages in
- * use stay few. Beyond them, and for lengths over the slot size, a lease is a fresh buffer nobody
- * reuses.
+ * aligned-chunks.ts), made on first use and let go once all have been back for `idleMs`; the last
+ * one handed back is lent first, so the pages in use stay few. Beyond them, and for lengths over
+ * the slot size, a lease is a fresh buffer nobody reuses.
  */
 export class ChunkSlots {
   readonly #size: number
   readonly #count: number
+  readonly #idleMs: number
+  /** Armed when the last slot comes back: lets the memory go if none moved since. */
+  #idle: NodeJS.Timeout | undefined
   #free: Uint8Array[] | undefined
   #memory: ArrayBufferLike | undefined
   /** Who waits for a slot (`take`), first come first served. */
@@ -36,9 +48,15 @@ export class ChunkSlots {
   /** Takers that waited the whole `waitMs` for a slot (each a stall of the one who asked). */
   waitedOut = 0
 
-  constructor (size: number, count: number) {
+  constructor (size: number, count: number, idleMs = SLOTS_IDLE_MS) {
     this.#size = size
     this.#count = count
+    this.#idleMs = idleMs
+  }
+
+  /** Whether the slots' memory is held (made at the first lend, let go when idle). */
+  get holding (): boolean {
+    return this.#memory != null
   }
 
   /** `length` bytes in a slot, or in a fresh buffer when none is free. */
@@ -84,6 +102,23 @@ export class ChunkSlots {
     return slot == null ? undefined : this.#lease(slot, length)
   }
 
+  /** Lets the memory go once no slot has moved for `idleMs` and none is out; V8 frees it in its next full collection. */
+  #armIdle (ms: number): void {
+    if (this.#idle != null) return
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined
+      if (this.lent > 0) return
+      const left = this.#idleMs - (performance.now() - this.#moved)
+      if (left > 0) {
+        this.#armIdle(left)
+        return
+      }
+      this.#free = undefined
+      this.#memory = undefined
+    }, ms)
+    this.#idle.unref()
+  }
+
   #fresh (length: number): Lease {
     this.fresh++
     return { bytes: Buffer.allocUnsafe(length), release: noop }
@@ -98,13 +133,14 @@ export class ChunkSlots {
       release: () => {
         if (released) return
         released = true
-        this.lent--
         this.#moved = performance.now()
         const waiter = this.#waiters.shift()
         if (waiter == null) {
           this.#free?.push(slot)
+          if (--this.lent === 0) this.#armIdle(this.#idleMs)
           return
         }
+        this.lent--
         clearTimeout(waiter.timer)
         waiter.resolve(this.#lease(slot, this.#size))
       }
