@@ -1,5 +1,5 @@
 import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8'
-import { collectGarbage } from '@peerglance/chunk-store'
+import { collectGarbage, letGoSince } from '@peerglance/chunk-store'
 
 /** How often the agent looks at its CPU use. */
 const LOOK_MS = 1_000
@@ -7,7 +7,10 @@ const LOOK_MS = 1_000
 const IDLE_LOOKS = 10
 /** Idle: less CPU than this share of one core since the last look (moving data takes far more). */
 const IDLE_SHARE = 0.05
-/** Worth a full collection: a young generation grown past this, or the heap grown this much since the last one. */
+/**
+ * Worth a full collection: a young generation grown past this, or the heap grown this much since
+ * the last one, or memory let go since (the store's idle slots, young-gc.ts `letGo`).
+ */
 const YOUNG_BYTES = 2 * 1024 * 1024
 const GROWTH_BYTES = 8 * 1024 * 1024
 
@@ -18,21 +21,29 @@ function processCpuMs (): number {
   return (user + system) / 1000
 }
 
+/** V8's heap now, bytes: all of it, and the young generation. */
+function heapNow (): { total: number, young: number } {
+  return {
+    total: getHeapStatistics().total_heap_size,
+    young: getHeapSpaceStatistics().find(s => s.space_name === 'new_space')?.space_size ?? 0
+  }
+}
+
 /**
  * One full collection when the agent has been idle for a while and its heap holds what busier
  * times left: V8 grows the young generation to its cap (2 × 8 MiB here) during start-up and any
  * transfer, and shrinks it only in a collection that is meant to reduce memory, which an idle
  * process never triggers; start-up also leaves ~12 MB of garbage in the old generation. One
  * collection (~30 ms) gives back ~25 MB of RSS (docs/benchmarks.md, "The agent at rest"). It runs
- * at most once per IDLE_LOOKS looks, and again only once the heap has grown back.
+ * at most once per IDLE_LOOKS looks, and again only once the heap has grown back or memory was let go.
  *
  * Idle means every one of the last IDLE_LOOKS seconds, not their sum: one look back over 10 s
  * also passed in the first half second of a download, whose first chunks had already grown the
  * young generation, and collected the whole heap then (a 100-270 ms pause in 6 of 8 downloaders
  * of one swarm run, docs/benchmarks.md, "V8's full collections during a download").
- * `cpuMs` (the process's CPU time, ms) is for tests.
+ * `cpuMs` (the process's CPU time, ms) and `heap` are for tests.
  */
-export function collectWhenIdle (onCollected: (c: Collected) => void, { cpuMs = processCpuMs } = {}): () => void {
+export function collectWhenIdle (onCollected: (c: Collected) => void, { cpuMs = processCpuMs, heap = heapNow } = {}): () => void {
   let last = cpuMs()
   let idleLooks = 0
   /** The heap after the last collection (none yet: start-up left its garbage). */
@@ -43,11 +54,10 @@ export function collectWhenIdle (onCollected: (c: Collected) => void, { cpuMs = 
     last = now
     if (idleLooks < IDLE_LOOKS) return
     idleLooks = 0
-    const heapBefore = getHeapStatistics().total_heap_size
-    const young = getHeapSpaceStatistics().find(s => s.space_name === 'new_space')?.space_size ?? 0
-    if (young <= YOUNG_BYTES && heapBefore <= floor + GROWTH_BYTES) return
+    const { total: heapBefore, young } = heap()
+    if (young <= YOUNG_BYTES && heapBefore <= floor + GROWTH_BYTES && letGoSince() === 0) return
     collectGarbage('major')
-    floor = getHeapStatistics().total_heap_size
+    floor = heap().total
     onCollected({ heapBefore, heapAfter: floor, youngBefore: young })
   }, LOOK_MS)
   timer.unref()

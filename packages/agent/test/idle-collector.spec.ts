@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { letGo } from '@peerglance/chunk-store'
 import { collectWhenIdle } from '../src/idle-collector.ts'
 import type { Collected } from '../src/idle-collector.ts'
 
@@ -48,6 +49,22 @@ describe('collectWhenIdle', () => {
     expect(collected).toEqual([])
     live(1)
     expect(collected).toHaveLength(1)
+  })
+
+  it('collects again at rest once memory was let go, though the heap did not grow', () => {
+    stop()
+    // A heap that neither grows nor keeps a large young generation (the test process's own would).
+    stop = collectWhenIdle(c => collected.push(c), { cpuMs: () => cpu, heap: () => ({ total: 50 * 1024 * 1024, young: 1024 * 1024 }) })
+    live(10)
+    expect(collected).toHaveLength(1)
+    live(20)
+    expect(collected).toHaveLength(1)
+    // The store's slots, idle after a transfer: only a full collection frees their memory.
+    letGo(24 * 1024 * 1024)
+    live(10)
+    expect(collected).toHaveLength(2)
+    live(20)
+    expect(collected).toHaveLength(2)
   })
 
   it('counts a little background work as idle', () => {

@@ -1,5 +1,6 @@
 import type { Lease } from '@peerglance/interface'
 import { alignedChunks } from './aligned-chunks.ts'
+import { letGo } from './young-gc.ts'
 
 function noop (): void {}
 
@@ -12,8 +13,7 @@ interface Waiter {
  * How long every slot must have been back before the memory goes: a transfer hands slots back
  * many times a second, and an agent at rest held the pages its last transfer touched (16 MiB of
  * receive slots after a fetch, up to 16 of read slots after serving) for good, ~25 MB of RSS.
- * Shorter than the idle collector's 10 s (agent/src/idle-collector.ts), whose full collection
- * then frees it.
+ * The agent's idle collector then frees it (young-gc.ts `letGo`).
  */
 export const SLOTS_IDLE_MS = 5_000
 
@@ -113,6 +113,7 @@ export class ChunkSlots {
         this.#armIdle(left)
         return
       }
+      letGo(this.#memory?.byteLength ?? 0)
       this.#free = undefined
       this.#memory = undefined
     }, ms)

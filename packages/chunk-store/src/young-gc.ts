@@ -6,6 +6,8 @@ type Gc = (options: { type: 'minor' | 'major', execution: 'sync' }) => void
 let gc: Gc | undefined
 /** Bytes received since the last scavenge `received` ran, over the whole process. */
 let sinceScavenge = 0
+/** Bytes of memory let go (`letGo`) since our last full collection. */
+let letGoSinceMajor = 0
 
 /**
  * Bytes received between two scavenges. Every 32 MiB, some uploads still ran into runs of 8-34
@@ -29,6 +31,21 @@ export function collectGarbage (type: 'minor' | 'major'): void {
     gc = runInNewContext('gc') as Gc
   }
   gc({ type, execution: 'sync' })
+  if (type === 'major') letGoSinceMajor = 0
+}
+
+/**
+ * Tells the agent's idle collector (agent/src/idle-collector.ts) that `bytes` of memory held only
+ * by old objects were let go (the store's slots once idle): only a full collection frees them,
+ * and at rest none comes unless asked for.
+ */
+export function letGo (bytes: number): void {
+  letGoSinceMajor += bytes
+}
+
+/** Bytes let go since the last full collection run through `collectGarbage`. */
+export function letGoSince (): number {
+  return letGoSinceMajor
 }
 
 /**

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { ChunkSlots } from '../src/chunk-slots.ts'
-import { collectGarbage } from '../src/young-gc.ts'
+import { collectGarbage, letGoSince } from '../src/young-gc.ts'
 
 const SLOT = 64 * 1024
 const IDLE_MS = 200
@@ -40,6 +40,8 @@ describe('ChunkSlots', () => {
     expect(slots.holding).toBe(true)
     await sleep(IDLE_MS)
     expect(slots.holding).toBe(false)
+    // The agent's idle collector is told, as only a full collection frees it.
+    expect(letGoSince()).toBeGreaterThanOrEqual(4 * SLOT)
     // Nothing else holds it: the next full collection frees the pages.
     expect(await collected(memory)).toBe(true)
 
