@@ -2,7 +2,7 @@
 // agent fetching it from the first (BENCH_FETCH=1, the default). Target: < 150 MB while serving
 // or fetching. Last, the agent is restarted and serves the image once more (BENCH_RESTART=1, the
 // default): serving apart from what the uploads left in the process. Then the fetcher and the
-// restarted agent are read at rest, 16 s after their last transfer. The peak is VmHWM from
+// restarted agent are read at rest, 25 s after their last transfer. The peak is VmHWM from
 // /proc/<pid>/status, reset (clear_refs 5) before each phase; VmRSS is also sampled every 100 ms.
 // Baselines measured in the same run: an idle agent, and bare Node processes (plain JS, and a .ts
 // file loaded through Node's type stripping).
@@ -21,7 +21,7 @@ import type { BenchAgent, Cleanup, CurlResult, Load } from './lib.ts'
 
 const TARGET_MB = 150
 /** How long after its last transfer an agent's RSS is read "at rest". */
-const REST_MS = 16_000
+const REST_MS = 25_000
 const MB = 1e6
 
 interface Phase {
