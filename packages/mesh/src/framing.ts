@@ -229,12 +229,17 @@ export function cidsInBinary (cids: readonly string[]): Uint8Array {
 const KEPT_BINARY_CIDS = 8
 const binaryCids = new Map<readonly string[], Uint8Array>()
 
+// One of each for every HAVE and ANNOUNCE: a TextDecoder made per ANNOUNCE heard was half of the
+// receiver's cost of it (perf of the swarm, docs/benchmarks.md, chatter).
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder()
+
 /**
  * A HAVE request for `cids` (36-byte CIDs one after another, `cidsInBinary`), the part of an
  * image of `total` chunks starting at index `from`.
  */
 export function encodeHaveRequest (key: string, mine: HaveSelf & { bits: Uint8Array }, total: number, from: number, cids: Uint8Array): Uint8Array {
-  const keyBytes = new TextEncoder().encode(key)
+  const keyBytes = utf8Encoder.encode(key)
   const count = cids.byteLength / CID_BYTES
   const bitBytes = Math.ceil(count / 8)
   const head = 2 + keyBytes.byteLength + 9
@@ -253,7 +258,7 @@ export function encodeHaveRequest (key: string, mine: HaveSelf & { bits: Uint8Ar
 }
 
 export function encodeAnnounce (key: string, note: HaveSelf & { total: number, indices: readonly number[] }): Uint8Array {
-  const keyBytes = new TextEncoder().encode(key)
+  const keyBytes = utf8Encoder.encode(key)
   const head = 2 + keyBytes.byteLength + 5
   const body = new Uint8Array(head + 4 * note.indices.length)
   const view = new DataView(body.buffer)
@@ -272,6 +277,6 @@ export function readNoteHead (body: Uint8Array, what: string): { key: string, st
   const keyLength = view.getUint16(0)
   const at = 2 + keyLength + 5
   if (body.byteLength < at) throw new FrameError(`${what} body too short`)
-  const key = new TextDecoder().decode(body.subarray(2, 2 + keyLength))
+  const key = utf8Decoder.decode(body.subarray(2, 2 + keyLength))
   return { key, ...readStateByte(body[2 + keyLength]), total: view.getUint32(2 + keyLength + 1), at }
 }

@@ -10,7 +10,7 @@ import type { Logger, PeerId } from '@libp2p/interface'
 import type { HaveAnswer, HaveNote } from './chunk-exchange.ts'
 import { leaseRef, plainRef } from './chunk-ref.ts'
 import type { ChunkRef } from './chunk-ref.ts'
-import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit } from './framing.ts'
+import { clearBit, getBit, HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE, setBit, stateByte } from './framing.ts'
 import type { HaveSelf, HaveState } from './framing.ts'
 import type { MeshMetrics } from './metrics.ts'
 import { anyHolder, downloadersOf, isSeed, pickNext, reachesSeed, rendezvousHash } from './scheduling.ts'
@@ -93,6 +93,12 @@ const TICK_MS = 50
 const REQUERY_MS = 1_000
 /** A background download with no reader that got nothing for this long gives up (a new read restarts it). */
 const IDLE_SESSION_MS = 60_000
+/**
+ * A downloader that holds every chunk of a batch is not sent it, but still hears from us this
+ * often: it takes a share of our silence (`backgroundFallbackMs`, 15 s; urgent chunks 5 s) to
+ * mean we hang.
+ */
+const ANNOUNCE_KEEPALIVE_MS = 1_000
 
 /** What this agent knows of one peer's holdings of one image. */
 interface PeerState extends PeerHolding {
@@ -164,6 +170,8 @@ export class Session {
   readonly #querying = new Set<string>()
   readonly #announce: number[] = []
   #lastAnnounce = 0
+  /** Per peer: when it was last sent an ANNOUNCE, and the state that one said. */
+  readonly #told = new Map<string, { at: number, state: number }>()
   #lastQuery = 0
   #lastProgress = 0
   /** Cancels the session's timer. */
@@ -251,8 +259,17 @@ export class Session {
   /** Tells the connected peers downloading this image what we stored (`indices`) and our state. */
   #announceTo (indices: readonly number[]): void {
     const note = { ...this.self, total: this.n, indices }
+    const state = stateByte(note)
+    const now = this.#now()
     for (const [key, peer] of this.#peers) {
-      if (peer.connected && peer.state === HAVE_DOWNLOADING && !this.host.isBad(key)) this.host.announce(peer.id, this.key, note)
+      if (!peer.connected || peer.state !== HAVE_DOWNLOADING || this.host.isBad(key)) continue
+      // Nothing new for a peer that holds the whole batch (the source of a chunk always does, and
+      // later fetchers more and more): about half of the messages, each a TLS record written and
+      // one read, decoded and scheduled on at the other end (docs/benchmarks.md, chatter).
+      const told = this.#told.get(key)
+      if (told != null && told.state === state && now - told.at < ANNOUNCE_KEEPALIVE_MS && indices.every(i => getBit(peer.bits, i))) continue
+      this.#told.set(key, { at: now, state })
+      this.host.announce(peer.id, this.key, note)
     }
   }
 
@@ -456,6 +473,7 @@ export class Session {
 
   dropPeer (peer: string): void {
     this.#peers.delete(peer)
+    this.#told.delete(peer)
     this.#recomputeOwners()
   }
 

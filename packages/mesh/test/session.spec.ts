@@ -4,7 +4,7 @@ import type { ChunkBlocks, Manifest } from '@peerglance/interface'
 import { plainRef } from '../src/chunk-ref.ts'
 import type { ChunkRef } from '../src/chunk-ref.ts'
 import { NotHeldError, RequestTimeoutError, SentElsewhereError } from '../src/errors.ts'
-import { HAVE_DOWNLOADING, HAVE_NONE } from '../src/framing.ts'
+import { HAVE_COMPLETE, HAVE_DOWNLOADING, HAVE_NONE } from '../src/framing.ts'
 import type { HaveAnswer } from '../src/chunk-exchange.ts'
 import { Session } from '../src/session.ts'
 import type { Clock, SessionHost, SessionSettings } from '../src/session.ts'
@@ -62,9 +62,12 @@ function peerId (name: string): PeerId {
 
 type Fetcher = (cid: string, peer: string) => Promise<ChunkRef>
 
-function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<HaveAnswer>, fetch: Fetcher }): { session: Session, clock: ManualClock, fetches: string[] } {
+interface Told { peer: string, state: number, indices: number[] }
+
+function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<HaveAnswer>, fetch: Fetcher }, chunks = 2): { session: Session, clock: ManualClock, fetches: string[], told: Told[] } {
   const clock = new ManualClock()
   const fetches: string[] = []
+  const told: Told[] = []
   const load = new Map<string, number>()
   const blocks: ChunkBlocks = {
     has: async () => false,
@@ -89,17 +92,17 @@ function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<
       return { promise, shared: false }
     },
     have: async peer => await answers.have(peer.toString()),
-    announce: () => {},
+    announce: (peer, key, note) => { told.push({ peer: peer.toString(), state: note.state, indices: [...note.indices] }) },
     isBad: () => false,
     markBad: () => {},
     load: peer => load.get(peer) ?? 0,
     checkReachable: () => {},
     dropSession: () => {}
   }
-  const manifest = { size: 2 * 1024, chunkSize: 1024, cids: ['c0', 'c1'] } as unknown as Manifest
+  const manifest = { size: chunks * 1024, chunkSize: 1024, cids: Array.from({ length: chunks }, (_, i) => `c${i}`) } as unknown as Manifest
   const session = new Session(host, 'image', 'key', manifest)
   session.begin()
-  return { session, clock, fetches }
+  return { session, clock, fetches, told }
 }
 
 const BYTES = new Uint8Array(1024)
@@ -184,6 +187,37 @@ describe('download session: waits for a chunk', () => {
     const read = outcome(session.chunk(0))
     await clock.advance(SETTINGS.unavailableTimeoutMs + 1_000)
     expect(read.error?.name).toBe('ChunkUnavailableError')
+    await session.close(new Error('done'))
+  })
+})
+
+describe('download session: what it announces', () => {
+  it('a downloader that holds every chunk of a batch is not sent it; one that lacks any is, and everyone hears the image complete', async () => {
+    // d1 holds c0..c2 (it is where they come from), d2 nothing; only the seed holds c3.
+    const { session, clock, told } = sessionOf(['seed', 'd1', 'd2'], {
+      have: async peer => peer === 'seed'
+        ? { state: HAVE_NONE, nearSeed: false, bits: new Uint8Array([0xf0]) }
+        : { state: HAVE_DOWNLOADING, nearSeed: false, bits: new Uint8Array([peer === 'd1' ? 0xe0 : 0]) },
+      fetch: async () => plainRef(BYTES)
+    }, 4)
+    await session.scanning
+    for (let i = 0; i < 4; i++) {
+      const chunk = await session.chunk(i)
+      chunk.release()
+      await clock.advance(200)
+    }
+    expect(session.complete).toBe(true)
+    const to = (peer: string): Told[] => told.filter(t => t.peer === peer)
+    // d2 hears of every chunk.
+    expect(new Set(to('d2').flatMap(t => t.indices))).toEqual(new Set([0, 1, 2, 3]))
+    // d1 hears of the one it lacks, and of nothing it holds but with news (its first message, c3, the state).
+    expect(to('d1').flatMap(t => t.indices)).toContain(3)
+    for (const t of to('d1').slice(1)) {
+      if (t.state !== HAVE_COMPLETE) expect(t.indices.some(i => i === 3)).toBe(true)
+    }
+    expect(to('d1').length).toBeLessThan(to('d2').length)
+    expect(to('d1').at(-1)?.state).toBe(HAVE_COMPLETE)
+    expect(to('d2').at(-1)?.state).toBe(HAVE_COMPLETE)
     await session.close(new Error('done'))
   })
 })
