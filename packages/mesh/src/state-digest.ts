@@ -56,6 +56,14 @@ export class StateDigest {
     return `${this.#fingerprints.size}:${this.#root.toString('base64url')}`
   }
 
+  /**
+   * 32 bits of the root (and the count): what a ping carries (liveness.ts). Equal tags mean equal
+   * roots but for one chance in 2^32, which metadata-sync.ts's backstop sync covers.
+   */
+  get tag (): number {
+    return (this.#root.readUInt32BE(0) ^ this.#fingerprints.size) >>> 0
+  }
+
   fingerprint (slot: string): string | undefined {
     return this.#fingerprints.get(slot)
   }

@@ -12,26 +12,39 @@ import type { Libp2p } from '@libp2p/interface'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ImageRecord } from '@peerglance/interface'
 import { LevelMetadataStore } from '@peerglance/metadata-store'
+import { liveness } from '../src/liveness.ts'
 import { MetadataSync } from '../src/metadata-sync.ts'
 import { silentLogger } from '@peerglance/interface'
 
-interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string }
+interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string, served: () => number }
 const nodes: Node[] = []
 
-async function node (opts: { start?: boolean } = {}): Promise<Node> {
+/** `pingMs`: with the mesh's liveness service, pinging every that often (pings then carry the state's tag). */
+async function node (opts: { start?: boolean, syncIntervalMs?: number, pingMs?: number } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
   const libp2p = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
+      ...opts.pingMs != null ? { liveness: liveness({ intervalMs: opts.pingMs, timeoutMs: 5_000 }) } : {}
+    }
   })
   const store = new LevelMetadataStore({ path: join(dir, 'db') })
   await store.start()
-  const sync = new MetadataSync({ libp2p, replica: store, logger: silentLogger }, { syncIntervalMs: 60_000 })
+  const sync = new MetadataSync({ libp2p, replica: store, logger: silentLogger }, { syncIntervalMs: opts.syncIntervalMs ?? 60_000 })
+  // Counts the syncs this agent answers.
+  let served = 0
+  const serve = sync.serve
+  sync.serve = async (stream, connection) => {
+    served++
+    await serve(stream, connection)
+  }
   if (opts.start !== false) await sync.start()
-  const n = { libp2p, store, sync, dir }
+  const n = { libp2p, store, sync, dir, served: () => served }
   nodes.push(n)
   return n
 }
@@ -201,4 +214,34 @@ describe('metadata sync', () => {
     expect(b.store.getImage('small-4999')?.name).toBe('small-4999')
   }, 60_000)
 
+  it('does not reconcile in turn with a peer whose pings say it holds what we hold', async () => {
+    // The round every 100 ms; pings every 100 ms carry each agent's tag.
+    const [a, b] = [await node({ syncIntervalMs: 100, pingMs: 100 }), await node({ syncIntervalMs: 100, pingMs: 100 })]
+    await a.store.putImage(image('shared'))
+    await connect(a, b)
+    await until(() => b.store.getImage('shared') != null && a.sync.stateRoot === b.sync.stateRoot)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    const before = a.served() + b.served()
+    await new Promise(resolve => setTimeout(resolve, 1_500))
+    // Without the tags: one sync per 100 ms round, ~15 (plus those of the other end).
+    expect(a.served() + b.served() - before).toBeLessThanOrEqual(1)
+    // A change still travels by gossip.
+    await a.store.putImage(image('shared', { name: 'renamed' }))
+    await until(() => b.store.getImage('shared')?.name === 'renamed')
+  })
+
+  it('reconciles at once with a peer whose ping says it holds something else, without waiting for its turn', async () => {
+    // The round is a minute: only a ping can start this sync.
+    const [a, b] = [await node({ pingMs: 100 }), await node({ pingMs: 100 })]
+    await connect(a, b)
+    await until(() => a.sync.stateRoot === b.sync.stateRoot && a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    // A record B takes from elsewhere (merged, so not gossiped on): only anti-entropy brings it to A.
+    const c = await node({ start: false })
+    await c.store.putImage(image('from-elsewhere'))
+    await b.store.merge([...c.store.records()], c.libp2p.peerId.toString())
+    expect(b.store.getImage('from-elsewhere')).not.toBeUndefined()
+    // At most one sync per 2 s with a peer whose tag differs; the one on connect may be that recent.
+    await until(() => a.store.getImage('from-elsewhere') != null, 4_000)
+  })
 })
