@@ -22,12 +22,12 @@ export const METADATA_SYNC_PROTOCOL = '/peerglance/meta-sync/2.0.0'
 const DEFAULT_SYNC_INTERVAL_MS = 2_000
 /**
  * Pings carry a 32-bit tag of the sender's root (liveness.ts, every 5 s). A peer whose last tag,
- * heard this lately, was ours is in step: the round passes it over. A peer whose tag differs is
- * reconciled at once (at most once per interval).
+ * heard this lately, was ours is in step: the round passes it over. A peer that sent the same
+ * other tag twice in a row is reconciled at once (at most every 2 s).
  */
 const TAG_FRESH_MS = 12_000
 /** A peer in step is still reconciled this often: two different states may share a tag (1 in 2^32). */
-const BACKSTOP_MS = 60_000
+const BACKSTOP_MS = 5 * 60_000
 const SYNC_TIMEOUT_MS = 60_000
 /**
  * Records are sent in frames of about this size, so a late joiner's catch-up streams whatever the
@@ -85,6 +85,8 @@ export class MetadataSync implements Startable {
   /** Per peer: when its ping last said it holds what we hold, and when a sync with it last began. */
   readonly #inStep = new Map<string, number>()
   readonly #synced = new Map<string, number>()
+  /** Per peer: the tag of its last ping, when it was not ours. */
+  readonly #differs = new Map<string, number>()
   #unsubscribe: (() => void) | undefined
   #timer: NodeJS.Timeout | undefined
   #flush: Promise<void> | undefined
@@ -300,11 +302,17 @@ export class MetadataSync implements Startable {
     const now = Date.now()
     if (tag === this.#stateDigest.tag) {
       this.#inStep.set(id, now)
+      this.#differs.delete(id)
       return
     }
     this.#inStep.delete(id)
-    // Bounded: a member that always sends another tag gets a sync every 2 s at most.
-    if (now - (this.#synced.get(id) ?? 0) >= Math.min(this.#interval, DEFAULT_SYNC_INTERVAL_MS)) this.#request(peer)
+    // The same other tag twice: its state holds still and is not ours (a change gossip missed, not
+    // one on its way). An agent that predates tags counts its ping ids up: it is reconciled in
+    // turn, as before. A member that plays this gets a sync every 2 s at most.
+    const again = this.#differs.get(id) === tag
+    if (this.#differs.size >= 1024) this.#differs.clear()
+    this.#differs.set(id, tag)
+    if (again && now - (this.#synced.get(id) ?? 0) >= Math.min(this.#interval, DEFAULT_SYNC_INTERVAL_MS)) this.#request(peer)
   }
 
   /**

@@ -241,7 +241,7 @@ describe('metadata sync', () => {
     await c.store.putImage(image('from-elsewhere'))
     await b.store.merge([...c.store.records()], c.libp2p.peerId.toString())
     expect(b.store.getImage('from-elsewhere')).not.toBeUndefined()
-    // At most one sync per 2 s with a peer whose tag differs; the one on connect may be that recent.
+    // Two pings with B's new tag, and at most one sync per 2 s with a peer: the one on connect may be that recent.
     await until(() => a.store.getImage('from-elsewhere') != null, 4_000)
   })
 })

@@ -38,7 +38,7 @@ export const MeshConfig = Type.Object({
   syncIntervalMs: Type.Integer({
     default: 2000,
     minimum: 100,
-    description: 'How often the agent reconciles its metadata with the next of its connected peers in turn, besides on every new connection, whenever gossip missed a peer and when a peer\'s ping says it holds other records. Peers whose last ping said they hold the same records are passed over (and reconciled once a minute). When nothing differs a sync costs one small round trip.'
+    description: 'How often the agent reconciles its metadata with the next of its connected peers in turn, besides on every new connection, whenever gossip missed a peer and when a peer\'s pings say it holds other records. Peers whose last ping said they hold the same records are passed over (and reconciled every 5 minutes). When nothing differs a sync costs one small round trip.'
   }),
   bulkPort: Type.Integer({
     default: 0,
