@@ -48,6 +48,8 @@ export interface ResultSink<T = Uint8Array> {
    * throws, but for a `finish` whose promise settled after its caller gave up.
    */
   drop?: () => void
+  /** The body's part not filled yet, for the stream to read into (framing.ts, `BodySink.space`). */
+  space?: () => Uint8Array | undefined
 }
 
 export function collector (length: number): ResultSink {
@@ -154,6 +156,7 @@ export class PeerLink {
           pending.drop = inner.drop
           return {
             write (piece) { inner.write(piece) },
+            space: inner.space,
             end () {
               pending.drop = undefined
               // The caller gave up (aborted) while the body arrived: nobody takes the result.
@@ -302,6 +305,7 @@ export class PeerLink {
       if (header.length === 0) return sink
       return {
         write (piece) { sink.write(piece) },
+        space: sink.space,
         end () {
           channel.receiving = undefined
           sink.end()
@@ -310,6 +314,7 @@ export class PeerLink {
     })
     stream.listen({
       data: data => { reader.push(data) },
+      space: () => reader.space(),
       // A server closes its side only when it is going away: fail what waits now, not at its timeout.
       remoteDone: () => { stream.abort(new ProtocolError(`peer ${key} closed the stream`)) },
       closed: error => { this.#channelClosed(channel, error) }

@@ -13,6 +13,11 @@ export interface FrameStreamHandlers {
   remoteDone: () => void
   /** The stream is gone, with the error that ended it if any. */
   closed: (err?: Error) => void
+  /**
+   * Where the next bytes may be read to (the rest of a body being received), or undefined: only
+   * a socket with an Inbox asks; `data` then gets a view of the bytes in place.
+   */
+  space?: () => Uint8Array | undefined
 }
 
 export interface FrameStream {
@@ -50,22 +55,33 @@ export function libp2pFrameStream (stream: Stream): FrameStream {
 }
 
 /**
- * Where a socket that reads into one buffer of its own (net's `onread` option) delivers its bytes:
+ * Where a socket that reads into buffers it is given (net's `onread` option) delivers its bytes:
  * to whoever reads it now (the credential check, then the frame stream). Node's TLS socket
  * otherwise hands over each 16 KiB record in a fresh buffer: 16,384 of them per GiB received, which
  * with the chunk buffers were what started the agents' full garbage collections (docs/benchmarks.md,
- * issue 8). The bytes given to a reader are only valid during the call: readers copy what they keep.
+ * issue 8). Each read goes into the reader's `space` when it offers one (the unfilled rest of a
+ * chunk being received: OpenSSL's output lands there, and nobody copies it again), else into the
+ * inbox's own buffer, whose bytes are only valid during the call: readers copy what they keep.
  */
 export class Inbox {
   #reader: ((data: Buffer) => void) | undefined
+  #space: (() => Uint8Array | undefined) | undefined
   /** Bytes that came while nobody read (copies), for the next reader. */
   readonly #held: Buffer[] = []
+  /** Bytes read into a reader's space, and into the inbox's own buffer (for tests and benches). */
+  readonly stats = { inPlace: 0, buffered: 0 }
 
-  /** The socket option: every read goes into one buffer of `size` bytes, then to the reader. */
-  onread (size: number): { buffer: Buffer, callback: (n: number, buf: Uint8Array) => boolean } {
+  /**
+   * The socket option: `buffer` is asked after every read where the next one goes (Node keeps
+   * the answer until then, so a space must stay valid until the socket reads again or closes).
+   */
+  onread (size: number): { buffer: () => Uint8Array, callback: (n: number, buf: Uint8Array) => boolean } {
+    const own = Buffer.allocUnsafe(size)
     return {
-      buffer: Buffer.allocUnsafe(size),
+      buffer: () => this.#space?.() ?? own,
       callback: (n, buf) => {
+        if (buf === own) this.stats.buffered += n
+        else this.stats.inPlace += n
         const data = Buffer.from(buf.buffer, buf.byteOffset, n)
         if (this.#reader != null) this.#reader(data)
         else this.#held.push(Buffer.from(data))
@@ -74,15 +90,17 @@ export class Inbox {
     }
   }
 
-  /** Reads from now on, starting with what was held. */
-  read (reader: (data: Buffer) => void): void {
+  /** Reads from now on, starting with what was held; `space` says where the next bytes may go. */
+  read (reader: (data: Buffer) => void, space?: () => Uint8Array | undefined): void {
     this.#reader = reader
+    this.#space = space
     for (const data of this.#held.splice(0)) reader(data)
   }
 
   /** Stops reading; `unread` goes back first for the next reader (copied). */
   stop (unread?: Uint8Array): void {
     this.#reader = undefined
+    this.#space = undefined
     if (unread != null && unread.byteLength > 0) this.#held.unshift(Buffer.from(unread))
   }
 }
@@ -106,6 +124,8 @@ export function socketFrameStream (socket: Socket, inbox?: Inbox): FrameStream {
   socket.on('error', err => { failure ??= err })
   const abort = (err: Error): void => {
     failure ??= err
+    // What the socket still decrypts goes nowhere, and never into a body's space.
+    inbox?.read(() => {})
     socket.destroy()
   }
   return {
@@ -141,7 +161,7 @@ export function socketFrameStream (socket: Socket, inbox?: Inbox): FrameStream {
     abort,
     listen: handlers => {
       const data = (data: Buffer): void => { guarded(handlers.data, data, abort) }
-      if (inbox != null) inbox.read(data)
+      if (inbox != null) inbox.read(data, handlers.space)
       else socket.on('data', data)
       socket.on('end', handlers.remoteDone)
       socket.on('close', () => { handlers.closed(failure) })

@@ -106,6 +106,12 @@ export interface BodySink {
   write: (piece: Uint8Array) => void
   /** Called with the whole body once its last byte arrived. */
   end: () => void
+  /**
+   * The body's part not filled yet, where the stream may read the next bytes itself (a socket
+   * reading into buffers it is given, frame-stream.ts's Inbox); `write` then gets a view of
+   * bytes already in place, and copies nothing. Undefined: the bytes are read elsewhere, and copied.
+   */
+  space?: () => Uint8Array | undefined
 }
 
 export class FrameError extends Error {
@@ -134,6 +140,16 @@ export class FrameReader {
   push (data: Uint8Array | Uint8ArrayList): void {
     if (data instanceof Uint8Array) this.#pushBuffer(data)
     else for (const buf of data) this.#pushBuffer(buf)
+  }
+
+  /**
+   * Where the next bytes may go without a copy: the rest of the body being read, when its sink
+   * offers it, and never more than that body (the next frame's header must not land in it).
+   */
+  space (): Uint8Array | undefined {
+    if (this.#sink?.space == null || this.#remaining === 0) return undefined
+    const space = this.#sink.space()
+    return space != null && space.byteLength > 0 ? space.subarray(0, this.#remaining) : undefined
   }
 
   /** True when no frame is partly read. */

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { connect, createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { frame } from '../src/framing.ts'
+import { frame, FrameReader } from '../src/framing.ts'
+import type { BodySink } from '../src/framing.ts'
 import { Inbox, socketFrameStream } from '../src/frame-stream.ts'
 
 let server: Server | undefined
@@ -67,7 +68,9 @@ describe('a socket as a frame stream', () => {
 describe('an inbox (a socket reading into one buffer of its own)', () => {
   it('hands each read to the reader, and keeps copies of what came while nobody read, in order', () => {
     const inbox = new Inbox()
-    const { buffer, callback } = inbox.onread(8)
+    const onread = inbox.onread(8)
+    const buffer = onread.buffer()
+    const callback = onread.callback
     buffer.set([1, 2, 3])
     callback(3, buffer)
     // The socket reuses its buffer for the next read: what was held must not change with it.
@@ -83,5 +86,60 @@ describe('an inbox (a socket reading into one buffer of its own)', () => {
     callback(1, buffer)
     inbox.read(data => got.push([...data]))
     expect(got).toEqual([[1, 2, 3], [9, 9], [7], [4]])
+  })
+})
+
+describe('reading a body in place', () => {
+  it('the socket reads into the reader\'s space when it offers one, else into the inbox\'s buffer; nothing read in place is copied', () => {
+    const inbox = new Inbox()
+    const { buffer, callback } = inbox.onread(8)
+    const own = buffer()
+    const body = new Uint8Array(32)
+    let filled = 0
+    const got: Array<{ inPlace: boolean, bytes: number[] }> = []
+    inbox.read(data => {
+      got.push({ inPlace: data.buffer === body.buffer && data.byteOffset === filled, bytes: [...data] })
+      filled += data.byteLength
+    }, () => filled < body.byteLength ? body.subarray(filled) : undefined)
+    // Where the next read goes is asked after each read (and when the socket is made).
+    const first = buffer()
+    expect(first.buffer).toBe(body.buffer)
+    first.set([1, 2, 3])
+    callback(3, first)
+    const second = buffer()
+    expect(second.byteOffset).toBe(3)
+    second.set([4, 5])
+    callback(2, second)
+    expect(got).toEqual([{ inPlace: true, bytes: [1, 2, 3] }, { inPlace: true, bytes: [4, 5] }])
+    expect([...body.subarray(0, 5)]).toEqual([1, 2, 3, 4, 5])
+    expect(inbox.stats).toEqual({ inPlace: 5, buffered: 0 })
+    // A reader that stops takes its space with it.
+    inbox.stop()
+    expect(buffer()).toBe(own)
+  })
+
+  it('a frame reader offers the rest of the body being read, never more (the next header must not land in it), and nothing between frames', () => {
+    const body = new Uint8Array(64)
+    let filled = 0
+    const pieces: Uint8Array[] = []
+    const sink: BodySink = {
+      write: piece => { pieces.push(piece); filled += piece.byteLength },
+      end: () => {},
+      space: () => body.subarray(filled)
+    }
+    const reader = new FrameReader(1024, () => sink)
+    expect(reader.space()).toBeUndefined()
+    const header = (length: number): Buffer => Buffer.from(frame(1, 0, 1, new Uint8Array(length)).subarray(0, 10))
+    reader.push(header(40))
+    expect(reader.space()?.byteLength).toBe(40)
+    reader.push(new Uint8Array(15))
+    expect(reader.space()?.byteLength).toBe(25)
+    expect(reader.space()?.byteOffset).toBe(15)
+    reader.push(new Uint8Array(25))
+    expect(reader.space()).toBeUndefined()
+    // A sink that offers no space (an error message, a HAVE answer): the bytes are read elsewhere.
+    const plain = new FrameReader(1024, () => ({ write: () => {}, end: () => {} }))
+    plain.push(header(40))
+    expect(plain.space()).toBeUndefined()
   })
 })
