@@ -317,7 +317,7 @@ export class ChunkExchange implements Startable {
             hashed = filled
           }
         },
-        space: () => bytes.subarray(filled),
+        space: () => bytes.subarray(filled, length),
         finish () {
           const digested = digest()
           return digested instanceof Promise ? digested.then(verdict) : verdict(digested)

@@ -149,7 +149,8 @@ export class FrameReader {
   space (): Uint8Array | undefined {
     if (this.#sink?.space == null || this.#remaining === 0) return undefined
     const space = this.#sink.space()
-    return space != null && space.byteLength > 0 ? space.subarray(0, this.#remaining) : undefined
+    if (space == null || space.byteLength === 0) return undefined
+    return space.byteLength > this.#remaining ? space.subarray(0, this.#remaining) : space
   }
 
   /** True when no frame is partly read. */

@@ -118,6 +118,19 @@ describe('reading a body in place', () => {
     expect(buffer()).toBe(own)
   })
 
+  it('an aborted stream reads nowhere: the socket\'s next read goes to the inbox\'s own buffer, never into a body that is about to be let go', async () => {
+    const { sender } = await pair()
+    const inbox = new Inbox()
+    const { buffer } = inbox.onread(8)
+    const own = buffer()
+    const body = new Uint8Array(32)
+    const stream = socketFrameStream(sender, inbox)
+    stream.listen({ data: () => {}, remoteDone: () => {}, closed: () => {}, space: () => body })
+    expect(buffer().buffer).toBe(body.buffer)
+    stream.abort(new Error('timed out'))
+    expect(buffer()).toBe(own)
+  })
+
   it('a frame reader offers the rest of the body being read, never more (the next header must not land in it), and nothing between frames', () => {
     const body = new Uint8Array(64)
     let filled = 0
