@@ -19,8 +19,11 @@ import { silentLogger } from '@peerglance/interface'
 interface Node { libp2p: Libp2p<{ pubsub: GossipSub }>, store: LevelMetadataStore, sync: MetadataSync, dir: string, served: () => number }
 const nodes: Node[] = []
 
-/** `pingMs`: with the mesh's liveness service, pinging every that often (pings then carry the state's tag). */
-async function node (opts: { start?: boolean, syncIntervalMs?: number, pingMs?: number } = {}): Promise<Node> {
+/**
+ * `pingMs`: with the mesh's liveness service, pinging every that often (pings then carry the
+ * state's tag); `untagged`: its sync does not see that service, as in an agent that predates tags.
+ */
+async function node (opts: { start?: boolean, syncIntervalMs?: number, pingMs?: number, untagged?: boolean } = {}): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'meta-sync-'))
   const libp2p = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -35,7 +38,16 @@ async function node (opts: { start?: boolean, syncIntervalMs?: number, pingMs?: 
   })
   const store = new LevelMetadataStore({ path: join(dir, 'db') })
   await store.start()
-  const sync = new MetadataSync({ libp2p, replica: store, logger: silentLogger }, { syncIntervalMs: opts.syncIntervalMs ?? 60_000 })
+  const seen = opts.untagged !== true
+    ? libp2p
+    : new Proxy(libp2p, {
+      get: (target, key) => {
+        if (key === 'services') return { pubsub: target.services.pubsub }
+        const value = Reflect.get(target, key)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  const sync = new MetadataSync({ libp2p: seen, replica: store, logger: silentLogger }, { syncIntervalMs: opts.syncIntervalMs ?? 60_000 })
   // Counts the syncs this agent answers.
   let served = 0
   const serve = sync.serve
@@ -243,5 +255,18 @@ describe('metadata sync', () => {
     expect(b.store.getImage('from-elsewhere')).not.toBeUndefined()
     // Two pings with B's new tag, and at most one sync per 2 s with a peer: the one on connect may be that recent.
     await until(() => a.store.getImage('from-elsewhere') != null, 4_000)
+  })
+
+  it('reconciles in turn with an agent whose pings carry no tag (it predates them), as before', async () => {
+    // A's round every 100 ms; B's is a minute and its ping ids count up.
+    const a = await node({ syncIntervalMs: 100, pingMs: 100 })
+    const b = await node({ pingMs: 100, untagged: true })
+    await connect(a, b)
+    await until(() => a.sync.stateRoot === b.sync.stateRoot && a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const c = await node({ start: false })
+    await c.store.putImage(image('only-on-a'))
+    await a.store.merge([...c.store.records()], c.libp2p.peerId.toString())
+    await until(() => b.store.getImage('only-on-a') != null, 3_000)
   })
 })
