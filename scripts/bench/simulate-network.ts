@@ -112,6 +112,12 @@ export interface TopologyInit {
   coreLatencyMs: number
   /** How often rates are shared out again, ms. */
   stepMs: number
+  /**
+   * The most one flow from `src` to `dst` may carry, bytes per ms (default: no cap). Models a
+   * connection that gets less than its fair share, as one of the seed's TCP flows often does in
+   * the shaped swarm (its flows' congestion control, not the links).
+   */
+  flowCap?: (src: number, dst: number) => number
 }
 
 export class CapacityExceededError extends Error {
@@ -129,6 +135,8 @@ export interface Flow {
   readonly links: readonly number[]
   remaining: number
   rate: number
+  /** `TopologyInit.flowCap` for its hosts. */
+  readonly cap: number
   /** When `remaining` was last brought up to date. */
   last: number
   /** Bumped whenever the rate changes, so an old completion event is ignored. */
@@ -191,11 +199,12 @@ export class FlowNetwork {
     const a = this.rackOf(src)
     const b = this.rackOf(dst)
     if (a !== b) links.push(this.rackUp(a), this.rackDown(b))
-    const flow: Flow = { src, dst, bytes, links, remaining: bytes, rate: 0, last: this.sim.now, version: 0, done: false, onDone }
+    const cap = this.init.flowCap?.(src, dst) ?? Infinity
+    const flow: Flow = { src, dst, bytes, links, remaining: bytes, rate: 0, cap, last: this.sim.now, version: 0, done: false, onDone }
     this.#flows.add(flow)
     for (const l of links) this.#count[l]++
     // Until the next step: what its links have left.
-    let rate = Infinity
+    let rate = cap
     for (const l of links) rate = Math.min(rate, this.capacity[l] - this.load[l])
     this.#setRate(flow, Math.max(0, rate))
     this.#stepping ??= this.sim.every(this.init.stepMs, () => { this.#step() })
@@ -292,7 +301,7 @@ export class FlowNetwork {
     const extra = this.#extra
     const rates = new Float64Array(live.length)
     for (let i = 0; i < live.length; i++) {
-      let rate = Infinity
+      let rate = live[i].cap
       for (const l of live[i].links) rate = Math.min(rate, capacity[l] / count[l])
       rates[i] = rate
     }
@@ -301,7 +310,7 @@ export class FlowNetwork {
       for (let i = 0; i < live.length; i++) for (const l of live[i].links) load[l] += rates[i]
       for (let l = 0; l < extra.length; l++) extra[l] = count[l] > 0 ? Math.max(0, capacity[l] - load[l]) / count[l] : 0
       for (let i = 0; i < live.length; i++) {
-        let more = Infinity
+        let more = live[i].cap - rates[i]
         for (const l of live[i].links) more = Math.min(more, extra[l])
         rates[i] += more
       }

@@ -11,6 +11,7 @@
 //   node scripts/bench/simulate.ts --chunk-mib 1 --step-ms 1
 //   node scripts/bench/simulate.ts --hosts 8 --size-gib 0.25 --rate-gbit 0.2 --chunk-mib 1 --oversub 1 --trace   # the seed's link over time
 //   node scripts/bench/simulate.ts --hosts 8 --size-gib 0.25 --rate-gbit 0.2 --chunk-mib 1 --oversub 1 --peer-target 8   # all connected, as in the shaped swarm
+//   ... --slow-seed-flow 0.03 --read-mbyte-s 250   # the seed's flow to one host starved, readers that take time to catch up
 import { cpuUsage } from 'node:process'
 import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -30,7 +31,9 @@ const { values: opts } = parseArgs({
     seed: { type: 'string', default: '1' },
     'rack-peers': { type: 'string', default: '0' },
     'peer-target': { type: 'string' },
-    trace: { type: 'boolean', default: false }
+    trace: { type: 'boolean', default: false },
+    'slow-seed-flow': { type: 'string' },
+    'read-mbyte-s': { type: 'string' }
   }
 })
 
@@ -69,6 +72,9 @@ for (let rep = 0; rep < reps; rep++) {
     stepMs,
     seed: seed + rep,
     rackPeers: Math.round(Number(opts['rack-peers'])),
+    // One downloader's connection from the seed at this share of a link (the shaped swarm's starved flow).
+    ...(opts['slow-seed-flow'] != null ? { flowCap: (src: number, dst: number) => src === 0 && dst === 1 ? positive(opts['slow-seed-flow'], '--slow-seed-flow') * hostRate : Infinity } : {}),
+    ...(opts['read-mbyte-s'] != null ? { readRate: positive(opts['read-mbyte-s'], '--read-mbyte-s') * 1e6 / 1000 } : {}),
     // The agents' DEFAULT_PEER_TARGET unless given: the shaped swarm's 9 agents are all connected (--peer-target 8).
     ...(opts['peer-target'] != null ? { peerTarget: Math.round(positive(opts['peer-target'], '--peer-target')) } : {})
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { parseCounter, parseSamples, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
+import { fetchSummary, parseChunkLog, parseCounter, parseQueues, parseSamples, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
 
 const RATE = 1_000_000
 
@@ -43,6 +43,51 @@ describe('the swarm bench link trace', () => {
     expect(script).toContain('/sys/class/net/h2/statistics/rx_bytes')
     expect(script).toContain('read -t 0.1 -u $pause')
     expect(script).not.toContain('h3')
+  })
+
+  it('adds up the seed\'s send queues from ss -tin, skipping the TCP state lines and the ports asked', () => {
+    const text = [
+      'T 1000.5',
+      '0      434584  10.77.0.1:43941 10.77.0.2:35782',
+      '\t bbr wscale:10,10 rto:244 rtt:40.232/8.504 cwnd:216 bytes_sent:4176866 notsent:173944',
+      '0      0       10.77.0.1:4001  10.77.0.4:55010',
+      '\t bbr wscale:10,10 rto:204 rtt:2.7/4.041 cwnd:152',
+      '0      1000    10.77.0.1:4001  10.77.0.5:55011',
+      '0      20456   10.77.0.1:43941 10.77.0.4:47954',
+      '\t ts sack cubic wscale:7,7 rto:204 rtt:1.5/0.75'
+    ].join('\n')
+    expect(parseQueues(text, 1000, [4001])).toEqual([{ t: 0.5, queued: 434584 + 20456, busy: 2 }])
+  })
+
+  it('reads each downloader\'s fetches and its reader\'s waits from the agent\'s debug lines', () => {
+    const line = (ms: number, msg: string): string => JSON.stringify({ level: 20, time: 1_000_000 + ms, component: 'peerglance:swarm', msg })
+    const text = [
+      line(100, 'reader waits for 0'),
+      line(110, 'fetch 0 from SEED (urgent-mine)'),
+      line(120, 'fetch 5 from PEER (announced)'),
+      'not json',
+      line(130, 'reader waits for 1'),
+      line(150, 'fetch 1 from PEER (urgent)'),
+      line(400, 'fetched 5'),
+      line(700, 'reader waits for 0'),
+      line(1_510, 'fetched 0'),
+      line(1_600, 'fetched 1'),
+      line(1_700, 'fetch 9 from SEED (mine)')
+    ].join('\n')
+    const { fetches, waits } = parseChunkLog(text, 1_000)
+    expect(fetches.map(f => [f.index, f.peer, f.reason])).toEqual([[5, 'PEER', 'announced'], [0, 'SEED', 'urgent-mine'], [1, 'PEER', 'urgent']])
+    expect(fetches[1].got - fetches[1].asked).toBeCloseTo(1.4, 5)
+    // The first wait for a chunk counts.
+    expect([...waits.keys()]).toEqual([0, 1])
+    expect(waits.get(0)).toBeCloseTo(0.1, 5)
+    expect(waits.get(1)).toBeCloseTo(0.13, 5)
+    const s = fetchSummary(fetches, waits, 'SEED')
+    expect(s.fromSeed).toMatchObject({ n: 1 })
+    expect(s.fromSeed.median).toBeCloseTo(1.4, 5)
+    expect(s.fromOthers.n).toBe(2)
+    expect(s.fromOthers.max).toBeCloseTo(1.45, 5)
+    // Blocked from 0.1 (chunk 0) until 1.6 (chunk 1, waited for since 0.13): overlapping waits count once.
+    expect(s.blocked).toBeCloseTo(1.5, 5)
   })
 
   it('reads counters of one value and finds when they reached a share of their end', () => {

@@ -48,9 +48,12 @@ export function loopbackSamplerScript (everyMs: number): string {
   return loop('read -r x < /sys/class/net/lo/statistics/tx_bytes; echo "$EPOCHREALTIME $x"', everyMs)
 }
 
-/** The seed's queues: its established sockets (`ss -tn`: Recv-Q Send-Q local peer) every `everyMs`. */
+/**
+ * The seed's queues: its established sockets (`ss -tin`: Recv-Q Send-Q local peer, then a line of
+ * TCP state: cwnd, rtt, retransmissions, delivery rate) every `everyMs`.
+ */
 export function queueSamplerScript (everyMs: number): string {
-  return loop('echo "T $EPOCHREALTIME"; ss -tnH state established', everyMs)
+  return loop('echo "T $EPOCHREALTIME"; ss -tinH state established', everyMs)
 }
 
 /** Per reading: bytes the seed's bulk sockets (neither `skipPorts`) had queued to send, and on how many sockets. */
@@ -63,7 +66,8 @@ export function parseQueues (text: string, epoch0: number, skipPorts: number[]):
       continue
     }
     const last = out[out.length - 1]
-    if (last == null || f.length < 4) continue
+    // A socket's line starts with its queues; the TCP state line after it (ss -i) does not.
+    if (last == null || f.length < 4 || !/^\d+$/.test(f[0])) continue
     const ports = [f[2], f[3]].map(ep => Number(ep.slice(ep.lastIndexOf(':') + 1)))
     if (ports.some(p => skipPorts.includes(p))) continue
     const sendQ = Number(f[1])
@@ -150,4 +154,66 @@ function sampleAt (samples: LinkSample[], t: number): LinkSample {
   let lo = 0
   for (let k = 0; k < samples.length && samples[k].t <= t; k++) lo = k
   return samples[lo]
+}
+
+/** One chunk fetch of a download session, from its debug lines (session.ts): times in s since `epoch0`. */
+export interface ChunkFetch { index: number, peer: string, reason: string, asked: number, got: number }
+
+/**
+ * A downloader's fetches and its reader's waits from the agent's debug log (`--log-level debug`):
+ * "fetch I from PEER (REASON)", "fetched I" and "reader waits for I", one pino JSON line each.
+ */
+export function parseChunkLog (text: string, epoch0: number): { fetches: ChunkFetch[], waits: Map<number, number> } {
+  const asked = new Map<number, { peer: string, reason: string, at: number }>()
+  const fetches: ChunkFetch[] = []
+  const waits = new Map<number, number>()
+  for (const line of text.split('\n')) {
+    if (!line.includes('"msg":"fetch') && !line.includes('"msg":"reader waits')) continue
+    let entry: { time?: number, msg?: string }
+    try {
+      entry = JSON.parse(line)
+    } catch {
+      continue
+    }
+    if (typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue
+    const t = entry.time / 1000 - epoch0
+    let m = /^fetch (\d+) from (\S+) \((\S+)\)$/.exec(entry.msg)
+    if (m != null) {
+      asked.set(Number(m[1]), { peer: m[2], reason: m[3], at: t })
+      continue
+    }
+    m = /^fetched (\d+)$/.exec(entry.msg)
+    if (m != null) {
+      const index = Number(m[1])
+      const a = asked.get(index)
+      if (a != null) fetches.push({ index, peer: a.peer, reason: a.reason, asked: a.at, got: t })
+      continue
+    }
+    m = /^reader waits for (\d+)$/.exec(entry.msg)
+    if (m != null && !waits.has(Number(m[1]))) waits.set(Number(m[1]), t)
+  }
+  return { fetches, waits }
+}
+
+/**
+ * What a downloader's fetches took from the seed and from the others (median and slowest, s),
+ * and how long its reader was blocked in all (the union of its waits, each until the chunk came).
+ * A downloader whose fetches from the seed take several times its others' holds every reader
+ * back: each blocks on the front of that downloader's share of the seed's chunks in turn.
+ */
+export function fetchSummary (fetches: ChunkFetch[], waits: Map<number, number>, seed: string): { fromSeed: { n: number, median: number, max: number }, fromOthers: { n: number, median: number, max: number }, blocked: number } {
+  const stats = (list: ChunkFetch[]): { n: number, median: number, max: number } => {
+    const took = list.map(f => f.got - f.asked).sort((a, b) => a - b)
+    return { n: took.length, median: took.length > 0 ? took[took.length >> 1] : NaN, max: took.length > 0 ? took[took.length - 1] : NaN }
+  }
+  const got = new Map(fetches.map(f => [f.index, f.got]))
+  const spans = [...waits].filter(([i]) => got.has(i)).map(([i, at]) => [at, got.get(i) as number]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0])
+  let blocked = 0
+  let end = -Infinity
+  for (const [a, b] of spans) {
+    if (b <= end) continue
+    blocked += b - Math.max(a, end)
+    end = b
+  }
+  return { fromSeed: stats(fetches.filter(f => f.peer === seed)), fromOthers: stats(fetches.filter(f => f.peer !== seed)), blocked }
 }

@@ -20,6 +20,7 @@
 //     code object and time (V8's jitdump); --perf-basic-prof's map names code by the first owner of its address
 //   node scripts/bench/swarm.ts --only peerglance --node-args=--trace-gc --agent-log /tmp/logs   # node flags; agents' non-JSON output kept
 //   node scripts/bench/swarm.ts --only peerglance --trace /tmp/trace   # every link's bytes each 100 ms; where the seed's link idled
+//   node scripts/bench/swarm.ts --only peerglance --log-level debug --agent-log /tmp/logs   # per-chunk fetch lines: fetch times from the seed and the others, readers' waits
 //   node scripts/bench/swarm.ts --work-dir /var/tmp   # where the agents' stores go (default /tmp; see the file system probe it prints)
 //   node scripts/bench/swarm.ts --bridge-nf off       # the bridge forwards without netfilter's hooks (br_netfilter is loaded here)
 //
@@ -38,7 +39,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { fmt, GiB, log, machineCpu, mdTable, median, MiB, processMemory, resetPeakRss, runBench } from './lib.ts'
 import type { Cleanup } from './lib.ts'
-import { loopbackSamplerScript, parseCounter, parseQueues, parseSamples, queueSamplerScript, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
+import { fetchSummary, loopbackSamplerScript, parseChunkLog, parseCounter, parseQueues, parseSamples, queueSamplerScript, reachedAt, samplerScript, summarize } from './swarm-trace.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const AGENT_BIN = join(ROOT, 'packages/agent/bin/peerglance.js')
@@ -63,6 +64,7 @@ const { values: opts } = parseArgs({
     perf: { type: 'string' },
     'node-args': { type: 'string' },
     'agent-log': { type: 'string' },
+    'log-level': { type: 'string', default: 'info' },
     trace: { type: 'string' },
     'timeout-s': { type: 'string', default: '600' },
     'work-dir': { type: 'string', default: '/tmp' },
@@ -306,7 +308,12 @@ async function measure (method: string, pids: () => Array<number | undefined>, b
 // ---------------------------------------------------------------------------------------------
 // peerglance: one agent per host
 
-interface HostAgent { child: ChildProcess, peerId: string }
+interface HostAgent {
+  child: ChildProcess
+  peerId: string
+  /** Its sessions' per-chunk debug lines (with --log-level debug). */
+  chunkLog: string[]
+}
 
 async function startAgent (work: string, i: number, bootstrap: string | undefined, rep: number): Promise<HostAgent> {
   const dataDir = join(work, `agent-${rep}-h${i}`)
@@ -318,12 +325,13 @@ async function startAgent (work: string, i: number, bootstrap: string | undefine
   const nodeArgs = [...(opts.prof != null ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.prof, `rep${rep}-h${i}`)}`] : []), ...(opts['node-args']?.split(' ').filter(a => a !== '') ?? [])]
   if (opts['agent-log'] != null) await mkdir(opts['agent-log'], { recursive: true })
   const agentLog = opts['agent-log'] != null ? createWriteStream(join(opts['agent-log'], `rep${rep}-h${i}.log`)) : undefined
-  const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', 'info', '--config', config,
+  const args = [...nodeArgs, AGENT_BIN, 'agent', '--data-dir', dataDir, '--api-listen', '127.0.0.1:9292', '--log-level', opts['log-level'], '--config', config,
     '--p2p-listen', `/ip4/${hostIp(i)}/tcp/${P2P_PORT}`, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])]
   const child = spawnIn(hostNs(i), process.execPath, args, { stdout: 'pipe' })
   return await new Promise<HostAgent>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`agent on h${i} did not start within 60 s`)) }, 60_000)
     let peerId = ''
+    const chunkLog: string[] = []
     createInterface({ input: child.stdout! }).on('line', line => {
       let entry: Record<string, unknown>
       try {
@@ -332,10 +340,15 @@ async function startAgent (work: string, i: number, bootstrap: string | undefine
         agentLog?.write(`${line}\n`)
         return
       }
+      // At debug, the sessions' fetches and waits (`fetchSummary` after the download).
+      if (opts['log-level'] === 'debug') {
+        agentLog?.write(`${line}\n`)
+        if (/"msg":"(fetch|reader waits)/.test(line)) chunkLog.push(line)
+      }
       if (entry.msg === 'mesh started') peerId = String(entry.peer)
       if (entry.msg === 'agent started') {
         clearTimeout(timer)
-        resolve({ child, peerId })
+        resolve({ child, peerId, chunkLog })
       }
       if (entry.level != null && Number(entry.level) >= 50) log(`h${i}: ${line.slice(0, 500)}`)
     })
@@ -431,6 +444,14 @@ async function runPeerglance (work: string, image: string, rep: number): Promise
     const fetches = await Promise.all(agents.slice(1).map(async (_, k) => (await curlIn(k + 1, [`${API}/metrics`], 10_000)).split('\n')
       .filter(line => line.startsWith('peerglance_chunk_fetches{')).map(line => line.replace(/^.*kind="([^"]+)"\} /, '$1=')).join(' ')))
     log(`peerglance chunk fetches per downloader, by scheduling step and source (and failures by error):\n  ${fetches.map((line, k) => `h${k + 1} ${line}`).join('\n  ')}`)
+    if (opts['log-level'] === 'debug') {
+      const lines = agents.slice(1).map((a, k) => {
+        const { fetches, waits } = parseChunkLog(a.chunkLog.splice(0).join('\n'), epoch0)
+        const s = fetchSummary(fetches, waits, agents[0].peerId)
+        return `h${k + 1} from the seed ${s.fromSeed.n} in ${fmt(s.fromSeed.median, 2)} s (slowest ${fmt(s.fromSeed.max, 2)}), from the others ${s.fromOthers.n} in ${fmt(s.fromOthers.median, 2)} s (slowest ${fmt(s.fromOthers.max, 2)}); reader blocked ${fmt(s.blocked, 1)} s`
+      })
+      log(`peerglance fetches per downloader, median time each (from the agents' debug lines):\n  ${lines.join('\n  ')}`)
+    }
     return result
   } finally {
     await Promise.all(agents.map(async a => { await stopProcess(a.child, 20_000) }))
@@ -497,6 +518,8 @@ async function startLinkTrace (label: string): Promise<{ stop: (epoch0: number, 
       for (const l of loopbacks) await stopProcess(l.sampler, 2_000)
       await writeFile(file, text)
       await writeFile(join(opts.trace!, `${label}-seed-queues.txt`), queueText)
+      for (const [k, l] of loopbacks.entries()) await writeFile(join(opts.trace!, `${label}-h${k + 1}-loopback.txt`), l.text)
+      await writeFile(join(opts.trace!, `${label}-start.txt`), `${epoch0}\n`)
       const q = parseQueues(queueText, epoch0, [P2P_PORT, 9292]).filter(r => r.t >= 0 && r.t <= Math.max(...done))
       const perHalf = new Map<number, Array<{ queued: number, busy: number }>>()
       for (const r of q) perHalf.set(Math.floor(r.t * 2), [...(perHalf.get(Math.floor(r.t * 2)) ?? []), r])

@@ -381,6 +381,7 @@ export class Session {
     let list = this.#waiters.get(index)
     if (list == null) this.#waiters.set(index, list = [])
     list.push(waiter)
+    this.#log('reader waits for %d', index)
     if (this.scanned) this.#startNetwork()
     this.pump()
     try {
@@ -602,6 +603,7 @@ export class Session {
     const source = this.#peers.get(peer)
     const { promise, shared } = this.host.fetch(cid, peer, reason, source?.downloader === true || source?.state === HAVE_COMPLETE)
     const fetch: Fetch = { promise, peer: shared ? undefined : peer }
+    this.#log('fetch %d from %s (%s)', index, peer, reason)
     this.#inflight.set(index, fetch)
     this.#wants.urgentSince.delete(index)
     promise.then(chunk => {
@@ -612,6 +614,7 @@ export class Session {
   }
 
   async #fetched (index: number, cid: string, chunk: ChunkRef, fetch: Fetch): Promise<void> {
+    this.#log('fetched %d', index)
     this.host.metrics.miss()
     this.host.metrics.imageReceived(this.imageId, chunk.bytes.byteLength)
     // Readers get the verified bytes now; with none yet, the first to come counts no hit.
