@@ -235,8 +235,8 @@ export class Session {
       available: new Set(),
       ownedScan: 0,
       fallbackScan: 0,
-      stealScan: this.n - 1,
-      stealAnyScan: this.n - 1
+      stealScan: 0,
+      stealAnyScan: 0
     }
   }
 
@@ -557,8 +557,8 @@ export class Session {
   /** The scans of our share and of unclaimed chunks start over (holders or owners changed). */
   #rescan (): void {
     this.#wants.ownedScan = 0
-    this.#wants.stealScan = this.n - 1
-    this.#wants.stealAnyScan = this.n - 1
+    this.#wants.stealScan = 0
+    this.#wants.stealAnyScan = 0
   }
 
   #hashOf (peer: string): number {
@@ -684,8 +684,8 @@ export class Session {
       }
     }
     if (index < this.#wants.ownedScan) this.#wants.ownedScan = index
-    if (index > this.#wants.stealScan) this.#wants.stealScan = index
-    if (index > this.#wants.stealAnyScan) this.#wants.stealAnyScan = index
+    if (index < this.#wants.stealScan) this.#wants.stealScan = index
+    if (index < this.#wants.stealAnyScan) this.#wants.stealAnyScan = index
     this.pump()
   }
 

@@ -45,8 +45,8 @@ function wantsOf (opts: Partial<Wants> & { local?: Set<number>, inflight?: Set<n
     available: opts.available ?? new Set(),
     ownedScan: opts.ownedScan ?? 0,
     fallbackScan: opts.fallbackScan ?? 0,
-    stealScan: opts.stealScan ?? N - 1,
-    stealAnyScan: opts.stealAnyScan ?? N - 1
+    stealScan: opts.stealScan ?? 0,
+    stealAnyScan: opts.stealAnyScan ?? 0
   }
 }
 
@@ -158,18 +158,19 @@ describe('scheduling policy', () => {
     expect(pickNext(silent, waiting(), SETTINGS, NOW, first)).toMatchObject({ index, peer: 'seed', reason: 'urgent-owner-quiet' })
   })
 
-  it('with its own share under way, takes the chunks only seeds hold from the end, whoever owns them', () => {
-    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [N - 1]) })
+  it('with its own share under way, takes the chunks only seeds hold in image order, whoever owns them', () => {
+    const h = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [0]) })
     const mine = new Set<number>()
     for (let i = 0; i < N; i++) if (ownerOf(h, i) === 'me') mine.add(i)
-    // Our share is in flight; d1 has not asked for its own yet. Chunk N - 1 is d1's to send us.
+    // Our share is in flight; d1 has not asked for its own yet (a slow link from the seed, say),
+    // and readers need the front of it first. Chunk 0 is d1's to send us.
     const w = wantsOf({ inflight: mine })
-    let last = N - 2
-    while (mine.has(last)) last--
-    expect(pickNext(h, w, SETTINGS, NOW, first)).toMatchObject({ index: last, peer: 'seed', reason: 'unclaimed' })
-    let next = last - 1
-    while (mine.has(next)) next--
-    const after = wantsOf({ inflight: new Set([...mine, last]), stealScan: w.stealScan })
+    let front = 1
+    while (mine.has(front)) front++
+    expect(pickNext(h, w, SETTINGS, NOW, first)).toMatchObject({ index: front, peer: 'seed', reason: 'unclaimed' })
+    let next = front + 1
+    while (mine.has(next)) next++
+    const after = wantsOf({ inflight: new Set([...mine, front]), stealScan: w.stealScan })
     expect(pickNext(h, after, SETTINGS, NOW, first)).toMatchObject({ index: next, reason: 'unclaimed' })
     // Not while the seed's pipeline from us is full.
     const busy = holdingsOf({ seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, [N - 1]) }, { load: { seed: BACKGROUND_PER_PEER } })
@@ -178,8 +179,8 @@ describe('scheduling policy', () => {
 
   it('downloaders done with their shares take different chunks from the seed: those they rank second for first', () => {
     // Three downloaders; d1's share is not under way yet, so me and d2 (each with its own share in
-    // flight) take chunks only the seed holds. Scanning from the end alike, both asked for the same
-    // ones, and the seed refused one of each pair (sent elsewhere).
+    // flight) take chunks only the seed holds. Scanning alike, both asked for the same ones, and
+    // the seed refused one of each pair (sent elsewhere).
     const peers = { seed: holding(HAVE_NONE, 'all'), d1: holding(HAVE_DOWNLOADING, []), d2: holding(HAVE_DOWNLOADING, []) }
     const views = ['me', 'd2'].map(self => {
       const others = Object.fromEntries(Object.entries({ ...peers, me: holding(HAVE_DOWNLOADING, []) }).filter(([k]) => k !== self))
@@ -202,15 +203,15 @@ describe('scheduling policy', () => {
       }
       return picks
     })
-    // From the end down, and none asked for by both.
-    for (const picks of taken) expect(picks).toEqual([...picks].sort((a, b) => b - a))
+    // In image order, and none asked for by both.
+    for (const picks of taken) expect(picks).toEqual([...picks].sort((a, b) => a - b))
     expect(taken[0].filter(i => taken[1].includes(i))).toEqual([])
-    // Once none is left that it ranks second for, any from the end.
+    // Once none is left that it ranks second for, any, in image order.
     const [{ h, own }] = views
     const rest = new Set(own)
     for (let i = 0; i < N; i++) if (runnerUpOf(h, i) === 'me') rest.add(i)
-    const last = [...Array(N).keys()].reverse().find(i => !rest.has(i))
-    expect(pickNext(h, wantsOf({ inflight: rest }), SETTINGS, NOW, first)).toMatchObject({ index: last, peer: 'seed', reason: 'unclaimed' })
+    const front = [...Array(N).keys()].find(i => !rest.has(i))
+    expect(pickNext(h, wantsOf({ inflight: rest }), SETTINGS, NOW, first)).toMatchObject({ index: front, peer: 'seed', reason: 'unclaimed' })
   })
 
   it('keeps fewer fetches in flight per peer for what nobody waits for than for what a reader waits for', () => {
