@@ -82,7 +82,7 @@ describe('the agent\'s memory while it streams a large image', () => {
 
   it('runs with the launcher\'s memory settings', () => {
     const cmdline = readFileSync(`/proc/${agent.process.pid}/cmdline`, 'utf8').split('\0')
-    expect(cmdline).toContain('--max-semi-space-size=8')
+    expect(cmdline).toContain('--max-semi-space-size=2')
     expect(cmdline).toContain('--initial-old-space-size=64')
     expect(readFileSync(`/proc/${agent.process.pid}/environ`, 'utf8').split('\0')).toContain(`MALLOC_MMAP_THRESHOLD_=${128 * 1024}`)
   })
@@ -159,11 +159,13 @@ describe('the agent at rest', () => {
     expect(wakeups).toBeLessThan(50)
     expect(cpuMs).toBeLessThan(30)
 
-    // Start-up grows V8's young generation to its cap (2 x 8 MiB) and leaves garbage; an idle
-    // process never collects them. One full collection (idle-collector.ts) gives back ~25 MB.
+    // Start-up grows V8's young generation to its cap (2 x 2 MiB) and leaves garbage; an idle
+    // process never collects them. One full collection (idle-collector.ts) gives them back: the
+    // heap shrinks by ~3 MB (~15 when the cap was 2 x 8 MiB), RssAnon by ~17 MB (V8's freed pages).
     const collected = await waitFor(() => agent.logs.find(l => l.msg === 'idle: collected the heap'), { timeoutMs: 45_000, intervalMs: 100, what: 'the idle collection' })
     const before = anonOf(pid)
-    expect(Number(collected.heapBefore) - Number(collected.heapAfter)).toBeGreaterThan(8 * MiB)
+    console.log(`idle agent: heap ${(Number(collected.heapBefore) / 1e6).toFixed(1)} MB before the collection, ${(Number(collected.heapAfter) / 1e6).toFixed(1)} MB after`)
+    expect(Number(collected.heapBefore) - Number(collected.heapAfter)).toBeGreaterThan(2 * MiB)
     await waitFor(() => anonOf(pid) < before - 10 * MiB, { timeoutMs: 20_000, intervalMs: 250, what: 'RssAnon 10 MiB lower after the collection' })
     console.log(`idle agent: RssAnon ${(before / 1e6).toFixed(0)} MB at the collection, ${(anonOf(pid) / 1e6).toFixed(0)} MB after; RSS ${(rssOf(pid) / 1e6).toFixed(0)} MB`)
   }, 90_000)

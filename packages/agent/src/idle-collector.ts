@@ -31,10 +31,10 @@ function heapNow (): { total: number, young: number } {
 
 /**
  * One full collection when the agent has been idle for a while and its heap holds what busier
- * times left: V8 grows the young generation to its cap (2 × 8 MiB here) during start-up and any
+ * times left: V8 grows the young generation to its cap (2 × 2 MiB here) during start-up and any
  * transfer, and shrinks it only in a collection that is meant to reduce memory, which an idle
- * process never triggers; start-up also leaves ~12 MB of garbage in the old generation. One
- * collection (~30 ms) gives back ~25 MB of RSS (docs/benchmarks.md, "The agent at rest"). It runs
+ * process never triggers, and V8 keeps pages it freed. One collection (~30 ms) gives back
+ * ~17 MB of RSS at rest after start-up (test/agent/memory.spec.ts), more after a transfer. It runs
  * at most once per IDLE_LOOKS looks, and again only once the heap has grown back or memory was let go.
  *
  * Idle means every one of the last IDLE_LOOKS seconds, not their sum: one look back over 10 s
