@@ -170,6 +170,11 @@ export class UpstreamMirror {
   }
 
   async #refresh (): Promise<RefreshResult | undefined> {
+    // What a list can say is gone: images mirrored before it was asked for. One that arrives while
+    // it is read (another poller mirrored it from a newer list, and it replicated here) is not in
+    // it, and its deletion would be a tombstone that wins over the upstream's image for good.
+    const before = new Set<string>()
+    for (const image of this.#store.images()) if (image.status !== 'deleted' && isMirrored(image)) before.add(image.id)
     let upstream: UpstreamImage[]
     try {
       upstream = await this.#client.listImages()
@@ -200,8 +205,9 @@ export class UpstreamMirror {
       for (const n of await Promise.all(shared.slice(i, i + MEMBER_READS_AT_ONCE).map(async id => await this.#mirrorMembers(id)))) written += n
     }
     // Only a whole list says what is gone.
-    for (const image of [...this.#store.images()]) {
-      if (image.status === 'deleted' || !isMirrored(image) || seen.has(image.id)) continue
+    for (const id of before) {
+      const image = this.#store.getImage(id)
+      if (image == null || image.status === 'deleted' || !isMirrored(image) || seen.has(id)) continue
       await this.#store.deleteImage(image)
       deleted++
     }

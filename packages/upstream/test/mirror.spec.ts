@@ -74,6 +74,25 @@ describe('UpstreamMirror', () => {
     expect(store.getImage('local')?.status).toBe('active')
   })
 
+  it('never deletes an image that arrived while its list was read (another poller mirrored it from a newer list)', async () => {
+    const store = memoryStore()
+    const { promise: asked, resolve: listAsked } = Promise.withResolvers<void>()
+    const { promise: answer, resolve: sendList } = Promise.withResolvers<UpstreamImage[]>()
+    const mirror = mirrorOf(async () => { listAsked(); return await answer }, store)
+    const refreshed = mirror.refresh()
+    await asked
+    // While this agent's list is on its way, another poller's newer list had 'fresh': its record replicates here.
+    await store.putImage(toRecord(upstreamImage('fresh')))
+    sendList([upstreamImage('old')])
+    expect(await refreshed).toEqual({ images: 1, written: 1, deleted: 0 })
+    expect(store.deleted).toEqual([])
+    expect(store.getImage('fresh')?.status).toBe('active')
+    // A later list that still lacks it says it is gone.
+    const later = mirrorOf(async () => [upstreamImage('old')], store)
+    expect(await later.refresh()).toEqual({ images: 1, written: 0, deleted: 1 })
+    expect(store.deleted).toEqual(['fresh'])
+  })
+
   it('lets only `pollers` agents of a thousand poll when each knows the others', async () => {
     const agents = Array.from({ length: 1000 }, (_, i) => `agent-${i}`)
     const polling = []
