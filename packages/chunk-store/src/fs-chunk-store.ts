@@ -137,27 +137,11 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
   /** One whole chunk, as stored (it was verified before it got its name); ChunkUnavailableError when absent. */
   async readChunk (cid: string, opts: AbortOptions = {}): Promise<Uint8Array> {
     if (opts.signal?.aborted === true) throw new AbortedError('The chunk read was aborted.', { cause: opts.signal.reason })
-    const kept = await this.#lendKept(cid)
-    if (kept == null) return await readChunkFile(this.#files, this.#reads, cid)
-    try {
-      return Buffer.from(kept.bytes)
-    } finally {
-      kept.release()
-    }
+    return await readChunkFile(this.#files, this.#reads, cid)
   }
 
-  /** The chunk from its receive slot while that still holds it (chunk-slots.ts `keep`), else from its file. */
   async readChunkLease (cid: string): Promise<Lease> {
-    return await this.#lendKept(cid) ?? await leaseChunkFile(this.#files, this.#reads, cid)
-  }
-
-  /** A received chunk's bytes still in their slot, while the store holds the chunk. */
-  async #lendKept (cid: string): Promise<Lease | undefined> {
-    const kept = this.#slots.lendKept(cid)
-    if (kept == null || await this.#files.has(cid)) return kept
-    kept.release()
-    this.#slots.forget(cid)
-    return undefined
+    return await leaseChunkFile(this.#files, this.#reads, cid)
   }
 
   /** A receive slot (or a fresh buffer when none is free); a slot's lease hashes its bytes on a worker (`sha256`). */
@@ -170,12 +154,10 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
 
   /**
    * For tests and benchmarks: receive and read slots lent and not handed back, fresh buffers lent
-   * instead (garbage), chunk files written and read around the page cache, lent buffers hashed on the worker,
-   * chunks lent again from the receive slot they arrived in.
+   * instead (garbage), chunk files written and read around the page cache, lent buffers hashed on the worker.
    */
-  get stats (): { buffersLent: number, readsLent: number, readsPeak: number, readWaitsOut: number, freshBuffers: number, directWrites: number, directReads: number, workerDigests: number, keptReads: number } {
+  get stats (): { buffersLent: number, readsLent: number, readsPeak: number, readWaitsOut: number, freshBuffers: number, directWrites: number, directReads: number, workerDigests: number } {
     return {
-      keptReads: this.#slots.keptLent,
       workerDigests: this.#digests.onWorker,
       buffersLent: this.#slots.lent,
       readsLent: this.#reads.lent,
@@ -211,8 +193,6 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
     } finally {
       this.#ingests.delete(settled)
     }
-    // Stored and verified: peers and readers asking for it soon get it from the slot.
-    if (aligned && opts.keep === true) this.#slots.keep(bytes, cid)
   }
 
   release (cids: Iterable<string>): void {
@@ -229,10 +209,7 @@ export class FsChunkStore implements ChunkStore, ChunkBlocks, Startable {
       if (!isChunkCid(cid) || this.#pins.has(cid)) continue
       if (await isReferenced(cid)) continue
       // Checks the pins again under the chunk's lock: an upload may have taken it meanwhile.
-      if (await this.#files.deleteUnlessPinned(cid)) {
-        this.#slots.forget(cid)
-        deleted++
-      }
+      if (await this.#files.deleteUnlessPinned(cid)) deleted++
     }
     if (deleted > 0) this.#log.debug({ chunks: deleted }, 'collected chunks')
     return deleted

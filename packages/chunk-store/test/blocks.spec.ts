@@ -228,66 +228,6 @@ describe('FsChunkStore single chunks (ChunkBlocks)', () => {
     expect(store.stats.buffersLent).toBe(0)
   })
 
-  it('serves a chunk stored from a receive slot with `keep` from that slot, no file read, until the slot is needed or the chunk deleted', async () => {
-    const few = new FsChunkStore({ dir, chunkSize: CHUNK, receiveSlots: 4 })
-    await few.start()
-    const receive = async (bytes: Buffer, keep: boolean): Promise<Lease> => {
-      const lease = few.lendBuffer(CHUNK)
-      lease.bytes.set(bytes)
-      await few.putChunk(cidOf(bytes), lease.bytes, { verified: true, keep })
-      return lease
-    }
-    const [a, b, c] = [randomBytes(CHUNK), randomBytes(CHUNK), randomBytes(CHUNK)]
-    const leaseA = await receive(a, true)
-    ;(await receive(b, false)).release()
-    const reads = few.stats.directReads
-    // Still lent to the receiver: read from the file, as before.
-    const whileLent = await few.readChunkLease(cidOf(a))
-    expect(few.stats.directReads).toBe(reads + 1)
-    whileLent.release()
-    leaseA.release()
-    // Handed back: from the slot, for peers and readers alike, byte for byte.
-    const kept = await few.readChunkLease(cidOf(a))
-    expect(sameSlot(kept, leaseA)).toBe(true)
-    expect(Buffer.from(kept.bytes).equals(a)).toBe(true)
-    expect(Buffer.from(await few.readChunk(cidOf(a))).equals(a)).toBe(true)
-    expect(few.stats).toMatchObject({ keptReads: 2, directReads: reads + 1 })
-    // Not kept without `keep`.
-    const fromFile = await few.readChunkLease(cidOf(b))
-    expect(Buffer.from(fromFile.bytes).equals(b)).toBe(true)
-    expect(few.stats).toMatchObject({ keptReads: 2, directReads: reads + 2 })
-    fromFile.release()
-    // Every other slot lent meanwhile: the one held for a reader is not among them, nor overwritten.
-    const others = [few.lendBuffer(CHUNK), few.lendBuffer(CHUNK), few.lendBuffer(CHUNK), few.lendBuffer(CHUNK)]
-    for (const other of others) other.bytes.fill(0xee)
-    expect(others.some(other => sameSlot(other, kept))).toBe(false)
-    expect(few.stats.freshBuffers).toBe(1)
-    expect(Buffer.from(kept.bytes).equals(a)).toBe(true)
-    kept.release()
-    for (const other of others) other.release()
-    // Held by nobody now: kept slots are lent last, so the slot stays a's while another is free.
-    const three = Array.from({ length: 3 }, () => few.lendBuffer(CHUNK))
-    expect(three.some(lease => sameSlot(lease, leaseA))).toBe(false)
-    const again = await few.readChunkLease(cidOf(a))
-    expect(Buffer.from(again.bytes).equals(a)).toBe(true)
-    expect(few.stats.keptReads).toBe(3)
-    again.release()
-    // The last slot goes to another chunk: a's next read comes from its file, byte for byte.
-    const fourth = few.lendBuffer(CHUNK)
-    expect(sameSlot(fourth, leaseA)).toBe(true)
-    fourth.bytes.fill(0xdd)
-    const afterEviction = await few.readChunkLease(cidOf(a))
-    expect(Buffer.from(afterEviction.bytes).equals(a)).toBe(true)
-    expect(few.stats).toMatchObject({ keptReads: 3, directReads: reads + 3 })
-    for (const lease of [afterEviction, fourth, ...three]) lease.release()
-    // Deleted: never served from a slot again.
-    ;(await receive(c, true)).release()
-    expect(await few.collect([cidOf(c)], async () => false)).toBe(1)
-    await expect(few.readChunkLease(cidOf(c))).rejects.toMatchObject({ name: 'ChunkUnavailableError' })
-    expect(few.stats).toMatchObject({ keptReads: 3, buffersLent: 0, readsLent: 0 })
-    await few.stop()
-  })
-
   it('hashes a lent receive buffer on a worker that reads it in place, rightly, and a fresh buffer not at all', async () => {
     const lease = store.lendBuffer(CHUNK)
     expect(lease.bytes.buffer).toBeInstanceOf(SharedArrayBuffer)

@@ -62,33 +62,4 @@ describe('ChunkSlots', () => {
     expect(slots.holding).toBe(true)
     expect(await collected(memory)).toBe(false)
   })
-
-  it('keeps a stored chunk in its slot once handed back, lends it again, and lets it go with the memory', async () => {
-    const slots = new ChunkSlots(SLOT, 2, IDLE_MS)
-    const lease = slots.lend(SLOT)
-    lease.bytes.fill(7)
-    slots.keep(lease.bytes, 'c1')
-    // Kept only once handed back, and only bytes of a slot lent now.
-    expect(slots.lendKept('c1')).toBeUndefined()
-    lease.release()
-    slots.keep(lease.bytes, 'c2')
-    const kept = slots.lendKept('c1')
-    expect(kept?.bytes.byteOffset).toBe(lease.bytes.byteOffset)
-    expect(kept?.bytes.every(b => b === 7)).toBe(true)
-    expect(slots.lendKept('c2')).toBeUndefined()
-    // Held: no lend takes its slot, and the memory stays.
-    const others = [slots.lend(SLOT), slots.lend(SLOT)]
-    expect(others.filter(other => slots.owns(other.bytes))).toHaveLength(1)
-    for (const other of others) other.release()
-    // Half the slots out as kept chunks: the next read goes to the file instead.
-    expect(slots.lendKept('c1')).toBeUndefined()
-    kept?.release()
-    const again = slots.lendKept('c1')
-    expect(again?.bytes.every(b => b === 7)).toBe(true)
-    again?.release()
-    await sleep(IDLE_MS * 2)
-    expect(slots.holding).toBe(false)
-    expect(slots.lendKept('c1')).toBeUndefined()
-    expect(slots.lent).toBe(0)
-  })
 })

@@ -151,12 +151,6 @@ export interface PutChunkOptions extends AbortOptions {
    * arrive from a peer), so the store does not hash them a second time.
    */
   verified?: boolean
-  /**
-   * The bytes are in a buffer the store lent (`lendBuffer`) and will be read again soon (peers
-   * that lack the chunk ask for it once it is announced): the store may keep them there once the
-   * buffer is released, until it needs the buffer, and serve reads of the chunk from them.
-   */
-  keep?: boolean
 }
 
 /**

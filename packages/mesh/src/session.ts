@@ -262,7 +262,7 @@ export class Session {
     const state = stateByte(note)
     const now = this.#now()
     for (const [key, peer] of this.#peers) {
-      if (!this.#downloadsWithUs(key, peer)) continue
+      if (!peer.connected || peer.state !== HAVE_DOWNLOADING || this.host.isBad(key)) continue
       // Nothing new for a peer that holds the whole batch (the source of a chunk always does, and
       // later fetchers more and more): about half of the messages, each a TLS record written and
       // one read, decoded and scheduled on at the other end (docs/benchmarks.md, chatter).
@@ -624,7 +624,7 @@ export class Session {
     this.#waiters.delete(index)
     fetch.chunk = chunk
     try {
-      await this.host.blocks.putChunk(cid, chunk.bytes, { signal: this.host.signal, verified: true, keep: this.#askedSoon(index) })
+      await this.host.blocks.putChunk(cid, chunk.bytes, { signal: this.host.signal, verified: true })
       // Every index with this CID is now local (images repeat chunks of zeros).
       this.#markLocal(index, true)
       for (const i of this.#repeats.get(cid) ?? []) this.#markLocal(i, true)
@@ -640,26 +640,6 @@ export class Session {
       if (this.#inflight.get(index) === fetch) this.#inflight.delete(index)
       this.pump()
     }
-  }
-
-  /**
-   * Whether chunk `index` will be read again soon after it is stored: a connected downloader of
-   * the image lacks it (it asks once the chunk is announced: ~250 ms later in the swarm), or a
-   * reader is about to reach it. The store then keeps it in memory a while (`PutChunkOptions.keep`).
-   */
-  #askedSoon (index: number): boolean {
-    for (const cursor of this.#cursors) {
-      if (index >= cursor.position && index < cursor.position + this.host.settings.readAhead) return true
-    }
-    for (const [key, peer] of this.#peers) {
-      if (!getBit(peer.bits, index) && this.#downloadsWithUs(key, peer)) return true
-    }
-    return false
-  }
-
-  /** A connected peer downloading this image now, in good standing: it hears our ANNOUNCEs and asks us for chunks. */
-  #downloadsWithUs (key: string, peer: PeerState): boolean {
-    return peer.connected && peer.state === HAVE_DOWNLOADING && !this.host.isBad(key)
   }
 
   #failedFetch (index: number, peer: string, err: Error, shared: boolean, fetch: Fetch): void {

@@ -64,17 +64,15 @@ type Fetcher = (cid: string, peer: string) => Promise<ChunkRef>
 
 interface Told { peer: string, state: number, indices: number[] }
 
-function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<HaveAnswer>, fetch: Fetcher }, chunks = 2): { session: Session, clock: ManualClock, fetches: string[], told: Told[], puts: string[] } {
+function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<HaveAnswer>, fetch: Fetcher }, chunks = 2): { session: Session, clock: ManualClock, fetches: string[], told: Told[] } {
   const clock = new ManualClock()
   const fetches: string[] = []
   const told: Told[] = []
-  /** Chunks stored, with whether the store was asked to keep them in memory (`keep`). */
-  const puts: string[] = []
   const load = new Map<string, number>()
   const blocks: ChunkBlocks = {
     has: async () => false,
     readChunk: async () => { throw Object.assign(new Error('not here'), { name: 'ChunkUnavailableError' }) },
-    putChunk: async (cid, bytes, opts) => { puts.push(`${cid}:${String(opts?.keep)}`) }
+    putChunk: async () => {}
   }
   const host: SessionHost = {
     self: 'me',
@@ -104,7 +102,7 @@ function sessionOf (peers: string[], answers: { have: (peer: string) => Promise<
   const manifest = { size: chunks * 1024, chunkSize: 1024, cids: Array.from({ length: chunks }, (_, i) => `c${i}`) } as unknown as Manifest
   const session = new Session(host, 'image', 'key', manifest)
   session.begin()
-  return { session, clock, fetches, told, puts }
+  return { session, clock, fetches, told }
 }
 
 const BYTES = new Uint8Array(1024)
@@ -220,23 +218,6 @@ describe('download session: what it announces', () => {
     expect(to('d1').length).toBeLessThan(to('d2').length)
     expect(to('d1').at(-1)?.state).toBe(HAVE_COMPLETE)
     expect(to('d2').at(-1)?.state).toBe(HAVE_COMPLETE)
-    await session.close(new Error('done'))
-  })
-})
-
-describe('download session: what the store keeps in memory', () => {
-  it('asks the store to keep a fetched chunk while a connected downloader lacks it (it will ask for it), not otherwise', async () => {
-    const { session, clock, puts } = sessionOf(['seed', 'd1'], {
-      // d1 is downloading the image and holds chunk 1 only.
-      have: async peer => peer === 'seed' ? { state: HAVE_NONE, nearSeed: false, bits: BOTH } : { state: HAVE_DOWNLOADING, nearSeed: true, bits: new Uint8Array([0x40]) },
-      fetch: async () => plainRef(BYTES)
-    })
-    await session.scanning
-    await clock.advance(100)
-    const reads = [outcome(session.chunk(0)), outcome(session.chunk(1))]
-    await clock.advance(500)
-    expect(reads.map(read => read.value?.bytes.byteLength)).toEqual([1024, 1024])
-    expect(puts.sort()).toEqual(['c0:true', 'c1:false'])
     await session.close(new Error('done'))
   })
 })
