@@ -160,12 +160,13 @@ describe('the agent at rest', () => {
     expect(cpuMs).toBeLessThan(30)
 
     // Start-up grows V8's young generation to its cap (2 x 2 MiB) and leaves garbage; an idle
-    // process never collects them. One full collection (idle-collector.ts) gives them back: the
-    // heap shrinks by ~3 MB (~15 when the cap was 2 x 8 MiB), RssAnon by ~17 MB (V8's freed pages).
+    // process never collects them. One full collection (idle-collector.ts) gives them back:
+    // RssAnon falls by ~17 MB as V8 frees the pages. V8's committed heap size moves by only a few
+    // MB either way with a 2 MiB cap (-3.4 and +1.0 MB in two CI runs; -15 when it was 8 MiB), so
+    // what is asserted is the memory given back.
     const collected = await waitFor(() => agent.logs.find(l => l.msg === 'idle: collected the heap'), { timeoutMs: 45_000, intervalMs: 100, what: 'the idle collection' })
     const before = anonOf(pid)
     console.log(`idle agent: heap ${(Number(collected.heapBefore) / 1e6).toFixed(1)} MB before the collection, ${(Number(collected.heapAfter) / 1e6).toFixed(1)} MB after`)
-    expect(Number(collected.heapBefore) - Number(collected.heapAfter)).toBeGreaterThan(2 * MiB)
     await waitFor(() => anonOf(pid) < before - 10 * MiB, { timeoutMs: 20_000, intervalMs: 250, what: 'RssAnon 10 MiB lower after the collection' })
     console.log(`idle agent: RssAnon ${(before / 1e6).toFixed(0)} MB at the collection, ${(anonOf(pid) / 1e6).toFixed(0)} MB after; RSS ${(rssOf(pid) / 1e6).toFixed(0)} MB`)
   }, 90_000)
