@@ -134,14 +134,14 @@ export class ChunkSlots {
       release: () => {
         if (released) return
         released = true
+        this.lent--
         this.#moved = performance.now()
         const waiter = this.#waiters.shift()
         if (waiter == null) {
           this.#free?.push(slot)
-          if (--this.lent === 0) this.#armIdle(this.#idleMs)
+          if (this.lent === 0) this.#armIdle(this.#idleMs)
           return
         }
-        this.lent--
         clearTimeout(waiter.timer)
         waiter.resolve(this.#lease(slot, this.#size))
       }

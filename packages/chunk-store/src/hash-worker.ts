@@ -7,9 +7,9 @@ export type HashRequest =
 /**
  * The hash worker's code: one running digest of one algorithm, and one-off digests of whole
  * buffers (`digestOf`). Every request gets exactly one reply, in order, so the parent can match
- * replies to requests with a queue and count what is in flight. It runs as a script made from this function's text (`HASH_WORKER_SCRIPT`), not as a
- * module loaded from this file: a worker that loads a .ts file sets up its own type stripper,
- * ~13 MB of RSS per worker and two workers per upload (28 against 14.5 MB each standalone,
+ * replies to requests with a queue and count what is in flight. It runs as a script made from
+ * this function's text (`HASH_WORKER_SCRIPT`), not as a module loaded from this file: a worker
+ * that loads a .ts file sets up its own type stripper, ~13 MB of RSS per worker and two workers per upload (28 against 14.5 MB each standalone,
  * docs/benchmarks.md, upload step 5). The text has no types left to strip, so it imports
  * nothing from outside the function.
  */

@@ -298,7 +298,6 @@ export class ChunkExchange implements Startable {
       // otherwise as the body arrives, a step at a time, so verifying adds little wait at the end.
       const offThread = body.sha256 != null && this.#offload(length) ? body.sha256.bind(body) : undefined
       const hash = offThread == null ? createHash('sha256') : undefined
-      const digest = offThread ?? (() => (hash as Hash).digest())
       let filled = 0
       let hashed = 0
       const verdict = (actual: Uint8Array): Lease => {
@@ -319,8 +318,7 @@ export class ChunkExchange implements Startable {
         },
         space: () => bytes.subarray(filled, length),
         finish () {
-          const digested = digest()
-          return digested instanceof Promise ? digested.then(verdict) : verdict(digested)
+          return offThread != null ? offThread().then(verdict) : verdict((hash as Hash).digest())
         },
         drop: body.release
       }

@@ -90,6 +90,20 @@ async function connect (a: Node, b: Node): Promise<void> {
   await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
 }
 
+/** Connects the two and waits until they hold the same state and A knows B's subscription, then a little more. */
+async function inStep (a: Node, b: Node): Promise<void> {
+  await connect(a, b)
+  await until(() => a.sync.stateRoot === b.sync.stateRoot && a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
+  await new Promise(resolve => setTimeout(resolve, 300))
+}
+
+/** A record `to` takes from an agent outside the mesh (merged, so not gossiped on): only anti-entropy spreads it. */
+async function mergedFromElsewhere (to: Node, id: string): Promise<void> {
+  const c = await node({ start: false })
+  await c.store.putImage(image(id))
+  await to.store.merge([...c.store.records()], c.libp2p.peerId.toString())
+}
+
 describe('metadata sync', () => {
   it('gossips every kind of change to a connected agent', async () => {
     const [a, b] = [await node(), await node()]
@@ -245,13 +259,9 @@ describe('metadata sync', () => {
   it('reconciles at once with a peer whose ping says it holds something else, without waiting for its turn', async () => {
     // The round is a minute: only a ping can start this sync.
     const [a, b] = [await node({ pingMs: 100 }), await node({ pingMs: 100 })]
-    await connect(a, b)
-    await until(() => a.sync.stateRoot === b.sync.stateRoot && a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
-    await new Promise(resolve => setTimeout(resolve, 300))
+    await inStep(a, b)
     // A record B takes from elsewhere (merged, so not gossiped on): only anti-entropy brings it to A.
-    const c = await node({ start: false })
-    await c.store.putImage(image('from-elsewhere'))
-    await b.store.merge([...c.store.records()], c.libp2p.peerId.toString())
+    await mergedFromElsewhere(b, 'from-elsewhere')
     expect(b.store.getImage('from-elsewhere')).not.toBeUndefined()
     // Two pings with B's new tag, and at most one sync per 2 s with a peer: the one on connect may be that recent.
     await until(() => a.store.getImage('from-elsewhere') != null, 4_000)
@@ -261,12 +271,8 @@ describe('metadata sync', () => {
     // A's round every 100 ms; B's is a minute and its ping ids count up.
     const a = await node({ syncIntervalMs: 100, pingMs: 100 })
     const b = await node({ pingMs: 100, untagged: true })
-    await connect(a, b)
-    await until(() => a.sync.stateRoot === b.sync.stateRoot && a.libp2p.services.pubsub.getSubscribers('peerglance/images/1').length > 0)
-    await new Promise(resolve => setTimeout(resolve, 300))
-    const c = await node({ start: false })
-    await c.store.putImage(image('only-on-a'))
-    await a.store.merge([...c.store.records()], c.libp2p.peerId.toString())
+    await inStep(a, b)
+    await mergedFromElsewhere(a, 'only-on-a')
     await until(() => b.store.getImage('only-on-a') != null, 3_000)
   })
 })
